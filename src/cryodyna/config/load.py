@@ -1,0 +1,90 @@
+"""Loading, overriding, validating and writing configs."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cryodyna.config.schema import TrainAtomConfig
+from cryodyna.errors import ConfigError
+
+CONFIGS: dict[str, type[BaseModel]] = {"train-atom": TrainAtomConfig}
+
+
+def _check_keys(model: type[BaseModel], data: dict, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for the first unknown key, suggesting the closest valid one."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {type(data).__name__}")
+    for key, value in data.items():
+        fields = model.model_fields
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(prefix + f for f in fields)}"
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+        annotation = fields[key].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+            _check_keys(annotation, value, f"{prefix}{key}.")
+
+
+def _apply_override(data: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. loss.clash_weight=5")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: '{p}' is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(kind: str, path: str | Path | None = None, overrides: list[str] | None = None) -> BaseModel:
+    """Defaults of config ``kind``, updated by the YAML file ``path`` and then ``overrides``
+    (``"a.b=value"``, values parsed as YAML)."""
+    if kind not in CONFIGS:
+        raise ConfigError(f"unknown config kind {kind!r}; available: {', '.join(CONFIGS)}")
+    model = CONFIGS[kind]
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    for assignment in overrides or []:
+        _apply_override(data, assignment)
+    _check_keys(model, data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"config value '{loc}': {err['msg']} (got {err.get('input')!r})") from None
+
+
+def dump_yaml(config: BaseModel, comments: bool = True) -> str:
+    """YAML text of ``config``; with ``comments`` each field is preceded by its description."""
+    lines: list[str] = []
+
+    def walk(model: BaseModel, indent: int) -> None:
+        pad = " " * indent
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                lines.append(f"{pad}{name}:")
+                walk(value, indent + 2)
+                continue
+            if comments and field.description:
+                lines.append(f"{pad}# {field.description}")
+            dumped = yaml.safe_dump({name: value}, default_flow_style=True, sort_keys=False).strip()
+            lines.append(pad + dumped.removeprefix("{").removesuffix("}"))
+
+    walk(config, 0)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,88 @@
+"""Configuration schemas.  Every field has a default, a unit (in brackets) and a description.
+
+Unknown keys are rejected (``extra="forbid"``); :mod:`cryodyna.config.load` adds the closest valid
+key to the message.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    """Base of all config sections: strict keys, validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    datadir: str | None = Field(None, description="Folder with the image stacks when paths in the particle file do not resolve")
+    apix: float | None = Field(None, gt=0, description="[Å/px] Pixel size of the stored images when the particle file lacks it")
+    box: int | None = Field(None, gt=0, description="[px] Downsample images to this side by Fourier cropping (default: 128 if larger, else unchanged)")
+    mask_radius: float = Field(1.0, gt=0, le=1.5, description="[fraction of D/2] Circular mask applied to input images")
+    loss_mask_radius: float = Field(0.9375, gt=0, le=1.5, description="[fraction of D/2] Circular mask inside which the image loss is computed")
+    lowpass: float | None = Field(None, gt=0, description="[Å] Low-pass resolution for data and prediction (default: 2.5 x the downsampled pixel size)")
+    lowpass_soft_width: float = Field(2.0, ge=0, description="[Fourier px] Raised-cosine fall-off above the low-pass cut-off (0 = hard edge)")
+    invert_contrast: bool = Field(False, description="Multiply images by -1 (use when protein is dark in the images)")
+
+
+class ModelConfig(Section):
+    z_dim: int = Field(16, ge=1, description="Size of the per-particle latent code")
+    latent_dim: int = Field(32, ge=4, description="Feature width of nodes and blocks inside the decoder")
+    encoder: Literal["mlp", "cross-attention"] = Field("cross-attention", description="Image encoder: plain MLP or MLP with attention across the images of a batch")
+    encoder_hidden: list[int] = Field([512, 256, 128], description="Hidden widths of the encoder MLP")
+    attention_layers: int = Field(1, ge=0, description="Cross-view attention layers (cross-attention encoder)")
+    attention_heads: int = Field(4, ge=1, description="Heads per attention layer")
+    knn: int = Field(16, ge=1, description="Neighbours per block in the block graph")
+    min_block_length: int = Field(3, ge=1, description="[residues] Shorter secondary-structure runs merge into the previous block of the same chain")
+    gaussian_sigma: float = Field(2.0, gt=0, description="[Å] Width of each residue Gaussian")
+    reference_init: bool = Field(False, description="Run the reference method's init stage (decoder trained to output zero) instead of a zero-initialised head")
+
+
+class LossConfig(Section):
+    image_weight: float = Field(1.0, ge=0, description="Weight of the image correlation loss")
+    legacy_correlation: bool = Field(False, description="Use the reference method's approximate correlation instead of the exact masked Pearson")
+    connect_weight: float = Field(1.0, ge=0, description="Weight of the consecutive-node distance loss")
+    elastic_weight: float = Field(1.0, ge=0, description="Weight of the elastic-network distance loss")
+    clash_weight: float = Field(1.0, ge=0, description="Weight of the clash loss")
+    intra_chain_cutoff: float = Field(12.0, ge=0, description="[Å] Elastic-network cut-off within a protein chain")
+    inter_chain_cutoff: float = Field(0.0, ge=0, description="[Å] Elastic-network cut-off between chains (0 = none)")
+    nucleic_cutoff: float = Field(15.0, ge=0, description="[Å] Elastic-network cut-off between nucleotides")
+    elastic_keep_ratio: float = Field(0.99, gt=0, le=1, description="Fraction of elastic pairs kept per chain (pairs with the most variable error are released)")
+    clash_distance: float = Field(4.0, gt=0, description="[Å] Node pairs closer than this are penalised")
+
+
+class OptimConfig(Section):
+    epochs: int = Field(20, ge=1, description="Training epochs")
+    batch_size: int = Field(64, ge=1, description="Particles per step (per process)")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(0, ge=0, description="[steps] Linear learning-rate warm-up")
+    cosine_schedule: bool = Field(False, description="Decay the learning rate with a cosine to 0 over training")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision of the networks (projection and FFT stay fp32)")
+    holdout_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of particles held out; their image loss is reported")
+    eval_every: int = Field(1, ge=1, description="[epochs] Evaluate (z, structures, plots, checkpoint) every this many epochs")
+    checkpoint_every: int = Field(500, ge=1, description="[steps] Write checkpoints/last.pt this often")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    seed: int = Field(1, description="Random seed")
+    device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N")
+
+
+class AnalysisConfig(Section):
+    kmeans: int = Field(10, ge=1, description="Number of k-means clusters whose centres are decoded")
+    pcs: int = Field(3, ge=0, description="Number of principal components to traverse")
+    pc_frames: int = Field(10, ge=2, description="Frames per principal-component trajectory")
+    umap: bool = Field(True, description="Also embed z with UMAP when umap-learn is installed")
+
+
+class TrainAtomConfig(Section):
+    """Residue-level training (``cryodyna train-atom``)."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    analysis: AnalysisConfig = AnalysisConfig()

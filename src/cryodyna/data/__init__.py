@@ -1,0 +1,1 @@
+"""Particle images as tensors for training: lazy reading, Fourier-crop downsampling, masking."""

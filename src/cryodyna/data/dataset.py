@@ -1,0 +1,86 @@
+"""Particle dataset: images read lazily from memory-mapped stacks, downsampled by Fourier cropping
+and masked, with their pose, shift and CTF parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cryodyna.errors import InputError
+from cryodyna.imaging.fft import fourier_crop
+from cryodyna.imaging.filters import circular_mask
+from cryodyna.io.mrc import ImageStack, read_header
+from cryodyna.io.particles import ParticleTable
+
+
+def check_images(table: ParticleTable) -> None:
+    """Check, from the stack headers only, that every referenced stack exists and every index is in
+    range; the error names the particle-file row."""
+    counts: dict[str, int] = {}
+    for f in np.unique(table.image_file):
+        try:
+            counts[f] = read_header(f).n
+        except InputError as exc:
+            rows = np.flatnonzero(table.image_file == f)
+            raise InputError(table.source, f"{table.row_label[rows[0]]}: image stack {f}: {exc.problem}") from None
+    n = np.array([counts[f] for f in table.image_file])
+    bad = np.flatnonzero(table.image_index >= n)
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            table.source,
+            f"{table.row_label[i]}: image {table.image_index[i] + 1} requested from {table.image_file[i]}, "
+            f"which holds {n[i]} images ({bad.size} row(s) affected)",
+        )
+
+
+class ParticleDataset(Dataset):
+    """Images and metadata of a :class:`ParticleTable`.
+
+    Each item is a dict: ``image`` (D, D) float32 (downsampled to ``box`` px by Fourier cropping,
+    zero outside the circular ``mask_radius`` if given), ``rotation`` (3, 3), ``shift`` (2,) RELION
+    origin in downsampled pixels, ``ctf`` (7,) = (dfU Å, dfV Å, astig rad, kV, Cs mm, w, phase rad),
+    ``apix`` (downsampled pixel size, Å), ``index`` (row of the table).
+    """
+
+    def __init__(self, table: ParticleTable, box: int | None = None, mask_radius: float | None = None, check: bool = True):
+        if check:
+            check_images(table)
+        if (table.box < 0).any():
+            raise InputError(table.source, "image size unknown for some particles; the stacks could not be read")
+        self.table = table
+        self.box_in = table.box
+        self.box = int(box if box is not None else table.box.max())
+        if (self.box > table.box).any():
+            raise InputError(table.source, f"cannot downsample to {self.box} px: some images are only {table.box.min()} px")
+        self.apix = table.pixel_size * table.box / self.box
+        self.mask = None if mask_radius is None else circular_mask(self.box, mask_radius)
+        self._stack = ImageStack()
+        self._ctf = np.stack(
+            [table.defocus_u, table.defocus_v, table.astig_angle, table.voltage, table.cs, table.amp_contrast, table.phase_shift], 1
+        ).astype(np.float32)
+        self._rot = np.eye(3)[None].repeat(len(table), 0) if table.rotations is None else table.rotations
+        self._shift_px = (table.shifts / self.apix[:, None]).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def image(self, i: int) -> torch.Tensor:
+        """Downsampled, masked image ``i`` as a (D, D) float32 tensor."""
+        t = self.table
+        img = torch.from_numpy(self._stack.image(t.image_file[i], int(t.image_index[i]), str(t.row_label[i])))
+        img = fourier_crop(img, self.box)
+        if self.mask is not None:
+            img = img * self.mask
+        return img
+
+    def __getitem__(self, i: int) -> dict:
+        return {
+            "image": self.image(i),
+            "rotation": torch.as_tensor(self._rot[i], dtype=torch.float32),
+            "shift": torch.from_numpy(self._shift_px[i]),
+            "ctf": torch.from_numpy(self._ctf[i]),
+            "apix": torch.tensor(self.apix[i], dtype=torch.float32),
+            "index": torch.tensor(i, dtype=torch.int64),
+        }

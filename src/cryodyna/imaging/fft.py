@@ -1,0 +1,101 @@
+"""Centred discrete Fourier transforms, Hartley transforms, frequency grids and Fourier cropping.
+
+Centred means the zero frequency sits at index ``D // 2`` (odd and even ``D``), the same pixel as
+the real-space origin: ``F = fftshift(fft2(ifftshift(x)))``.  No normalisation on the forward
+transform; the inverse carries ``1/D^2``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def fft2_center(x: torch.Tensor) -> torch.Tensor:
+    """Centred 2-D DFT over the last two axes: (..., D, D) real/complex -> complex."""
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1))), dim=(-2, -1))
+
+
+def ifft2_center(f: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2_center` (complex result; take ``.real`` for images)."""
+    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(f, dim=(-2, -1))), dim=(-2, -1))
+
+
+def fft3_center(x: torch.Tensor) -> torch.Tensor:
+    """Centred 3-D DFT over the last three axes."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
+
+
+def ifft3_center(f: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft3_center` (complex result)."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(f, dim=dims), dim=dims), dim=dims)
+
+
+def ht2_center(x: torch.Tensor) -> torch.Tensor:
+    """Centred 2-D discrete Hartley transform: ``Re(F) - Im(F)`` of :func:`fft2_center`."""
+    f = fft2_center(x)
+    return f.real - f.imag
+
+
+def iht2_center(h: torch.Tensor) -> torch.Tensor:
+    """Inverse centred Hartley transform: the DHT is its own inverse up to ``1/D^2``."""
+    d2 = h.shape[-1] * h.shape[-2]
+    return ht2_center(h) / d2
+
+
+def hartley_to_fourier(h: torch.Tensor) -> torch.Tensor:
+    """Centred Hartley coefficients (..., D, D) -> centred Fourier coefficients.
+
+    ``F(k) = (H(k) + H(-k))/2 - i (H(k) - H(-k))/2`` where ``-k`` is the point mirrored through the
+    centre ``D//2``.  For even ``D`` the first row/column (frequency -D/2) is its own mirror.
+    """
+    flipped = _mirror(h)
+    return torch.complex((h + flipped) / 2, -(h - flipped) / 2)
+
+
+def fourier_to_hartley(f: torch.Tensor) -> torch.Tensor:
+    """Centred Fourier coefficients of a real signal -> Hartley coefficients ``Re(F) - Im(F)``."""
+    return f.real - f.imag
+
+
+def _mirror(h: torch.Tensor) -> torch.Tensor:
+    """Map index ``D//2 + k`` to ``D//2 - k`` (mod D) on the last two axes."""
+    out = h
+    for dim in (-2, -1):
+        d = h.shape[dim]
+        idx = (2 * (d // 2) - torch.arange(d, device=h.device)) % d
+        out = out.index_select(dim, idx)
+    return out
+
+
+def frequency_grid_2d(d: int, apix: torch.Tensor | float = 1.0, device=None) -> torch.Tensor:
+    """Centred spatial frequencies in cycles/Å.
+
+    Returns ``(D, D, 2)`` with ``[..., 0] = s_x`` (varies along columns) and ``[..., 1] = s_y``
+    (rows), ``s = (n - D//2) / (D * apix)``.  With a per-particle ``apix`` of shape (B,) the result is
+    (B, D, D, 2).
+    """
+    n = (torch.arange(d, device=device, dtype=torch.float32) - d // 2) / d
+    sy, sx = torch.meshgrid(n, n, indexing="ij")
+    grid = torch.stack([sx, sy], dim=-1)
+    if isinstance(apix, torch.Tensor) and apix.ndim == 1:
+        return grid / apix.to(grid)[:, None, None, None]
+    return grid / apix
+
+
+def fourier_crop(images: torch.Tensor, d_out: int) -> torch.Tensor:
+    """Downsample real images (..., D, D) to (..., d_out, d_out) by cropping the centred spectrum.
+
+    Intensities are rescaled so that a constant image keeps its value (mean preserving); the new
+    pixel size is ``apix * D / d_out``.
+    """
+    d_in = images.shape[-1]
+    if d_out == d_in:
+        return images
+    if d_out > d_in:
+        raise ValueError(f"fourier_crop cannot upsample ({d_in} -> {d_out} px)")
+    f = fft2_center(images)
+    start = d_in // 2 - d_out // 2
+    f = f[..., start : start + d_out, start : start + d_out]
+    return ifft2_center(f).real * (d_out / d_in) ** 2

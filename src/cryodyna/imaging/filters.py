@@ -1,0 +1,29 @@
+"""Real-space masks and Fourier filters."""
+
+from __future__ import annotations
+
+import torch
+
+from cryodyna.imaging.grids import radius_grid
+
+
+def circular_mask(d: int, radius: float = 1.0, device=None) -> torch.Tensor:
+    """Boolean (D, D) disc centred on pixel ``D//2``; ``radius`` in units of ``D/2`` (1 touches the
+    edges, as the reference's ``mask_rad``)."""
+    return radius_grid(d, device=device) < radius
+
+
+def lowpass_filter(d: int, apix: float, resolution: float, soft_width: float = 0.0, device=None) -> torch.Tensor:
+    """Centred (D, D) low-pass weights passing frequencies below ``1/resolution`` (Å).
+
+    ``soft_width`` (in Fourier pixels) adds a raised-cosine fall-off above the cut-off, which
+    avoids the ringing of the reference's hard binary mask; 0 gives the hard mask ``|s| < 1/b``.
+    """
+    n = torch.arange(d, device=device, dtype=torch.float32) - d // 2
+    y, x = torch.meshgrid(n, n, indexing="ij")
+    r_px = torch.sqrt(x * x + y * y)  # Fourier pixels; |s| = r_px / (D apix)
+    cutoff_px = d * apix / resolution
+    if soft_width <= 0:
+        return (r_px < cutoff_px).float()
+    t = ((r_px - cutoff_px) / soft_width).clamp(0.0, 1.0)
+    return 0.5 * (1 + torch.cos(torch.pi * t))

@@ -1,0 +1,148 @@
+"""MRC/MRCS image stacks (lazy, memory-mapped) and volumes."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from cryodyna.errors import InputError
+
+
+@dataclass(frozen=True)
+class MrcHeader:
+    """Shape and sampling of an MRC file: ``n`` sections of ``ny`` x ``nx`` px, voxel size in Å,
+    header origin (x, y, z) in Å."""
+
+    nx: int
+    ny: int
+    n: int
+    voxel_size: float
+    origin: tuple[float, float, float]
+    mode: int
+
+
+def _open(path: Path, mmap: bool):
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return (mrcfile.mmap if mmap else mrcfile.open)(path, mode="r", permissive=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(path, f"not a readable MRC file ({exc}); expected a valid MRC/MRCS header and data") from None
+
+
+def read_header(path: str | Path) -> MrcHeader:
+    """Header of an MRC file without reading its data."""
+    path = Path(path)
+    with _open(path, mmap=True) as m:
+        h = m.header
+        vs = float(m.voxel_size.x)
+        return MrcHeader(
+            nx=int(h.nx), ny=int(h.ny), n=int(h.nz), voxel_size=vs,
+            origin=(float(h.origin.x), float(h.origin.y), float(h.origin.z)), mode=int(h.mode),
+        )
+
+
+class ImageStack:
+    """Lazy random access to images of one or more MRCS stacks, kept memory-mapped.
+
+    Images are returned as float32 (D, D) arrays. Files are opened on first use.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, np.ndarray] = {}
+
+    def data(self, path: str | Path) -> np.ndarray:
+        """The (n, ny, nx) data of one stack (a single 2-D image becomes n = 1)."""
+        key = str(path)
+        if key not in self._open:
+            m = _open(Path(path), mmap=True)
+            data = m.data
+            if data is None:
+                raise InputError(path, "MRC file has no data")
+            if data.ndim == 2:
+                data = data[None]
+            if data.shape[-1] != data.shape[-2]:
+                raise InputError(path, f"images are {data.shape[-1]} x {data.shape[-2]} px; expected square images")
+            self._open[key] = data
+        return self._open[key]
+
+    def image(self, path: str | Path, index: int, label: str = "") -> np.ndarray:
+        """Image ``index`` (0-based) of stack ``path`` as float32; ``label`` names the table row."""
+        data = self.data(path)
+        if not 0 <= index < data.shape[0]:
+            where = f" ({label})" if label else ""
+            raise InputError(
+                path, f"image index {index + 1} (1-based){where} is beyond the stack, which holds {data.shape[0]} images"
+            )
+        img = np.asarray(data[index], dtype=np.float32)
+        if not np.isfinite(img).all():
+            where = f" ({label})" if label else ""
+            raise InputError(path, f"image {index + 1}{where} contains NaN or infinite pixels")
+        return img
+
+    def close(self) -> None:
+        """Forget the open memory maps."""
+        self._open.clear()
+
+
+def write_stack(path: str | Path, images: np.ndarray, apix: float) -> None:
+    """Write (n, D, D) images as a float32 MRCS stack with voxel size ``apix``."""
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(np.ascontiguousarray(images, dtype=np.float32))
+        m.header.ispg = 0
+        m.voxel_size = apix
+
+
+class StackWriter:
+    """Append images to an MRCS file chunk by chunk without holding the stack in memory."""
+
+    def __init__(self, path: str | Path, n: int, d: int, apix: float) -> None:
+        self.path = Path(path)
+        self._m = mrcfile.new_mmap(self.path, shape=(n, d, d), mrc_mode=2, overwrite=True)
+        self._m.header.ispg = 0
+        self._m.voxel_size = apix
+        self._next = 0
+
+    def write(self, images: np.ndarray) -> None:
+        """Append (k, D, D) images."""
+        k = images.shape[0]
+        self._m.data[self._next : self._next + k] = images
+        self._next += k
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._m.update_header_stats()
+        self._m.close()
+
+
+def write_volume(path: str | Path, volume: np.ndarray, apix: float, origin: tuple[float, float, float] | None = None) -> None:
+    """Write a (nz, ny, nx) volume with voxel size ``apix`` Å.
+
+    ``origin`` is the header origin in Å (x, y, z); by default ``-(n//2) * apix`` on each axis so the
+    model frame (0 Å at voxel ``D//2``) lines up with the map in ChimeraX.
+    """
+    volume = np.ascontiguousarray(volume, dtype=np.float32)
+    if origin is None:
+        nz, ny, nx = volume.shape
+        origin = (-(nx // 2) * apix, -(ny // 2) * apix, -(nz // 2) * apix)
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(volume)
+        m.voxel_size = apix
+        m.header.origin.x, m.header.origin.y, m.header.origin.z = origin
+
+
+def read_volume(path: str | Path) -> tuple[np.ndarray, float, tuple[float, float, float]]:
+    """A volume (nz, ny, nx) float32, its voxel size (Å) and header origin (x, y, z) in Å."""
+    path = Path(path)
+    with _open(path, mmap=False) as m:
+        data = np.asarray(m.data, dtype=np.float32)
+        if data.ndim != 3:
+            raise InputError(path, f"expected a 3-D volume, found data of shape {data.shape}")
+        o = m.header.origin
+        return data, float(m.voxel_size.x), (float(o.x), float(o.y), float(o.z))

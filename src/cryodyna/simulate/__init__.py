@@ -1,0 +1,1 @@
+"""Synthetic particle datasets with ground truth (``cryodyna simulate``, ``cryodyna example``)."""
