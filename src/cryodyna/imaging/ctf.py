@@ -50,21 +50,22 @@ def compute_ctf(params: CTFParams, d: int, apix: torch.Tensor | float) -> torch.
     """CTF on the centred (D, D) frequency grid for each particle: returns (B, D, D) float32.
 
     ``apix`` is the pixel size (Å) of the images the CTF multiplies, a float or a (B,) tensor.
-    Computed in float32 whatever autocast says.
+    The phase ``gamma`` reaches hundreds of radians at high frequency, so it is evaluated in float64
+    (outside autocast) and only the result is rounded to float32.
     """
     device = params.defocus_u.device
     with torch.autocast(device_type=device.type, enabled=False):
         if not isinstance(apix, torch.Tensor):
             apix = torch.full_like(params.defocus_u, float(apix))
-        s = frequency_grid_2d(d, apix.float(), device=device)  # (B, D, D, 2)
+        s = frequency_grid_2d(d, apix.double(), device=device).double()  # (B, D, D, 2)
         sx, sy = s[..., 0], s[..., 1]
         s2 = sx * sx + sy * sy
         theta = torch.atan2(sy, sx)
 
         def col(t: torch.Tensor) -> torch.Tensor:
-            return t.float().reshape(-1, 1, 1)
+            return t.double().reshape(-1, 1, 1)
 
-        lam = col(electron_wavelength(params.voltage.float()))
+        lam = col(electron_wavelength(params.voltage.double()))
         u, v, ang = col(params.defocus_u), col(params.defocus_v), col(params.astig_angle)
         df = 0.5 * (u + v + (u - v) * torch.cos(2 * (theta - ang)))
         cs = col(params.cs) * 1e7
@@ -73,4 +74,4 @@ def compute_ctf(params: CTFParams, d: int, apix: torch.Tensor | float) -> torch.
         h = -(torch.sqrt(1 - w * w) * torch.sin(gamma) - w * torch.cos(gamma))
         if params.bfactor is not None:
             h = h * torch.exp(-col(params.bfactor) * s2 / 4)
-        return h
+        return h.float()

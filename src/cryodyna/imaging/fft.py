@@ -76,7 +76,8 @@ def frequency_grid_2d(d: int, apix: torch.Tensor | float = 1.0, device=None) -> 
     (rows), ``s = (n - D//2) / (D * apix)``.  With a per-particle ``apix`` of shape (B,) the result is
     (B, D, D, 2).
     """
-    n = (torch.arange(d, device=device, dtype=torch.float32) - d // 2) / d
+    dtype = apix.dtype if isinstance(apix, torch.Tensor) and apix.is_floating_point() else torch.float32
+    n = (torch.arange(d, device=device, dtype=dtype) - d // 2) / d
     sy, sx = torch.meshgrid(n, n, indexing="ij")
     grid = torch.stack([sx, sy], dim=-1)
     if isinstance(apix, torch.Tensor) and apix.ndim == 1:

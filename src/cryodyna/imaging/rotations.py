@@ -39,7 +39,8 @@ def matrix_to_euler_relion(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     rot = np.where(gimbal, 0.0, np.arctan2(r[..., 2, 1], r[..., 2, 0]))
     psi = np.where(gimbal, 0.0, np.arctan2(r[..., 1, 2], -r[..., 0, 2]))
     # Gimbal lock: R = Rz(psi) Ry(tilt) Rz(rot) collapses to one in-plane angle; put it in rot.
-    rot_gimbal = np.arctan2(r[..., 0, 1], r[..., 0, 0]) * np.where(r[..., 2, 2] > 0, 1.0, -1.0)
+    sign = np.where(r[..., 2, 2] > 0, 1.0, -1.0)
+    rot_gimbal = np.arctan2(sign * r[..., 0, 1], sign * r[..., 0, 0])
     rot = np.where(gimbal, rot_gimbal, rot)
     return rot, tilt, psi
 

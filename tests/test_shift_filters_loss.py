@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from cryodyna.imaging.fft import fft2_center, ifft2_center
+from cryodyna.imaging.filters import circular_mask, lowpass_filter
+from cryodyna.imaging.loss import correlation_loss, masked_pearson
+from cryodyna.imaging.projection import project_gaussians
+from cryodyna.imaging.shift import apply_origin, fourier_shift
+
+
+@pytest.mark.parametrize("d", [16, 17])
+def test_integer_shift_equals_roll(d):
+    img = torch.randn(1, d, d, dtype=torch.float64)
+    moved = ifft2_center(fourier_shift(fft2_center(img), torch.tensor([[2.0, -3.0]]))).real
+    # +2 px along x (columns), -3 px along y (rows)
+    torch.testing.assert_close(moved.float(), torch.roll(img, shifts=(-3, 2), dims=(-2, -1)).float(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("d", [32, 33])
+def test_relion_origin_puts_particle_at_minus_origin(d):
+    img = project_gaussians(torch.zeros(1, 3), torch.ones(1), torch.full((1,), 1.5), torch.eye(3)[None], d, 1.0)
+    origin = torch.tensor([[3.0, 1.0]])  # rlnOriginX/Y in px
+    placed = ifft2_center(apply_origin(fft2_center(img), origin)).real[0]
+    row, col = divmod(int(torch.argmax(placed)), d)
+    assert (col, row) == (d // 2 - 3, d // 2 - 1)
+    back = ifft2_center(fourier_shift(fft2_center(placed[None]), origin)).real
+    torch.testing.assert_close(back, img, atol=1e-5, rtol=0)
+
+
+def test_subpixel_shift_moves_centroid():
+    d = 32
+    img = project_gaussians(torch.zeros(1, 3), torch.ones(1), torch.full((1,), 2.0), torch.eye(3)[None], d, 1.0)
+    moved = ifft2_center(fourier_shift(fft2_center(img), torch.tensor([[0.5, -1.25]]))).real[0]
+    n = torch.arange(d, dtype=torch.float32) - d // 2
+    cx = (moved.sum(0) * n).sum() / moved.sum()
+    cy = (moved.sum(1) * n).sum() / moved.sum()
+    assert cx.item() == pytest.approx(0.5, abs=1e-3) and cy.item() == pytest.approx(-1.25, abs=1e-3)
+
+
+@pytest.mark.parametrize("d", [16, 17])
+def test_circular_mask(d):
+    m = circular_mask(d, 1.0)
+    assert m[d // 2, d // 2] and not m[0, 0] and not m[-1, -1]
+    assert m[d // 2, 1] and m[1, d // 2]
+    c = d // 2
+    for k in range(1, d - c):  # symmetric about the centre pixel
+        assert m[c, c + k] == m[c, c - k] == m[c + k, c]
+
+
+def test_lowpass_hard_and_soft():
+    d, apix = 64, 2.0
+    hard = lowpass_filter(d, apix, resolution=8.0)
+    cutoff_px = d * apix / 8.0  # 16
+    assert hard[32, 32 + 15] == 1 and hard[32, 32 + 16] == 0
+    soft = lowpass_filter(d, apix, resolution=8.0, soft_width=4)
+    assert soft[32, 32 + 15] == 1 and 0 < soft[32, 32 + 18] < 1 and soft[32, 32 + 21] == 0
+    profile = soft[32, 32:]
+    assert (profile[1:] <= profile[:-1]).all()
+    assert cutoff_px == 16
+
+
+def test_masked_pearson_exact():
+    rng = np.random.default_rng(0)
+    d = 24
+    a = torch.as_tensor(rng.normal(size=(3, d, d)), dtype=torch.float64)
+    b = a + torch.as_tensor(rng.normal(size=(3, d, d)), dtype=torch.float64)
+    mask = circular_mask(d, 0.8)
+    rho = masked_pearson(a, b, mask)
+    for i in range(3):
+        expected = np.corrcoef(a[i][mask].numpy(), b[i][mask].numpy())[0, 1]
+        assert rho[i].item() == pytest.approx(expected, abs=1e-8)
+    # affine invariance and independence from pixels outside the mask
+    b2 = 5 * b + 3
+    b2[:, ~mask] = 1e3
+    torch.testing.assert_close(masked_pearson(a, b2, mask), rho)
+    assert correlation_loss(a, a, mask).item() == pytest.approx(0.0, abs=1e-8)
+
+
+def test_legacy_correlation_form():
+    rng = np.random.default_rng(1)
+    d = 16
+    p = torch.as_tensor(rng.normal(size=(2, d, d)))
+    y = torch.as_tensor(rng.normal(size=(2, d, d)))
+    mask = circular_mask(d, 0.9375)
+    n = mask.sum().item()
+    expected = []
+    for i in range(2):
+        pm, ym = (p[i] * mask).flatten().numpy(), (y[i] * mask).flatten().numpy()
+        expected.append(-(pm @ ym) / ((ym.std(ddof=1) + 1e-5) * (pm.std(ddof=1) + 1e-5)) / n)
+    assert correlation_loss(p, y, mask, legacy=True).item() == pytest.approx(np.mean(expected), rel=1e-6)
