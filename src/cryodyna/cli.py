@@ -24,6 +24,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show configuration defaults.", no_args_is_help=True)
 app.add_typer(config_app, name="config", help="Show the default configuration of a command as YAML.")
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -148,13 +149,18 @@ def example_cmd(
     console.print(f"particles: {star} ({n_particles} images of {box} px at {apix} Å/px, {n_particles / elapsed:.0f} images/s)")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
 def main() -> None:
-    """Console-script entry point: user errors print one line and exit with status 2."""
-    warnings.filterwarnings("default")
+    """Console-script entry point: warnings print as one line; user errors print one line and exit
+    with status 2."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except CryodynaError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(2)
 
 

@@ -15,15 +15,24 @@ from cryodyna.io.particles import ParticleTable
 
 
 def check_images(table: ParticleTable) -> None:
-    """Check, from the stack headers only, that every referenced stack exists and every index is in
-    range; the error names the particle-file row."""
+    """Check, from the stack headers only, that every referenced stack exists, holds images of the
+    box size the table records, and that every index is in range; the error names the row."""
     counts: dict[str, int] = {}
     for f in np.unique(table.image_file):
+        rows = np.flatnonzero(table.image_file == f)
         try:
-            counts[f] = read_header(f).n
+            header = read_header(f)
         except InputError as exc:
-            rows = np.flatnonzero(table.image_file == f)
             raise InputError(table.source, f"{table.row_label[rows[0]]}: image stack {f}: {exc.problem}") from None
+        counts[f] = header.n
+        wrong = rows[(table.box[rows] >= 0) & (table.box[rows] != header.nx)]
+        if wrong.size:
+            i = int(wrong[0])
+            raise InputError(
+                table.source,
+                f"{table.row_label[i]}: the particle file gives a box of {table.box[i]} px but {f} holds "
+                f"{header.nx} px images; fix rlnImageSize (or --box)",
+            )
     n = np.array([counts[f] for f in table.image_file])
     bad = np.flatnonzero(table.image_index >= n)
     if bad.size:

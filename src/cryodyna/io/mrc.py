@@ -26,14 +26,24 @@ class MrcHeader:
 
 
 def _open(path: Path, mmap: bool):
+    """Open read-only, tolerating old headers without the MAP id (as older tools write) but not
+    missing or truncated data."""
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return (mrcfile.mmap if mmap else mrcfile.open)(path, mode="r", permissive=False)
+            m = (mrcfile.mmap if mmap else mrcfile.open)(path, mode="r", permissive=True)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(path, f"not a readable MRC file ({exc}); expected a valid MRC/MRCS header and data") from None
+    h = m.header
+    if m.data is None or min(int(h.nx), int(h.ny), int(h.nz)) <= 0:
+        m.close()
+        raise InputError(
+            path, f"truncated or corrupt MRC file: the header announces {int(h.nx)} x {int(h.ny)} x {int(h.nz)} values "
+            f"of mode {int(h.mode)} but the data are missing or incomplete",
+        )
+    return m
 
 
 def read_header(path: str | Path) -> MrcHeader:
@@ -63,8 +73,6 @@ class ImageStack:
         if key not in self._open:
             m = _open(Path(path), mmap=True)
             data = m.data
-            if data is None:
-                raise InputError(path, "MRC file has no data")
             if data.ndim == 2:
                 data = data[None]
             if data.shape[-1] != data.shape[-2]:
@@ -80,7 +88,7 @@ class ImageStack:
             raise InputError(
                 path, f"image index {index + 1} (1-based){where} is beyond the stack, which holds {data.shape[0]} images"
             )
-        img = np.asarray(data[index], dtype=np.float32)
+        img = np.array(data[index], dtype=np.float32)  # a writable copy
         if not np.isfinite(img).all():
             where = f" ({label})" if label else ""
             raise InputError(path, f"image {index + 1}{where} contains NaN or infinite pixels")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,13 +154,21 @@ def read_star(path: str | Path, datadir: str | Path | None = None, apix: float |
         astig_angle=np.deg2rad(per_particle("rlnDefocusAngle", 0.0)),
         voltage=per_particle(OPTICS_FIELDS["voltage"]),
         cs=per_particle(OPTICS_FIELDS["cs"]),
-        amp_contrast=per_particle(OPTICS_FIELDS["amp_contrast"]),
+        amp_contrast=_amplitude_contrast(path, df, optics, per_particle),
         phase_shift=np.deg2rad(per_particle("rlnPhaseShift", 0.0)),
         pixel_size=pixel_size,
         box=box_arr,
         optics_group=group,
         source=path,
     )
+
+
+def _amplitude_contrast(path, df, optics, per_particle) -> np.ndarray:
+    """rlnAmplitudeContrast, or 0.1 with a warning when absent (cryoDRGN's default)."""
+    column = OPTICS_FIELDS["amp_contrast"]
+    if column not in df.columns and (optics is None or column not in optics.columns):
+        warnings.warn(f"{path}: no {column} column; assuming amplitude contrast 0.1", stacklevel=3)
+    return per_particle(column, 0.1)
 
 
 def _pixel_size(path, df, optics, per_particle, apix, n) -> np.ndarray:

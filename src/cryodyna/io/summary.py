@@ -91,11 +91,18 @@ def _describe_mrc(path: Path) -> list[tuple[str, str]]:
 def _describe_structure(path: Path) -> list[tuple[str, str]]:
     models = read_models(path)
     s = models[0]
-    nodes = residue_nodes(s, path)
     chains = ", ".join(f"{c} ({int((s.chain_id == c).sum())} {s.res_kind[s.chain_id == c][0]})" for c in s.chains)
-    centre = nodes.coords.mean(0)
-    radius = np.linalg.norm(nodes.coords - centre, axis=1).max()
-    return [("file", str(path)), ("models", str(len(models))), ("chains", chains), ("residues", str(s.n_residues)),
-            ("atoms", str(s.n_atoms)), ("electrons", f"{nodes.electrons.sum():.0f}"),
-            ("node centroid (Å)", ", ".join(f"{c:.2f}" for c in centre)),
-            ("max node distance from centroid (Å)", f"{radius:.1f}")]
+    rows = [("file", str(path)), ("models", str(len(models))), ("chains", chains), ("residues", str(s.n_residues)),
+            ("atoms", str(s.n_atoms))]
+    try:
+        nodes = residue_nodes(s, path)
+    except InputError as exc:  # e.g. a coarse-grained model: beads instead of CA atoms
+        rows.append(("residue nodes", f"unavailable: {exc.problem}"))
+        points = s.coords
+    else:
+        rows.append(("electrons", f"{nodes.electrons.sum():.0f}"))
+        points = nodes.coords
+    centre = points.mean(0)
+    radius = np.linalg.norm(points - centre, axis=1).max()
+    return rows + [("centroid (Å)", ", ".join(f"{c:.2f}" for c in centre)),
+                   ("max distance from centroid (Å)", f"{radius:.1f}")]

@@ -1,0 +1,58 @@
+import pytest
+import yaml
+
+from cryodyna.config import dump_yaml, load_config
+from cryodyna.config.schema import TrainAtomConfig
+from cryodyna.errors import ConfigError
+
+
+def test_defaults_overrides_and_file(tmp_path):
+    c = load_config("train-atom")
+    assert c == TrainAtomConfig()
+    f = tmp_path / "c.yaml"
+    f.write_text("loss:\n  clash_weight: 3\noptim:\n  lr: 0.001\n")
+    c = load_config("train-atom", f, ["loss.clash_weight=5", "data.lowpass=8", "model.encoder_hidden=[64, 32]"])
+    assert c.loss.clash_weight == 5 and c.optim.lr == 0.001 and c.data.lowpass == 8.0
+    assert c.model.encoder_hidden == [64, 32]
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'loss.clash_wieght'; did you mean 'loss.clash_weight'\?"):
+        load_config("train-atom", overrides=["loss.clash_wieght=5"])
+    f = tmp_path / "c.yaml"
+    f.write_text("optimm:\n  lr: 1\n")
+    with pytest.raises(ConfigError, match="did you mean 'optim'"):
+        load_config("train-atom", f)
+
+
+def test_invalid_values():
+    with pytest.raises(ConfigError, match=r"'optim.lr'.*greater than 0"):
+        load_config("train-atom", overrides=["optim.lr=-1"])
+    with pytest.raises(ConfigError, match="'model.encoder'"):
+        load_config("train-atom", overrides=["model.encoder=cnn"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config("train-atom", overrides=["loss.clash_weight"])
+    with pytest.raises(ConfigError, match="unknown config kind"):
+        load_config("train-nothing")
+
+
+def test_yaml_dump_round_trip_with_descriptions(tmp_path):
+    c = load_config("train-atom", overrides=["optim.precision=bf16"])
+    text = dump_yaml(c)
+    assert "# [Å] Low-pass resolution" in text
+    f = tmp_path / "resolved.yaml"
+    f.write_text(text)
+    assert load_config("train-atom", f) == c
+    assert yaml.safe_load(text)["optim"]["precision"] == "bf16"
+
+
+def test_every_field_documented():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                yield from walk(ann)
+            else:
+                yield name, field
+    for name, field in walk(TrainAtomConfig):
+        assert field.description, name
