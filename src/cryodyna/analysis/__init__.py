@@ -1,0 +1,1 @@
+"""Latent-space analysis, structure sampling and figures."""

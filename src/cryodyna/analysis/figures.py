@@ -1,0 +1,56 @@
+"""Figures written at each evaluation (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def image_grid(path: Path, images: np.ndarray, mask: np.ndarray | None = None, title: str = "") -> None:
+    """Up to 25 images (K, D, D) in a 5 x 5 grid, each min-max normalised; the loss mask edge
+    drawn in blue."""
+    k = min(25, len(images))
+    fig, axes = plt.subplots(5, 5, figsize=(7.5, 7.5))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            ax.imshow(images[i], cmap="gray")
+            if mask is not None:
+                ax.contour(mask, levels=[0.5], colors="tab:blue", linewidths=0.5)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def latent_plot(path: Path, z: np.ndarray, centres_idx: np.ndarray, pca, umap_xy: np.ndarray | None = None) -> None:
+    """PCA scatter (PC1 vs PC2, or a PC1 histogram for 1-D latents) with the k-means centres, and a
+    UMAP scatter when an embedding is given."""
+    scores = pca.transform(z)
+    panels = 2 if umap_xy is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
+    ax = axes[0, 0]
+    if scores.shape[1] >= 2:
+        ax.hexbin(scores[:, 0], scores[:, 1], gridsize=40, cmap="Greys", mincnt=1)
+        ax.scatter(scores[centres_idx, 0], scores[centres_idx, 1], c="tab:red", s=25, label="k-means centres")
+        ax.set_ylabel("PC2")
+    else:
+        ax.hist(scores[:, 0], bins=50, color="0.5")
+        for x in scores[centres_idx, 0]:
+            ax.axvline(x, color="tab:red", lw=0.8)
+    ratio = pca.explained_variance_ratio_
+    ax.set_xlabel(f"PC1 ({100 * ratio[0]:.0f} % variance)")
+    ax.set_title("z, principal components")
+    if umap_xy is not None:
+        ax = axes[0, 1]
+        ax.hexbin(umap_xy[:, 0], umap_xy[:, 1], gridsize=40, cmap="Greys", mincnt=1)
+        ax.scatter(umap_xy[centres_idx, 0], umap_xy[centres_idx, 1], c="tab:red", s=25)
+        ax.set_title("z, UMAP")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Neural networks: image encoders, the hierarchical block-graph decoder, the volume network."""

@@ -1,0 +1,1 @@
+"""Training: one deformation trainer for residue and bead level, checkpoints, metrics."""

@@ -1,0 +1,173 @@
+"""Set up and run ``train-atom``: run folder, inputs, model construction, resume, evaluation; and
+reload a finished run to decode latents (``sample-structures``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryodyna.config import dump_yaml, load_config
+from cryodyna.config.schema import TrainAtomConfig
+from cryodyna.errors import CryodynaError
+from cryodyna.io.read import read_particles
+from cryodyna.io.structure import read_structure
+from cryodyna.models.decoder import BlockGraphDecoder
+from cryodyna.models.deformation import DeformationModel
+from cryodyna.models.encoder import ImageEncoder
+from cryodyna.structure.graph import NodeGraph, build_residue_graph
+from cryodyna.train.checkpoint import seed_everything
+from cryodyna.train.image_model import ImageModel
+from cryodyna.train.particles import prepare_particles
+from cryodyna.train.residue_task import ResidueTask
+from cryodyna.train.trainer import DeformationTrainer, resolve_device
+
+log = logging.getLogger("cryodyna")
+
+
+def default_lowpass(apix: float) -> float:
+    """Low-pass resolution (Å) when none is configured: 2.5 px, but not finer than 6 Å, which a
+    model of 2 Å residue Gaussians cannot describe anyway."""
+    return max(2.5 * apix, 6.0)
+
+
+def residue_graph(structure, cfg: TrainAtomConfig, source=None) -> NodeGraph:
+    """The residue graph of ``structure`` with the configured parameters."""
+    m, loss = cfg.model, cfg.loss
+    return build_residue_graph(
+        structure, sigma=m.gaussian_sigma, knn=m.knn, min_block_length=m.min_block_length,
+        intra_chain_cutoff=loss.intra_chain_cutoff, inter_chain_cutoff=loss.inter_chain_cutoff,
+        nucleic_cutoff=loss.nucleic_cutoff, clash_distance=loss.clash_distance, source=source,
+    )
+
+
+def build_model(graph: NodeGraph, cfg: TrainAtomConfig, d: int) -> DeformationModel:
+    """Encoder + block-graph decoder for ``graph`` and images of side ``d``."""
+    m = cfg.model
+    layers = m.attention_layers if m.encoder == "cross-attention" else 0
+    encoder = ImageEncoder(d * d, m.encoder_hidden, m.z_dim, layers, m.attention_heads)
+    t = graph.tensors()
+    return DeformationModel(encoder, BlockGraphDecoder(t, m.z_dim, m.latent_dim), t["coords"])
+
+
+def _setup_logging(run_dir: Path) -> None:
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        if isinstance(h, logging.FileHandler):
+            log.removeHandler(h)
+    handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+
+
+def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomConfig, eval_only: bool = False,
+               resume: Path | None = None, restart: bool = False, time_limit_minutes: float | None = None,
+               progress_factory=None) -> Path | None:
+    """Run (or resume) residue-level training; returns the last evaluation folder.
+
+    Re-running with an existing ``run_dir`` resumes from ``checkpoints/last.pt`` unless ``restart``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(run_dir)
+    seed_everything(cfg.optim.seed)
+    last = run_dir / "checkpoints" / "last.pt"
+    if restart and run_dir.exists():
+        for p in [last, run_dir / "metrics.csv"]:
+            p.unlink(missing_ok=True)
+    inputs = run_dir / "inputs"
+    inputs.mkdir(exist_ok=True)
+    model_copy = inputs / f"model{Path(model_path).suffix.lower() or '.pdb'}"
+    if Path(model_path).resolve() != model_copy.resolve():
+        shutil.copyfile(model_path, model_copy)
+    structure = read_structure(model_copy)
+    graph = residue_graph(structure, cfg, model_path)
+    table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix)
+    if progress_factory is not None:
+        with progress_factory("loading images", len(table)) as update:
+            data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update)
+    else:
+        data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast)
+    lowpass = cfg.data.lowpass or default_lowpass(data.apix)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
+    (run_dir / "run.json").write_text(json.dumps({
+        "task": "atom", "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
+        "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
+        "n_blocks": graph.n_blocks,
+    }, indent=2))
+    device = resolve_device(cfg.optim.device)
+    model = build_model(graph, cfg, data.d)
+    image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
+                             lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
+    task = ResidueTask(graph, cfg.loss, device)
+    trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, run_dir,
+                                 image_weight=cfg.loss.image_weight)
+    start_from = resume or (last if last.exists() else None)
+    if start_from is not None:
+        trainer.load(Path(start_from))
+    _check_contrast(trainer)
+    if eval_only:
+        return trainer.evaluate()
+    return trainer.fit(time_limit_minutes)
+
+
+@torch.no_grad()
+def _check_contrast(trainer: DeformationTrainer) -> None:
+    """Warn when reference projections anti-correlate with the data (inverted contrast)."""
+    idx = torch.arange(min(256, len(trainer.data)))
+    batch = trainer.data.batch(idx, trainer.device)
+    ref = trainer.model.reference.expand(len(idx), -1, -1)
+    pred = trainer.image_model.predict(ref, batch["rotations"], batch["shifts"], batch["ctf"])
+    rho = 1 - trainer.image_model.loss(pred, trainer.image_model.target(batch["images"]))
+    log.info("mean correlation of reference projections with the data: %.4f", float(rho))
+    if rho < 0:
+        import warnings
+
+        warnings.warn(f"reference projections anti-correlate with the images (mean correlation {float(rho):.3f}): "
+                      "the data may have dark protein; set data.invert_contrast=true", stacklevel=2)
+
+
+def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> tuple[DeformationModel, ResidueTask]:
+    """Rebuild the model of a ``train-atom`` run and load its weights (``checkpoints/last.pt`` by
+    default)."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise CryodynaError(f"{run_dir}: not a cryodyna run folder (run.json missing)")
+    info = json.loads(info_path.read_text())
+    cfg = load_config("train-atom", run_dir / "config.yaml")
+    graph = residue_graph(read_structure(info["model"]), cfg)
+    model = build_model(graph, cfg, int(info["box"]))
+    ckpt = Path(checkpoint) if checkpoint else run_dir / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise CryodynaError(f"{ckpt}: checkpoint not found")
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    dev = resolve_device(device)
+    return model.to(dev).eval(), ResidueTask(graph, cfg.loss, dev)
+
+
+def load_latents(path: Path) -> np.ndarray:
+    """Latent rows from ``.npy`` (2-D) or a whitespace-separated text file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CryodynaError(f"{path}: latent file not found")
+    z = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
+    z = np.asarray(z, dtype=np.float32)
+    if z.ndim == 1:
+        z = z[None]
+    if z.ndim != 2:
+        raise CryodynaError(f"{path}: expected a 2-D array of latents (K, z_dim), found shape {z.shape}")
+    return z
+
+
+def resolved_config(config: Path | None, overrides: list[str], epochs: int | None) -> TrainAtomConfig:
+    """The train-atom config from a file and ``--set`` overrides (``--epochs`` is a shortcut)."""
+    overrides = list(overrides) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
+    return load_config("train-atom", config, overrides)
+

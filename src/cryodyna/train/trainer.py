@@ -1,0 +1,267 @@
+"""One trainer for the deformation stages (residue and bead level).
+
+A task object supplies the node graph, the priors and the structure writer; this module does the
+rest: data order, held-out particles, optimisation (AdamW, warm-up/cosine, clipping, autocast),
+metrics, atomic checkpoints with resume, and the per-evaluation outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cryodyna.analysis.figures import image_grid, latent_plot
+from cryodyna.analysis.latent import kmeans_centres, pca_trajectories
+from cryodyna.config.schema import AnalysisConfig, OptimConfig
+from cryodyna.models.deformation import DeformationModel
+from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
+from cryodyna.train.image_model import ImageModel
+from cryodyna.train.metrics import MetricsWriter
+from cryodyna.train.particles import PreparedParticles
+
+log = logging.getLogger("cryodyna")
+
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of particle indices into (train, holdout), both sorted."""
+    perm = np.random.default_rng(seed).permutation(n)
+    k = int(round(n * fraction)) if n > 1 else 0
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+class DeformationTrainer:
+    """Train a :class:`DeformationModel` on prepared particles.
+
+    run_dir: output folder (``checkpoints/last.pt``, ``metrics.csv``, evaluation folders).
+    """
+
+    def __init__(self, task, model: DeformationModel, image_model: ImageModel, particles: PreparedParticles,
+                 optim: OptimConfig, analysis: AnalysisConfig, run_dir: Path, image_weight: float = 1.0,
+                 context_dropout: float = 0.5):
+        self.task, self.model, self.image_model, self.data = task, model, image_model, particles
+        self.image_weight = image_weight
+        self.cfg, self.analysis, self.run_dir = optim, analysis, Path(run_dir)
+        self.context_dropout = context_dropout
+        self.device = resolve_device(optim.device)
+        self.model.to(self.device)
+        self.image_model.to(self.device)
+        self.train_idx, self.holdout_idx = holdout_split(len(particles), optim.holdout_fraction, optim.seed)
+        self.batch_size = min(optim.batch_size, len(self.train_idx))
+        self.steps_per_epoch = max(1, len(self.train_idx) // self.batch_size)
+        self.total_steps = self.steps_per_epoch * optim.epochs
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=optim.precision == "fp16")
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.metrics = MetricsWriter(self.run_dir / "metrics.csv")
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.cfg
+        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
+        if not c.cosine_schedule:
+            return warm
+        return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, self.total_steps))))
+
+    # ----------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "holdout": self.holdout_idx, "rng": rng_state(), "image_scale": self.data.scale,
+        }
+
+    def save(self) -> None:
+        save_atomic(self.state(), self.ckpt_path)
+
+    def load(self, path: Path) -> None:
+        """Resume from a checkpoint written by :meth:`save` (model, optimiser, schedule, counters, RNG)."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
+
+    # ----------------------------------------------------------------- training
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        return torch.as_tensor(self.train_idx)[torch.randperm(len(self.train_idx), generator=g)]
+
+    def _autocast(self):
+        dtype = AUTOCAST[self.cfg.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _losses(self, batch: dict, context: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with self._autocast():
+            _, coords = self.model(batch["images"], context=context)
+        pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"])
+        image_loss = self.image_model.loss(pred, self.image_model.target(batch["images"]))
+        total = self.image_weight * image_loss
+        values = {"image": image_loss.detach()}
+        for name, (weight, value) in self.task.priors(coords).items():
+            total = total + weight * value
+            values[name] = value.detach()
+        values["total"] = total.detach()
+        return total, values
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the (detached) loss values."""
+        self.model.train()
+        context = bool(torch.rand(()) >= self.context_dropout)
+        total, values = self._losses(batch, context)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return values
+
+    def fit(self, time_limit_minutes: float | None = None) -> Path | None:
+        """Train to ``optim.epochs`` (continuing a resumed run), evaluating every ``eval_every``
+        epochs and at the end; stops early after ``time_limit_minutes``.  Returns the last
+        evaluation folder."""
+        start = time.perf_counter()
+        last_eval = None
+        running: dict[str, float] = {}
+        n_run = 0
+        seen = 0
+        stop = False
+        with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()) as progress:
+            bar = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch, losses="")
+            while self.epoch < self.cfg.epochs and not stop:
+                order = self._epoch_order(self.epoch)
+                while self.batch_in_epoch < self.steps_per_epoch:
+                    idx = order[self.batch_in_epoch * self.batch_size : (self.batch_in_epoch + 1) * self.batch_size]
+                    values = self.train_step(self.data.batch(idx, self.device))
+                    self.batch_in_epoch += 1
+                    seen += len(idx)
+                    for k, v in values.items():
+                        running[k] = running.get(k, 0.0) + v  # tensors: no device sync per step
+                    n_run += 1
+                    if self.step % 20 == 0 or self.batch_in_epoch == self.steps_per_epoch:
+                        means = {k: float(v) / n_run for k, v in running.items()}
+                        means["lr"] = self.scheduler.get_last_lr()[0]
+                        means["images_per_s"] = seen / (time.perf_counter() - start)
+                        self.metrics.write(self.step, self.epoch, "train", means)
+                        progress.update(bar, completed=self.step, epoch=self.epoch,
+                                        losses=" ".join(f"{k} {v:.4f}" for k, v in means.items() if k in ("total", "image")))
+                        running, n_run = {}, 0
+                    if self.step % self.cfg.checkpoint_every == 0:
+                        self.save()
+                    if time_limit_minutes is not None and time.perf_counter() - start > 60 * time_limit_minutes:
+                        stop = True
+                        break
+                if not stop:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                if stop or self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs:
+                    self.save()
+                    last_eval = self.evaluate()
+        return last_eval
+
+    # ----------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def encode_all(self) -> np.ndarray:
+        """Latents (N_particles, z_dim) in particle order, deterministic (eval mode, batches of the
+        training batch size in particle order)."""
+        self.model.eval()
+        out = []
+        for start in range(0, len(self.data), self.batch_size):
+            idx = torch.arange(start, min(start + self.batch_size, len(self.data)))
+            with self._autocast():
+                out.append(self.model.encode(self.data.batch(idx, self.device)["images"]).float().cpu())
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Node coordinates (K, N, 3) Å for latents (K, z_dim)."""
+        self.model.eval()
+        zt = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+        return torch.cat([self.model.decode(zt[i : i + 256]).cpu() for i in range(0, len(zt), 256)]).numpy()
+
+    @torch.no_grad()
+    def image_losses(self, idx: np.ndarray, z: np.ndarray) -> float:
+        """Mean image loss of particles ``idx`` with their latents ``z`` (full rows)."""
+        losses = []
+        for start in range(0, len(idx), 256):
+            sel = torch.as_tensor(idx[start : start + 256])
+            batch = self.data.batch(sel, self.device)
+            coords = self.model.decode(torch.as_tensor(z[sel.numpy()], device=self.device))
+            pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"])
+            losses.append(self.image_model.loss(pred, self.image_model.target(batch["images"]), reduce=False).cpu())
+        return float(torch.cat(losses).mean()) if losses else float("nan")
+
+    def evaluate(self) -> Path:
+        """Write one evaluation folder atomically (built under a temporary name, then renamed)."""
+        name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
+        final = self.run_dir / name
+        tmp = self.run_dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        z = self.encode_all()
+        np.save(tmp / "z.npy", z.astype(np.float32))
+        a = self.analysis
+        centres, centre_idx, _ = kmeans_centres(z, a.kmeans, seed=self.cfg.seed)
+        self.task.write_models(tmp / "pred.pdb", self.decode(centres))
+        trajectories, pca = pca_trajectories(z, a.pcs, a.pc_frames)
+        for k, (zk, _) in enumerate(trajectories, start=1):
+            self.task.write_models(tmp / f"pca-{k}.pdb", self.decode(zk))
+        latent_plot(tmp / "z_distribution.png", z, centre_idx, pca, _umap(z) if a.umap else None)
+        self._image_check(tmp, z)
+        metrics = {"holdout_image_loss": self.image_losses(self.holdout_idx, z),
+                   "train_image_loss": self.image_losses(self.train_idx[: max(len(self.holdout_idx), 256)], z)}
+        self.metrics.write(self.step, self.epoch, "eval", metrics)
+        save_atomic(self.state(), tmp / "ckpt.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        log.info("evaluation written to %s (holdout image loss %.4f)", final, metrics["holdout_image_loss"])
+        return final
+
+    @torch.no_grad()
+    def _image_check(self, folder: Path, z: np.ndarray) -> None:
+        idx = torch.arange(min(25, len(self.data)))
+        batch = self.data.batch(idx, self.device)
+        coords = self.model.decode(torch.as_tensor(z[: len(idx)], device=self.device))
+        pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"]).cpu().numpy()
+        mask = self.image_model.loss_mask.cpu().numpy()
+        image_grid(folder / "input_image.png", self.image_model.target(batch["images"]).cpu().numpy(), mask, "low-passed particles")
+        image_grid(folder / "pred_image.png", pred, mask, "predicted (CTF, low-pass, shift)")
+
+
+def _umap(z: np.ndarray) -> np.ndarray | None:
+    """2-D UMAP embedding when umap-learn is installed and z has more than 2 dimensions."""
+    if z.shape[1] <= 2:
+        return None
+    try:
+        import umap
+    except ImportError:
+        return None
+    return umap.UMAP(random_state=0).fit_transform(z)
