@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -59,10 +60,11 @@ def run(snr: float, args) -> dict[str, float]:
                               seed=args.seed)
         simulate([closed, opened], spec, data, mode="interpolate")
     cfg = resolved_config(None, args.set, args.epochs)
+    shutil.rmtree(out / "run", ignore_errors=True)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        folder = train_atom(data / "particles.star", data / "reference.pdb", out / "run", cfg, restart=True,
+        folder = train_atom(data / "particles.star", data / "reference.pdb", out / "run", cfg,
                             time_limit_minutes=args.minutes)
     train_s = time.perf_counter() - start
     gt = np.load(data / "ground_truth.npz")

@@ -24,7 +24,7 @@ def test_config_show_prints_valid_yaml():
     r = runner.invoke(app, ["config", "show", "train-atom"])
     assert r.exit_code == 0
     data = yaml.safe_load(r.output)
-    assert data["optim"]["lr"] == 1e-4 and "model" in data
+    assert data["optim"]["lr"] == 1e-3 and "model" in data
 
 
 def test_example_simulate_and_info(tmp_path):

@@ -151,7 +151,7 @@ def example_cmd(
 
 @app.command("train-atom")
 def train_atom_cmd(
-    particles: Path = typer.Argument(..., help="Particles: .star, .cs, or a stack with --set-free cryoDRGN pickles."),
+    particles: Path = typer.Argument(..., help="Particles: RELION .star, cryoSPARC .cs, or an .mrcs stack with --poses/--ctf."),
     model: Path = typer.Argument(..., help="Reference model (PDB/mmCIF) docked in the consensus map, origin at the box centre."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes from its last checkpoint)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see `cryodyna config show train-atom`)."),
@@ -161,17 +161,18 @@ def train_atom_cmd(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt."),
     restart: bool = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes and evaluate."),
+    poses: Optional[Path] = typer.Option(None, help="cryoDRGN poses.pkl when PARTICLES is an image stack."),
+    ctf: Optional[Path] = typer.Option(None, help="cryoDRGN ctf.pkl when PARTICLES is an image stack."),
 ) -> None:
     """Learn per-particle latents and residue-level deformations of MODEL from PARTICLES.
 
     Example: cryodyna train-atom adk_example/particles.star adk_example/reference.pdb -o runs/adk --epochs 5
     """
-    from cryodyna.progress import progress_bar
     from cryodyna.train.run import resolved_config, train_atom
 
     cfg = resolved_config(config, set_, epochs)
     folder = train_atom(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
-                        time_limit_minutes=time_limit, progress_factory=progress_bar)
+                        time_limit_minutes=time_limit, poses=poses, ctf=ctf)
     console.print(f"last evaluation: {folder}")
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cryodyna.errors import CryodynaError
 from cryodyna.models.deformation import DeformationModel
 
 
 @torch.no_grad()
 def decode_latents(model: DeformationModel, z: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Node coordinates (K, N, 3) Å for latents (K, z_dim)."""
+    """Node coordinates (K, N, 3) Å for latents (K, z_dim) (model switched to eval mode)."""
+    model.eval()
     z_dim = model.encoder.out.out_features
     if z.shape[1] != z_dim:
-        from cryodyna.errors import CryodynaError
-
         raise CryodynaError(f"latents have {z.shape[1]} columns but the model's z_dim is {z_dim}")
     device = model.reference.device
     zt = torch.as_tensor(z, dtype=torch.float32, device=device)

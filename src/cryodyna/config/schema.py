@@ -42,7 +42,7 @@ class ModelConfig(Section):
 
 
 class LossConfig(Section):
-    image_weight: float = Field(1.0, ge=0, description="Weight of the image correlation loss")
+    image_weight: float = Field(10.0, ge=0, description="Weight of the image loss (1 - correlation, dimensionless) relative to the priors (Å^2)")
     legacy_correlation: bool = Field(False, description="Use the reference method's approximate correlation instead of the exact masked Pearson")
     connect_weight: float = Field(1.0, ge=0, description="Weight of the consecutive-node distance loss")
     elastic_weight: float = Field(1.0, ge=0, description="Weight of the elastic-network distance loss")
@@ -50,16 +50,16 @@ class LossConfig(Section):
     intra_chain_cutoff: float = Field(12.0, ge=0, description="[Å] Elastic-network cut-off within a protein chain")
     inter_chain_cutoff: float = Field(0.0, ge=0, description="[Å] Elastic-network cut-off between chains (0 = none)")
     nucleic_cutoff: float = Field(15.0, ge=0, description="[Å] Elastic-network cut-off between nucleotides")
-    elastic_keep_ratio: float = Field(0.99, gt=0, le=1, description="Fraction of elastic pairs kept per chain (pairs with the most variable error are released)")
+    elastic_keep_ratio: float = Field(0.8, gt=0, le=1, description="Fraction of elastic pairs kept per chain (pairs with the most variable error are released)")
     clash_distance: float = Field(4.0, gt=0, description="[Å] Node pairs closer than this are penalised")
 
 
 class OptimConfig(Section):
     epochs: int = Field(20, ge=1, description="Training epochs")
     batch_size: int = Field(64, ge=1, description="Particles per step (per process)")
-    lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    warmup_steps: int = Field(0, ge=0, description="[steps] Linear learning-rate warm-up")
+    warmup_steps: int = Field(100, ge=0, description="[steps] Linear learning-rate warm-up")
     cosine_schedule: bool = Field(False, description="Decay the learning rate with a cosine to 0 over training")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision of the networks (projection and FFT stay fp32)")

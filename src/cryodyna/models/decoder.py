@@ -23,7 +23,12 @@ class FusionRound(nn.Module):
         self.node = two_layer(dim + 3, dim)
         self.gat = DenseGATv2(dim, heads)
         self.gate = two_layer(2 * dim + 3, dim)
-        self.message = two_layer(2 * dim + 3, dim)
+        # message MLP on [u_i, m_t, v_ti]: its first (linear) layer is applied to each part before
+        # the gather, so the (B, N, L, 2C+3) concatenation is never formed
+        self.msg_node = nn.Linear(dim, dim)
+        self.msg_block = nn.Linear(dim, dim, bias=False)
+        self.msg_vec = nn.Linear(3, dim, bias=False)
+        self.msg_out = nn.Sequential(nn.ELU(), nn.Linear(dim, dim))
         self.out = two_layer(dim, dim)
 
     def forward(self, h: torch.Tensor, g: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -33,11 +38,14 @@ class FusionRound(nn.Module):
         m = torch.zeros(b, g["counts"].shape[0], u.shape[-1], dtype=u.dtype, device=u.device)
         m = m.index_add(1, g["block"], u) / g["counts"].to(u.dtype)[:, None]
         m = self.gat(m, g["block_nbr"], g["block_dist"])
-        own = m[:, g["block"]]
+        own = m.index_select(1, g["block"])
         gate = torch.sigmoid(self.gate(torch.cat([u, own, -offset], -1)))
-        linked = m[:, g["link_idx"]]  # (B, N, L, C)
-        link_vec = g["link_vec"].expand(b, -1, -1, -1)
-        msg = torch.sigmoid(self.message(torch.cat([u.unsqueeze(2).expand_as(linked), linked, link_vec], -1)))
+        n, l = g["link_idx"].shape
+        flat = g["link_idx"].reshape(-1)
+        linked = m.index_select(1, flat).view(b, n, l, -1)  # (B, N, L, C)
+        pre = self.msg_block(m).index_select(1, flat).view(b, n, l, -1)
+        pre = pre + self.msg_node(u).unsqueeze(2) + self.msg_vec(g["link_vec"])
+        msg = torch.sigmoid(self.msg_out(pre))
         mask = g["link_mask"].to(u.dtype)[None, :, :, None]
         agg = (msg * linked * mask).sum(2) / mask.sum(2).clamp(min=1)
         return self.out(u + gate * own + agg)
@@ -59,7 +67,7 @@ class BlockGraphDecoder(nn.Module):
         self.register_buffer("block_dist", graph_tensors["block_dist"] / length_scale)
         self.register_buffer("link_idx", graph_tensors["link_idx"])
         self.register_buffer("link_mask", graph_tensors["link_mask"])
-        self.register_buffer("link_vec", ((coords.unsqueeze(1) - centroids[graph_tensors["link_idx"]]) / length_scale).unsqueeze(0))
+        self.register_buffer("link_vec", (coords.unsqueeze(1) - centroids[graph_tensors["link_idx"]]) / length_scale)
         self.expand = nn.Linear(z_dim, n * dim)
         self.rounds = nn.ModuleList(FusionRound(dim, heads) for _ in range(rounds))
         self.head = nn.Sequential(*[layer for _ in range(3) for layer in (nn.Linear(dim, dim), nn.ELU())], nn.Linear(dim, 3))

@@ -42,7 +42,7 @@ class DenseGATv2(nn.Module):
         b, m, _ = x.shape
         h, c = self.heads, self.dim
         xs = self.src(x).view(b, m, h, c)
-        xj = xs[:, nbr]  # (B, M, K, H, C)
+        xj = xs.index_select(1, nbr.reshape(-1)).view(b, m, -1, h, c)  # (B, M, K, H, C)
         xi = self.dst(x).view(b, m, 1, h, c)
         e = self.edge(edge_attr.unsqueeze(-1)).view(1, m, -1, h, c)
         logits = (nn.functional.leaky_relu(xj + xi + e, 0.2) * self.att).sum(-1)  # (B, M, K, H)

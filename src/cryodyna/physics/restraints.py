@@ -8,7 +8,7 @@ import torch
 
 def pair_distances(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """Distances (B, P) in Å between node pairs (P, 2) of coordinates (B, N, 3)."""
-    return torch.linalg.vector_norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], dim=-1)
+    return torch.linalg.vector_norm(x.index_select(1, pairs[:, 0]) - x.index_select(1, pairs[:, 1]), dim=-1)
 
 
 def distance_deviation(x: torch.Tensor, pairs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from cryodyna.io.structure import read_structure
 from cryodyna.models.decoder import BlockGraphDecoder
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.models.encoder import ImageEncoder
+from cryodyna.progress import progress_bar
 from cryodyna.structure.graph import NodeGraph, build_residue_graph
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.image_model import ImageModel
@@ -67,7 +68,7 @@ def _setup_logging(run_dir: Path) -> None:
 
 def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomConfig, eval_only: bool = False,
                resume: Path | None = None, restart: bool = False, time_limit_minutes: float | None = None,
-               progress_factory=None) -> Path | None:
+               poses: Path | None = None, ctf: Path | None = None) -> Path | None:
     """Run (or resume) residue-level training; returns the last evaluation folder.
 
     Re-running with an existing ``run_dir`` resumes from ``checkpoints/last.pt`` unless ``restart``.
@@ -87,12 +88,9 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
         shutil.copyfile(model_path, model_copy)
     structure = read_structure(model_copy)
     graph = residue_graph(structure, cfg, model_path)
-    table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix)
-    if progress_factory is not None:
-        with progress_factory("loading images", len(table)) as update:
-            data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update)
-    else:
-        data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast)
+    table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
+    with progress_bar("loading images", len(table)) as update:
+        data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update)
     lowpass = cfg.data.lowpass or default_lowpass(data.apix)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")

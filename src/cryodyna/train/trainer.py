@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cryodyna.analysis.figures import image_grid, latent_plot
 from cryodyna.analysis.latent import kmeans_centres, pca_trajectories
+from cryodyna.analysis.sampling import decode_latents
 from cryodyna.config.schema import AnalysisConfig, OptimConfig
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
@@ -200,13 +201,6 @@ class DeformationTrainer:
         return torch.cat(out).numpy()
 
     @torch.no_grad()
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Node coordinates (K, N, 3) Å for latents (K, z_dim)."""
-        self.model.eval()
-        zt = torch.as_tensor(z, dtype=torch.float32, device=self.device)
-        return torch.cat([self.model.decode(zt[i : i + 256]).cpu() for i in range(0, len(zt), 256)]).numpy()
-
-    @torch.no_grad()
     def image_losses(self, idx: np.ndarray, z: np.ndarray) -> float:
         """Mean image loss of particles ``idx`` with their latents ``z`` (full rows)."""
         losses = []
@@ -229,10 +223,10 @@ class DeformationTrainer:
         np.save(tmp / "z.npy", z.astype(np.float32))
         a = self.analysis
         centres, centre_idx, _ = kmeans_centres(z, a.kmeans, seed=self.cfg.seed)
-        self.task.write_models(tmp / "pred.pdb", self.decode(centres))
+        self.task.write_models(tmp / "pred.pdb", decode_latents(self.model, centres))
         trajectories, pca = pca_trajectories(z, a.pcs, a.pc_frames)
         for k, (zk, _) in enumerate(trajectories, start=1):
-            self.task.write_models(tmp / f"pca-{k}.pdb", self.decode(zk))
+            self.task.write_models(tmp / f"pca-{k}.pdb", decode_latents(self.model, zk))
         latent_plot(tmp / "z_distribution.png", z, centre_idx, pca, _umap(z) if a.umap else None)
         self._image_check(tmp, z)
         metrics = {"holdout_image_loss": self.image_losses(self.holdout_idx, z),
