@@ -67,3 +67,23 @@ def write_stack(path: Path, n: int, d: int, apix: float = 1.0, seed: int = 0) ->
         m.set_data(images)
         m.voxel_size = apix
     return images
+
+
+TINY_TRAIN_SETTINGS = ["model.encoder_hidden=[64, 32]", "model.z_dim=4", "optim.batch_size=32", "analysis.kmeans=3",
+                       "optim.holdout_fraction=0.1", "data.lowpass=10"]
+
+
+@pytest.fixture(scope="session")
+def tiny_adk(tmp_path_factory) -> Path:
+    """200 AdK particles (32 px, 4 Å/px, residue density, SNR 1) with reference.pdb and ground truth."""
+    import warnings
+
+    from cryodyna.simulate.adk import write_adk_models
+    from cryodyna.simulate.simulator import SimulationSpec, simulate
+
+    out = tmp_path_factory.mktemp("tiny_adk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, closed, opened = write_adk_models(out)
+    simulate([closed, opened], SimulationSpec(n_particles=200, box=32, apix=4.0, snr=1.0, density="residue", seed=0), out)
+    return out

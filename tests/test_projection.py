@@ -77,3 +77,19 @@ def test_density_peak_position_and_mass():
     z, y, xx = np.unravel_index(int(torch.argmax(vol)), vol.shape)
     assert (xx, y, z) == (d // 2 + 3, d // 2 - 2, d // 2 + 5)
     assert vol.sum().item() * apix**3 == pytest.approx(10.0, rel=1e-4)
+
+
+def test_volume_mrc_has_voxel_size_and_centred_origin(tmp_path):
+    from cryodyna.io.mrc import read_header, read_volume, write_volume
+
+    d, apix = 33, 1.7
+    x = torch.tensor([[3.0 * apix, -2.0 * apix, 5.0 * apix]])
+    vol = gaussian_density(x, torch.tensor([10.0]), 2.0, d, apix).numpy()
+    write_volume(tmp_path / "v.mrc", vol, apix)
+    back, voxel, origin = read_volume(tmp_path / "v.mrc")
+    np.testing.assert_array_equal(back, vol)
+    assert voxel == pytest.approx(apix) and origin == pytest.approx((-(d // 2) * apix,) * 3)
+    # the peak voxel, placed with the header origin, sits at the model coordinate (as ChimeraX shows it)
+    z, y, xx = np.unravel_index(int(np.argmax(back)), back.shape)
+    np.testing.assert_allclose(np.array([xx, y, z]) * apix + np.array(origin), x[0].numpy(), atol=1e-4)
+    assert read_header(tmp_path / "v.mrc").n == d

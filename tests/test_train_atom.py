@@ -9,35 +9,21 @@ from typer.testing import CliRunner
 
 from cryodyna.cli import app
 from cryodyna.io.structure import read_models
-from cryodyna.simulate.simulator import SimulationSpec, simulate
+from conftest import TINY_TRAIN_SETTINGS
 from cryodyna.train.run import resolved_config, train_atom
 
-SETTINGS = ["model.encoder_hidden=[64, 32]", "model.z_dim=4", "optim.batch_size=32", "analysis.kmeans=3",
-            "optim.holdout_fraction=0.1", "data.lowpass=10"]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from cryodyna.simulate.adk import write_adk_models
-
-    out = tmp_path_factory.mktemp("adk")
+def run(tiny_adk, run_dir, epochs, **kw):
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS, epochs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref, closed, opened = write_adk_models(out)
-    simulate([closed, opened], SimulationSpec(n_particles=200, box=32, apix=4.0, snr=1.0, density="residue", seed=0), out)
-    return out
+        return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir, cfg, **kw)
 
 
-def run(dataset, run_dir, epochs, **kw):
-    cfg = resolved_config(None, SETTINGS, epochs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return train_atom(dataset / "particles.star", dataset / "reference.pdb", run_dir, cfg, **kw)
-
-
-def test_training_outputs_resume_and_sampling(dataset, tmp_path):
+def test_training_outputs_resume_and_sampling(tiny_adk, tmp_path):
     run_dir = tmp_path / "run"
-    folder = run(dataset, run_dir, 4)
+    folder = run(tiny_adk, run_dir, 4)
     assert folder.name == "epoch-0004_step-0000020"  # 180 training particles / 32 = 5 steps per epoch
     z = np.load(folder / "z.npy")
     assert z.shape == (200, 4) and np.isfinite(z).all()
@@ -55,11 +41,11 @@ def test_training_outputs_resume_and_sampling(dataset, tmp_path):
     assert {"holdout_image_loss", "train_image_loss"} <= set(m[m.phase == "eval"].name)
 
     # Re-running the same command with more epochs resumes: step count continues, nothing is lost.
-    folder2 = run(dataset, run_dir, 6)
+    folder2 = run(tiny_adk, run_dir, 6)
     assert folder2.name == "epoch-0006_step-0000030"
     assert folder.is_dir() and not list(run_dir.glob(".*tmp"))
     # Evaluation is deterministic: eval-only with the same weights reproduces z exactly.
-    folder3 = run(dataset, run_dir, 6, eval_only=True)
+    folder3 = run(tiny_adk, run_dir, 6, eval_only=True)
     assert folder3 == folder2
     np.testing.assert_array_equal(np.load(folder3 / "z.npy"), np.load(folder2 / "z.npy"))
 
@@ -74,21 +60,21 @@ def test_training_outputs_resume_and_sampling(dataset, tmp_path):
     assert len(read_models(tmp_path / "two.pdb")) == 2
 
 
-def test_eval_only_on_untrained_model_is_the_smoke_test(dataset, tmp_path):
-    folder = run(dataset, tmp_path / "smoke", 1, eval_only=True)
+def test_eval_only_on_untrained_model_is_the_smoke_test(tiny_adk, tmp_path):
+    folder = run(tiny_adk, tmp_path / "smoke", 1, eval_only=True)
     assert folder.name == "epoch-0000_step-0000000"
-    ref = read_models(dataset / "reference.pdb")[0]
+    ref = read_models(tiny_adk / "reference.pdb")[0]
     pred = read_models(folder / "pca-1.pdb")
     ca = ref.coords[ref.atom_name == "CA"]
     np.testing.assert_allclose(pred[0].coords, ca, atol=1e-3)  # zero-initialised head: the reference
 
 
-def test_cli_train_atom_help_and_bad_latents(dataset, tmp_path):
+def test_cli_train_atom_help_and_bad_latents(tiny_adk, tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["train-atom", "--help"])
     assert r.exit_code == 0 and "--eval-only" in r.output
     np.save(tmp_path / "z.npy", np.zeros((2, 7), np.float32))
-    folder = run(dataset, tmp_path / "r", 1, eval_only=True)
+    folder = run(tiny_adk, tmp_path / "r", 1, eval_only=True)
     from cryodyna.errors import CryodynaError
     from cryodyna.analysis.sampling import decode_latents
     from cryodyna.train.run import load_latents, load_run
@@ -96,3 +82,32 @@ def test_cli_train_atom_help_and_bad_latents(dataset, tmp_path):
     model, _ = load_run(tmp_path / "r", folder / "ckpt.pt")
     with pytest.raises(CryodynaError, match="7 columns but the model's z_dim is 4"):
         decode_latents(model, load_latents(tmp_path / "z.npy"))
+
+
+def test_reference_init_and_bf16_steps(tiny_adk, tmp_path):
+    import torch
+
+    from cryodyna.io.read import read_particles
+    from cryodyna.io.structure import read_structure
+    from cryodyna.train.image_model import ImageModel
+    from cryodyna.train.particles import prepare_particles
+    from cryodyna.train.residue_task import ResidueTask
+    from cryodyna.train.run import build_model, residue_graph
+    from cryodyna.train.trainer import DeformationTrainer
+
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["model.reference_init=true", "optim.precision=bf16", "optim.lr=3e-3"], 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = residue_graph(read_structure(tiny_adk / "reference.pdb"), cfg)
+    data = prepare_particles(read_particles(tiny_adk / "particles.star"), None, 1.0, False)
+    model = build_model(graph, cfg, data.d)
+    image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 10.0, 2.0, 0.9375)
+    trainer = DeformationTrainer(ResidueTask(graph, cfg.loss), model, image_model, data, cfg.optim, cfg.analysis, tmp_path)
+    batch = data.batch(torch.arange(32), "cpu")
+    before = model.decoder(model.encode(batch["images"])).square().mean().item()
+    assert before > 1e-3  # random output layer
+    trainer.reference_init(max_epochs=5, tolerance=1e-12)
+    after = model.decoder(model.encode(batch["images"])).square().mean().item()
+    assert after < 0.1 * before
+    values = trainer.train_step(batch)  # bf16 autocast for the networks, fp32 image model
+    assert all(torch.isfinite(v) for v in values.values())

@@ -69,10 +69,16 @@ def config_show(kind: str = typer.Argument("train-atom", help="Command whose con
     typer.echo(dump_yaml(load_config(kind)), nl=False)
 
 
-def _simulation_spec(**kwargs):
-    from cryodyna.simulate.simulator import SimulationSpec
+def _simulate(states, label: str, out: Path, mode: str = "interpolate", weights=None, **spec) -> tuple[Path, float]:
+    """Run the simulator with a progress bar; returns the STAR path and images/s."""
+    from cryodyna.progress import progress_bar
+    from cryodyna.simulate.simulator import SimulationSpec, simulate
 
-    return SimulationSpec(**kwargs)
+    spec = SimulationSpec(**spec)
+    start = time.perf_counter()
+    with progress_bar(label, spec.n_particles) as update:
+        star = simulate(states, spec, out, mode=mode, weights=weights, progress=update)
+    return star, spec.n_particles / (time.perf_counter() - start)
 
 
 @app.command("simulate")
@@ -98,8 +104,6 @@ def simulate_cmd(
     Example: cryodyna simulate closed.pdb open.pdb -o sim -n 10000 --box 128 --apix 1.0 --snr 0.05
     """
     from cryodyna.io.structure import read_models, read_structure
-    from cryodyna.progress import progress_bar
-    from cryodyna.simulate.simulator import simulate
 
     if mode not in {"interpolate", "discrete"}:
         raise CryodynaError(f"--mode must be 'interpolate' or 'discrete', not {mode!r}")
@@ -107,15 +111,12 @@ def simulate_cmd(
     w = None if weights is None else [float(x) for x in weights.split(",")]
     if w is not None and len(w) != len(states):
         raise CryodynaError(f"--weights has {len(w)} values for {len(states)} states")
-    spec = _simulation_spec(
-        n_particles=n_particles, box=box, apix=apix, snr=snr or None, density=density, atom_sigma=atom_sigma,
-        defocus_min=defocus_min, defocus_max=defocus_max, max_shift=max_shift, bfactor=bfactor, seed=seed,
+    star, speed = _simulate(
+        states, "simulating", out, mode, w, n_particles=n_particles, box=box, apix=apix, snr=snr or None,
+        density=density, atom_sigma=atom_sigma, defocus_min=defocus_min, defocus_max=defocus_max, max_shift=max_shift,
+        bfactor=bfactor, seed=seed,
     )
-    start = time.perf_counter()
-    with progress_bar("simulating", n_particles) as update:
-        star = simulate(states, spec, out, mode=mode, weights=w, progress=update)
-    elapsed = time.perf_counter() - start
-    console.print(f"wrote {star} ({n_particles} particles, {n_particles / elapsed:.0f} images/s)")
+    console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s)")
 
 
 @app.command("example")
@@ -133,20 +134,15 @@ def example_cmd(
 
     Example: cryodyna example adk -o adk_example
     """
-    from cryodyna.progress import progress_bar
     from cryodyna.simulate.adk import path_rmsd, write_adk_models
-    from cryodyna.simulate.simulator import simulate
 
     if name != "adk":
         raise CryodynaError(f"unknown example {name!r}; available: adk")
     ref, closed, opened = write_adk_models(out)
-    spec = _simulation_spec(n_particles=n_particles, box=box, apix=apix, snr=snr or None, density=density, seed=seed)
-    start = time.perf_counter()
-    with progress_bar("simulating AdK closed <-> open", n_particles) as update:
-        star = simulate([closed, opened], spec, out, mode="interpolate", progress=update)
-    elapsed = time.perf_counter() - start
+    star, speed = _simulate([closed, opened], "simulating AdK closed <-> open", out, n_particles=n_particles, box=box,
+                            apix=apix, snr=snr or None, density=density, seed=seed)
     console.print(f"reference model: {ref} (closed state, CA RMSD to open {path_rmsd():.2f} Å)")
-    console.print(f"particles: {star} ({n_particles} images of {box} px at {apix} Å/px, {n_particles / elapsed:.0f} images/s)")
+    console.print(f"particles: {star} ({n_particles} images of {box} px at {apix} Å/px, {speed:.0f} images/s)")
 
 
 @app.command("train-atom")

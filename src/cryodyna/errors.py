@@ -33,3 +33,7 @@ class InputError(CryodynaError):
 
 class ConfigError(CryodynaError):
     """A configuration key or value is invalid."""
+
+
+class TrainingError(CryodynaError):
+    """Training cannot continue (e.g. the loss stays non-finite); the last checkpoint is intact."""

@@ -35,10 +35,11 @@ class ModelConfig(Section):
     encoder_hidden: list[int] = Field([512, 256, 128], description="Hidden widths of the encoder MLP")
     attention_layers: int = Field(1, ge=0, description="Cross-view attention layers (cross-attention encoder)")
     attention_heads: int = Field(4, ge=1, description="Heads per attention layer")
+    context_dropout: float = Field(0.5, ge=0, le=1, description="Probability that a training step encodes each image alone (no cross-view attention), so single particles can be encoded too")
     knn: int = Field(16, ge=1, description="Neighbours per block in the block graph")
     min_block_length: int = Field(3, ge=1, description="[residues] Shorter secondary-structure runs merge into the previous block of the same chain")
     gaussian_sigma: float = Field(2.0, gt=0, description="[Å] Width of each residue Gaussian")
-    reference_init: bool = Field(False, description="Run the reference method's init stage (decoder trained to output zero) instead of a zero-initialised head")
+    reference_init: bool = Field(False, description="Instead of a zero-initialised output layer, start from a random one and first train the model to output the reference (the reference method's init stage)")
 
 
 class LossConfig(Section):
@@ -66,7 +67,7 @@ class OptimConfig(Section):
     holdout_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of particles held out; their image loss is reported")
     eval_every: int = Field(1, ge=1, description="[epochs] Evaluate (z, structures, plots, checkpoint) every this many epochs")
     checkpoint_every: int = Field(500, ge=1, description="[steps] Write checkpoints/last.pt this often")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    max_bad_steps: int = Field(20, ge=1, description="[steps] Stop with an error after this many consecutive steps with a non-finite loss or gradient (each is skipped)")
     seed: int = Field(1, description="Random seed")
     device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N")
 

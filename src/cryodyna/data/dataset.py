@@ -25,6 +25,8 @@ def check_images(table: ParticleTable) -> None:
         except InputError as exc:
             raise InputError(table.source, f"{table.row_label[rows[0]]}: image stack {f}: {exc.problem}") from None
         counts[f] = header.n
+        if header.nx != header.ny:
+            raise InputError(table.source, f"{table.row_label[rows[0]]}: {f} holds {header.nx} x {header.ny} px images; expected square images")
         wrong = rows[(table.box[rows] >= 0) & (table.box[rows] != header.nx)]
         if wrong.size:
             i = int(wrong[0])

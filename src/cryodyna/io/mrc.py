@@ -37,6 +37,9 @@ def _open(path: Path, mmap: bool):
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(path, f"not a readable MRC file ({exc}); expected a valid MRC/MRCS header and data") from None
     h = m.header
+    if int(h.mode) in (3, 4):
+        m.close()
+        raise InputError(path, f"complex-valued MRC data (mode {int(h.mode)}); expected real images or maps")
     if m.data is None or min(int(h.nx), int(h.ny), int(h.nz)) <= 0:
         m.close()
         raise InputError(

@@ -90,8 +90,8 @@ def _open_models(path: Path) -> gemmi.Structure:
         st = gemmi.read_structure(str(path))
     except Exception as exc:
         raise InputError(path, f"cannot read as PDB/mmCIF ({exc})") from None
-    if len(st) == 0:
-        raise InputError(path, "no model (no ATOM records) found")
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
+        raise InputError(path, "no atoms found (no ATOM/HETATM records); expected a PDB or mmCIF model")
     st.remove_alternative_conformations()
     return st
 

@@ -25,6 +25,7 @@ from cryodyna.structure.graph import NodeGraph, build_residue_graph
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.image_model import ImageModel
 from cryodyna.train.particles import prepare_particles
+from cryodyna.train.preflight import check_model_in_box, check_output_dir, check_unique_images
 from cryodyna.train.residue_task import ResidueTask
 from cryodyna.train.trainer import DeformationTrainer, resolve_device
 
@@ -53,7 +54,10 @@ def build_model(graph: NodeGraph, cfg: TrainAtomConfig, d: int) -> DeformationMo
     layers = m.attention_layers if m.encoder == "cross-attention" else 0
     encoder = ImageEncoder(d * d, m.encoder_hidden, m.z_dim, layers, m.attention_heads)
     t = graph.tensors()
-    return DeformationModel(encoder, BlockGraphDecoder(t, m.z_dim, m.latent_dim), t["coords"])
+    decoder = BlockGraphDecoder(t, m.z_dim, m.latent_dim)
+    if m.reference_init:  # a random output layer, to be trained towards zero by the init stage
+        decoder.head[-1].reset_parameters()
+    return DeformationModel(encoder, decoder, t["coords"])
 
 
 def _setup_logging(run_dir: Path) -> None:
@@ -74,7 +78,7 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     Re-running with an existing ``run_dir`` resumes from ``checkpoints/last.pt`` unless ``restart``.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(run_dir)
     _setup_logging(run_dir)
     seed_everything(cfg.optim.seed)
     last = run_dir / "checkpoints" / "last.pt"
@@ -89,6 +93,9 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     structure = read_structure(model_copy)
     graph = residue_graph(structure, cfg, model_path)
     table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
+    check_unique_images(table)
+    if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
+        check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
     with progress_bar("loading images", len(table)) as update:
         data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update)
     lowpass = cfg.data.lowpass or default_lowpass(data.apix)
@@ -105,14 +112,20 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
                              lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
     task = ResidueTask(graph, cfg.loss, device)
     trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, run_dir,
-                                 image_weight=cfg.loss.image_weight)
+                                 image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout)
     start_from = resume or (last if last.exists() else None)
     if start_from is not None:
         trainer.load(Path(start_from))
+    elif cfg.model.reference_init and not eval_only:
+        trainer.reference_init()
     _check_contrast(trainer)
     if eval_only:
         return trainer.evaluate()
-    return trainer.fit(time_limit_minutes)
+    folder = trainer.fit(time_limit_minutes)
+    if folder is None:  # the run had already reached optim.epochs
+        log.info("nothing to train: the run already reached %d epochs", cfg.optim.epochs)
+        folder = max(run_dir.glob("epoch-*"), default=None)
+    return folder
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from cryodyna.analysis.figures import image_grid, latent_plot
 from cryodyna.analysis.latent import kmeans_centres, pca_trajectories
 from cryodyna.analysis.sampling import decode_latents
 from cryodyna.config.schema import AnalysisConfig, OptimConfig
+from cryodyna.errors import TrainingError
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
 from cryodyna.train.image_model import ImageModel
@@ -71,7 +72,10 @@ class DeformationTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=optim.precision == "fp16")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.skipped_steps, self.bad_steps = 0, 0
         self.metrics = MetricsWriter(self.run_dir / "metrics.csv")
+        for stale in self.run_dir.glob(".epoch-*.tmp"):  # an evaluation interrupted by a crash
+            shutil.rmtree(stale, ignore_errors=True)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
 
     def _lr_factor(self, step: int) -> float:
@@ -87,7 +91,8 @@ class DeformationTrainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "holdout": self.holdout_idx, "rng": rng_state(), "image_scale": self.data.scale,
+            "skipped_steps": self.skipped_steps, "holdout": self.holdout_idx, "rng": rng_state(),
+            "image_scale": self.data.scale,
         }
 
     def save(self) -> None:
@@ -102,6 +107,7 @@ class DeformationTrainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            self.skipped_steps = state["skipped_steps"]
             set_rng_state(state["rng"])
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
 
@@ -128,16 +134,33 @@ class DeformationTrainer:
         return total, values
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One optimisation step; returns the (detached) loss values."""
+        """One optimisation step; returns the (detached) loss values.
+
+        A step whose loss or gradient is not finite is skipped (parameters untouched) and counted;
+        after ``max_bad_steps`` consecutive bad steps a :class:`TrainingError` stops the run.
+        """
         self.model.train()
         context = bool(torch.rand(()) >= self.context_dropout)
         total, values = self._losses(batch, context)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if self.cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.optimizer)
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or float("inf"))
+        finite = bool(torch.isfinite(total)) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
+        if finite:
+            self.scaler.step(self.optimizer)
+            self.bad_steps = 0
+        else:
+            self.skipped_steps += 1
+            self.bad_steps += 1
+            log.warning("step %d: non-finite loss or gradient, step skipped (%d in a row)", self.step, self.bad_steps)
+            if self.bad_steps >= self.cfg.max_bad_steps:
+                raise TrainingError(
+                    f"{self.bad_steps} consecutive steps had a non-finite loss or gradient (last losses: "
+                    + ", ".join(f"{k} {float(v):.4g}" for k, v in values.items())
+                    + f"); stopped at step {self.step}. The last good checkpoint is {self.ckpt_path}; "
+                    "try a lower optim.lr, optim.grad_clip, or check the images for artefacts"
+                )
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
@@ -168,6 +191,7 @@ class DeformationTrainer:
                     n_run += 1
                     if self.step % 20 == 0 or self.batch_in_epoch == self.steps_per_epoch:
                         means = {k: float(v) / n_run for k, v in running.items()}
+                        means["skipped_steps"] = float(self.skipped_steps)
                         means["lr"] = self.scheduler.get_last_lr()[0]
                         means["images_per_s"] = seen / (time.perf_counter() - start)
                         self.metrics.write(self.step, self.epoch, "train", means)
@@ -186,6 +210,33 @@ class DeformationTrainer:
                     self.save()
                     last_eval = self.evaluate()
         return last_eval
+
+    def reference_init(self, max_epochs: int = 3, tolerance: float = 1e-4) -> int:
+        """The reference method's init stage: train encoder + decoder so that the displacements of
+        real images vanish (loss = mean squared displacement, Å^2), at most ``max_epochs`` epochs,
+        stopping when the mean of the last 20 losses is below ``tolerance``.  Returns the steps run."""
+        self.model.train()
+        recent: list[float] = []
+        steps = 0
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        for epoch in range(max_epochs):
+            order = self._epoch_order(-1 - epoch)
+            for b in range(self.steps_per_epoch):
+                idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+                images = self.data.batch(idx, self.device)["images"]
+                with self._autocast():
+                    delta = self.model.decoder(self.model.encode(images)).float()
+                loss = delta.square().mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                recent = (recent + [float(loss)])[-20:]
+                if np.mean(recent) <= tolerance:
+                    log.info("reference init converged after %d steps (mean squared displacement %.2e)", steps, np.mean(recent))
+                    return steps
+        log.info("reference init stopped after %d steps (mean squared displacement %.2e)", steps, np.mean(recent))
+        return steps
 
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()

@@ -1,0 +1,53 @@
+"""Checks run before any training: output folder usable, model inside the box, no duplicate images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from cryodyna.errors import CryodynaError, InputError
+from cryodyna.io.particles import ParticleTable
+
+
+def check_output_dir(run_dir: Path, min_free_mb: float = 200.0) -> None:
+    """Create ``run_dir`` and fail early (one clear message) if it cannot be written or its disk
+    has less than ``min_free_mb`` MB free."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise CryodynaError(f"{run_dir}: cannot write to the output folder ({exc.strerror or exc}); choose another -o/--out") from None
+    free_mb = shutil.disk_usage(run_dir).free / 2**20
+    if free_mb < min_free_mb:
+        raise CryodynaError(f"{run_dir}: only {free_mb:.0f} MB free on this disk; at least {min_free_mb:.0f} MB are needed for checkpoints and outputs")
+
+
+def check_unique_images(table: ParticleTable) -> None:
+    """Two rows referencing the same image (e.g. a STAR file merged twice) is an error naming both."""
+    key = np.char.add(np.char.add(table.image_file.astype(str), "@"), table.image_index.astype(str))
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = key[first[np.flatnonzero(counts > 1)[0]]]
+        rows = np.flatnonzero(key == dup)
+        raise InputError(table.source, f"{table.row_label[rows[0]]} and {table.row_label[rows[1]]} reference the same image "
+                         f"({table.image_index[rows[0]] + 1}@{table.image_file[rows[0]]}); remove the duplicates "
+                         f"({int((counts - 1).sum())} duplicate row(s))")
+
+
+def check_model_in_box(coords: np.ndarray, box_angstrom: float, model_path) -> None:
+    """Every node must lie inside the particle box (map frame with the origin at the box centre)."""
+    half = box_angstrom / 2
+    outside = np.flatnonzero(np.abs(coords).max(axis=1) > half)
+    if outside.size:
+        i = int(outside[0])
+        raise InputError(
+            model_path,
+            f"{outside.size} node(s) lie outside the {box_angstrom:.1f} Å box, e.g. node {i + 1} at "
+            f"({', '.join(f'{c:.1f}' for c in coords[i])}) Å; the model must be docked in the consensus map and "
+            "expressed with the origin at the box centre (translate it by -box/2 * pixel size, see SPEC §1.1)",
+        )

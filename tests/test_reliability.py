@@ -1,0 +1,108 @@
+"""Resume after SIGKILL, non-finite steps, determinism, unusable output folders."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cryodyna.errors import CryodynaError, TrainingError
+from cryodyna.train.preflight import check_output_dir
+from conftest import TINY_TRAIN_SETTINGS
+from cryodyna.train.run import resolved_config, train_atom
+
+
+
+def cli(tiny_adk, run_dir, extra):
+    args = [sys.executable, "-m", "cryodyna.cli", "train-atom", str(tiny_adk / "particles.star"), str(tiny_adk / "reference.pdb"),
+            "-o", str(run_dir)]
+    for s in TINY_TRAIN_SETTINGS + extra:
+        args += ["--set", s]
+    return args
+
+
+def test_sigkill_mid_epoch_then_resume(tiny_adk, tmp_path):
+    run_dir = tmp_path / "run"
+    extra = ["optim.epochs=40", "optim.eval_every=20", "optim.checkpoint_every=3"]
+    proc = subprocess.Popen(cli(tiny_adk, run_dir, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= 9:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=False)
+    assert 0 < killed_at["step"] < 200
+    r = subprocess.run(cli(tiny_adk, run_dir, extra), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in (run_dir / "log.txt").read_text()
+    final = torch.load(ckpt, weights_only=False)
+    assert final["step"] == 200 and final["epoch"] == 40  # 5 steps per epoch, no step lost or repeated
+    folders = sorted(p.name for p in run_dir.glob("epoch-*"))
+    assert folders[-1] == "epoch-0040_step-0000200" and "epoch-0020_step-0000100" in folders
+    for name in folders:
+        assert {"z.npy", "ckpt.pt", "pred.pdb", "pca-1.pdb"} <= {p.name for p in (run_dir / name).iterdir()}
+    assert not list(run_dir.glob(".*.tmp"))
+    steps = pd.read_csv(run_dir / "metrics.csv").query("phase == 'train' and name == 'image'").step
+    assert steps.max() == 200
+
+
+def test_same_seed_gives_identical_latents(tiny_adk, tmp_path):
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "a", cfg)
+        b = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "b", cfg)
+    np.testing.assert_array_equal(np.load(a / "z.npy"), np.load(b / "z.npy"))
+
+
+def test_non_finite_steps_are_skipped_then_stop(tiny_adk, tmp_path, monkeypatch):
+    from cryodyna.train.image_model import ImageModel
+
+    real_loss = ImageModel.loss
+    calls = {"n": 0}
+
+    def flaky(self, predicted, target, reduce=True):
+        calls["n"] += 1
+        value = real_loss(self, predicted, target, reduce)
+        return value * float("nan") if reduce and calls["n"] in (3, 4) else value
+
+    monkeypatch.setattr(ImageModel, "loss", flaky)
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.max_bad_steps=3"], 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "r", cfg)
+    m = pd.read_csv(tmp_path / "r" / "metrics.csv")
+    assert m[(m.phase == "train") & (m.name == "skipped_steps")].value.max() == 2
+    assert np.isfinite(np.load(folder / "z.npy")).all()
+
+    monkeypatch.setattr(ImageModel, "loss", lambda self, p, t, reduce=True: real_loss(self, p, t, reduce) * float("nan"))
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.max_bad_steps=3", "optim.checkpoint_every=1"], 4)
+    with pytest.raises(TrainingError, match="3 consecutive steps had a non-finite loss"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "r", cfg)
+    state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_unusable_output_folder_fails_early(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CryodynaError, match="cannot write to the output folder"):
+        check_output_dir(tmp_path / "file" / "run")
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(CryodynaError, match="only 1 MB free"):
+        check_output_dir(tmp_path / "run")
