@@ -99,3 +99,12 @@ def test_states_must_match(tmp_path, two_states, peptide_pdb):
         pep = read_structure(peptide_pdb)
     with pytest.raises(InputError, match="identical atoms"):
         simulate([two_states[0], pep], SimulationSpec(n_particles=2, box=16), tmp_path)
+
+
+def test_invalid_settings_are_rejected():
+    from cryodyna.errors import CryodynaError
+
+    with pytest.raises(CryodynaError, match="density must be 'atom' or 'residue'"):
+        SimulationSpec(density="cloud")
+    with pytest.raises(CryodynaError, match="snr must be positive"):
+        SimulationSpec(snr=-1.0)

@@ -200,6 +200,167 @@ def sample_structures_cmd(
         console.print(f"wrote {out} ({len(coords)} models)")
 
 
+@app.command("analyze")
+def analyze_cmd(
+    run: Path = typer.Argument(..., help="A train-atom run folder."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder to analyse (default: the latest)."),
+    k: int = typer.Option(10, "--k", help="Number of k-means clusters."),
+    pcs: int = typer.Option(3, "--pcs", help="Principal components to traverse."),
+    umap: bool = typer.Option(True, help="Add a UMAP panel when umap-learn is installed."),
+) -> None:
+    """Latent analysis of a saved evaluation: k-means and PC-trajectory structures (B-factor = RMSF),
+    plots (PCA, UMAP, PC histograms, losses) and RUN/index.html.
+
+    Example: cryodyna analyze runs/adk --k 8
+    """
+    from cryodyna.analysis.report import analyze
+
+    out = analyze(run, eval_dir, k=k, pcs=pcs, use_umap=umap)
+    console.print(f"analysis written to {out}; overview: {Path(run) / 'index.html'}")
+
+
+@app.command("cluster")
+def cluster_cmd(
+    run: Path = typer.Argument(..., help="A train-atom run folder."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder for the subsets."),
+    k: Optional[int] = typer.Option(None, "--k", help="k-means clusters (one subset each)."),
+    pc: Optional[int] = typer.Option(None, "--pc", help="Select by the score on this principal component (1-based)..."),
+    pc_range: Optional[str] = typer.Option(None, "--range", help="...between LOW,HIGH (with --pc)."),
+    z_box: Optional[str] = typer.Option(None, "--box", help="Select latents inside a box: LOW1:HIGH1,LOW2:HIGH2,... (one per z dimension)."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder whose z.npy to use (default: the latest)."),
+) -> None:
+    """Split particles by latent (k-means, a PC range, or a z-space box) into RELION STAR subsets and
+    cryoDRGN index pickles, ready for homogeneous refinement elsewhere.
+
+    Example: cryodyna cluster runs/adk --k 4 -o runs/adk/clusters
+    """
+    import numpy as np
+
+    from cryodyna.analysis.cluster import box_subset, kmeans_subsets, pc_range_subset, run_particles, write_subsets
+    from cryodyna.analysis.report import latest_evaluation
+
+    z = np.load((eval_dir or latest_evaluation(run)) / "z.npy")
+    if sum(x is not None for x in (k, pc, z_box)) != 1:
+        raise CryodynaError("choose exactly one of --k, --pc/--range or --box")
+    if k is not None:
+        subsets, prefix = kmeans_subsets(z, k), "cluster"
+    elif pc is not None:
+        if pc_range is None:
+            raise CryodynaError("--pc needs --range LOW,HIGH")
+        low, high = (float(v) for v in pc_range.split(","))
+        subsets, prefix = [pc_range_subset(z, pc, low, high)], f"pc{pc}_range"
+    else:
+        bounds = [tuple(float(v) for v in part.split(":")) for part in z_box.split(",")]
+        if len(bounds) != z.shape[1]:
+            raise CryodynaError(f"--box needs {z.shape[1]} LOW:HIGH ranges, one per latent dimension")
+        subsets, prefix = [box_subset(z, np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds]))], "zbox"
+    written = write_subsets(run_particles(run), subsets, out, prefix)
+    for star, idx in zip(written, [s for s in subsets if len(s)]):
+        console.print(f"{star}: {len(idx)} particles")
+
+
+@app.command("chimerax")
+def chimerax_cmd(
+    run: Path = typer.Argument(..., help="A run folder (or one of its evaluation/analysis folders)."),
+    out: Path = typer.Option(Path("movie.cxc"), "-o", "--out", help="ChimeraX command script to write."),
+    movie: str = typer.Option("movie.mp4", help="Movie file the script records."),
+) -> None:
+    """Write a ChimeraX script that plays the PC trajectories (and maps, if any) and records a movie.
+
+    Uses RUN/analysis/<latest evaluation>/ (B-factor = RMSF) when `cryodyna analyze` has run.
+
+    Example: cryodyna chimerax runs/adk -o adk.cxc   (then in ChimeraX: open adk.cxc)
+    """
+    from cryodyna.analysis.chimerax import chimerax_script
+    from cryodyna.analysis.report import latest_evaluation
+
+    if list(Path(run).glob("pca-*.pdb")):
+        folder = run
+    else:  # prefer the RMSF-coloured trajectories of `cryodyna analyze` when they exist
+        latest = latest_evaluation(run)
+        analysed = Path(run) / "analysis" / latest.name
+        folder = analysed if analysed.is_dir() else latest
+    out.write_text(chimerax_script(folder, movie))
+    console.print(f"wrote {out} (trajectories from {folder})")
+
+
+@app.command("mrc-info")
+def mrc_info_cmd(path: Path = typer.Argument(..., help="MRC/MRCS file.")) -> None:
+    """Print the shape, voxel size, origin and value range of an MRC file.
+
+    Example: cryodyna mrc-info map.mrc
+    """
+    from cryodyna.io.summary import describe_mrc
+
+    for label, value in describe_mrc(path, statistics=True):
+        console.print(f"[bold]{label}[/bold]: {value}")
+
+
+@app.command("center-origin")
+def center_origin_cmd(
+    model: Path = typer.Argument(..., help="Model docked in the map."),
+    map_: Path = typer.Argument(..., metavar="MAP", help="Consensus map (its header origin is respected)."),
+    out: Path = typer.Option(Path("."), "-o", "--out", help="Output folder."),
+) -> None:
+    """Move a map and its docked model into cryodyna's frame (0 Å at the box centre).
+
+    Example: cryodyna center-origin model.pdb consensus.mrc -o prepared
+    """
+    from cryodyna.analysis.maps import center_origin
+
+    out_model, out_map, shift = center_origin(model, map_, out)
+    console.print(f"wrote {out_model} and {out_map} (translation {', '.join(f'{v:.2f}' for v in shift)} Å)")
+
+
+@app.command("pdb2mrc")
+def pdb2mrc_cmd(
+    model: Path = typer.Argument(..., help="PDB/mmCIF model in the box frame (0 Å at the centre)."),
+    box: int = typer.Option(..., "--box", help="Box side (px)."),
+    apix: float = typer.Option(..., "--apix", help="Voxel size (Å)."),
+    sigma: float = typer.Option(2.0, "--sigma", help="Gaussian width (Å)."),
+    atoms: bool = typer.Option(False, "--atoms", help="One Gaussian per atom instead of per residue."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output MRC (default MODEL.mrc)."),
+) -> None:
+    """Gaussian density of a model on a box grid, written as MRC with the matching origin.
+
+    Example: cryodyna pdb2mrc reference.pdb --box 128 --apix 1.0 -o reference.mrc
+    """
+    from cryodyna.analysis.maps import model_density
+    from cryodyna.io.mrc import write_volume
+    from cryodyna.io.structure import read_structure
+
+    out = out or model.with_suffix(".mrc")
+    write_volume(out, model_density(read_structure(model), box, apix, sigma, atoms), apix)
+    console.print(f"wrote {out}")
+
+
+@app.command("split-models")
+def split_models_cmd(
+    pdb: Path = typer.Argument(..., help="Multi-model PDB/mmCIF (e.g. pca-1.pdb)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default: next to the file, named after it)."),
+) -> None:
+    """Write each model of a multi-model file as its own PDB.
+
+    Example: cryodyna split-models runs/adk/epoch-0010_step-0000290/pca-1.pdb
+    """
+    from cryodyna.analysis.maps import split_models
+
+    paths = split_models(pdb, out or pdb.with_suffix(""))
+    console.print(f"wrote {len(paths)} models to {paths[0].parent}")
+
+
+@app.command("quicktest")
+def quicktest_cmd() -> None:
+    """Run the whole pipeline on a tiny simulated dataset (about a minute) and report what works.
+
+    Example: cryodyna quicktest
+    """
+    from cryodyna.quicktest import quicktest
+
+    checks = quicktest(report=console.print)
+    console.print(f"[bold green]installation OK[/bold green]: {len(checks)} checks passed")
+
+
 def np_save(path: Path, array) -> None:
     """Save an array with numpy (kept out of the command bodies)."""
     import numpy as np

@@ -54,3 +54,37 @@ def latent_plot(path: Path, z: np.ndarray, centres_idx: np.ndarray, pca, umap_xy
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def pc_histograms(path: Path, scores: np.ndarray) -> None:
+    """One histogram per principal component score (N, n_pcs)."""
+    n = scores.shape[1]
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
+    for k in range(n):
+        axes[0, k].hist(scores[:, k], bins=60, color="0.4")
+        axes[0, k].set_xlabel(f"PC{k + 1}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def loss_curves(path: Path, metrics) -> None:
+    """Training losses and evaluation metrics against the step, from a long-form metrics table."""
+    train = metrics[(metrics.phase == "train") & ~metrics.name.isin(["lr", "images_per_s", "skipped_steps"])]
+    evals = metrics[metrics.phase == "eval"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, group in train.groupby("name"):
+        axes[0].plot(group.step, group.value, label=name)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].set_title("training losses")
+    axes[0].legend(fontsize=8)
+    for name, group in evals.groupby("name"):
+        axes[1].plot(group.step, group.value, "o-", label=name)
+    axes[1].set_xlabel("step")
+    axes[1].set_title("evaluation")
+    if len(evals):
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

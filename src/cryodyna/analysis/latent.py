@@ -47,3 +47,14 @@ def pca_trajectories(z: np.ndarray, n_pcs: int, n_frames: int = 10, low: float =
         idx = nearest_rows(z, pca.inverse_transform(pts))
         out.append((z[idx], idx))
     return out, pca
+
+
+def umap_embedding(z: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """2-D UMAP embedding (N, 2) when umap-learn is installed and z has more than 2 dimensions."""
+    if z.shape[1] <= 2:
+        return None
+    try:
+        import umap
+    except ImportError:
+        return None
+    return umap.UMAP(random_state=seed).fit_transform(z)

@@ -168,7 +168,7 @@ def _convert(path: Path, model: gemmi.Model) -> Structure:
     )
 
 
-def _to_gemmi(structure: Structure, models: np.ndarray) -> gemmi.Structure:
+def _to_gemmi(structure: Structure, models: np.ndarray, bfactors: np.ndarray | None) -> gemmi.Structure:
     st = gemmi.Structure()
     st.setup_cell_images()
     for k, coords in enumerate(models):
@@ -188,6 +188,7 @@ def _to_gemmi(structure: Structure, models: np.ndarray) -> gemmi.Structure:
             atom.element = gemmi.Element(structure.element[a])
             atom.pos = gemmi.Position(*map(float, coords[a]))
             atom.occ = 1.0
+            atom.b_iso = 0.0 if bfactors is None else float(bfactors[a])
             atom.serial = a + 1
             residues[structure.residue[a]].add_atom(atom)
         for r, res in enumerate(residues):
@@ -203,17 +204,19 @@ def _to_gemmi(structure: Structure, models: np.ndarray) -> gemmi.Structure:
     return st
 
 
-def write_structure(path: str | Path, structure: Structure, models: np.ndarray | None = None) -> None:
+def write_structure(path: str | Path, structure: Structure, models: np.ndarray | None = None,
+                    bfactors: np.ndarray | None = None) -> None:
     """Write ``structure`` as PDB (``.pdb``) or mmCIF (``.cif``/``.mmcif``).
 
     ``models``: optional (K, A, 3) coordinates, one MODEL each, for the same atoms; default: the
-    structure's own coordinates.  Residue names, numbers, insertion codes and chains are kept.
+    structure's own coordinates.  ``bfactors``: optional (A,) values for the B-factor column (e.g. a
+    per-residue RMSF for colouring).  Residue names, numbers, insertion codes and chains are kept.
     """
     path = Path(path)
     models = structure.coords[None] if models is None else np.asarray(models)
     if models.ndim != 3 or models.shape[1:] != (structure.n_atoms, 3):
         raise ValueError(f"models must have shape (K, {structure.n_atoms}, 3), got {models.shape}")
-    st = _to_gemmi(structure, models)
+    st = _to_gemmi(structure, models, bfactors)
     if path.suffix.lower() in {".cif", ".mmcif"}:
         st.make_mmcif_document().write_file(str(path))
     else:

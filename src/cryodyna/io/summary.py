@@ -9,7 +9,7 @@ import numpy as np
 
 from cryodyna.errors import InputError
 from cryodyna.io.cryodrgn import load_pickle
-from cryodyna.io.mrc import read_header
+from cryodyna.io.mrc import ImageStack, read_header
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_models
 from cryodyna.structure.nodes import residue_nodes
@@ -29,7 +29,7 @@ def describe(path: str | Path, apix: float | None = None, datadir: str | Path | 
     if suffix == ".pkl":
         return _describe_pickle(path)
     if suffix in MRC_SUFFIXES:
-        return _describe_mrc(path)
+        return describe_mrc(path)
     if suffix in STRUCTURE_SUFFIXES:
         return _describe_structure(path)
     raise InputError(path, f"unknown file type {suffix!r}; expected .star, .cs, .pkl, .mrc/.mrcs, .pdb or .cif")
@@ -80,12 +80,19 @@ def _describe_pickle(path: Path) -> list[tuple[str, str]]:
     raise InputError(path, "unrecognised pickle: expected cryoDRGN poses, CTF parameters or an index array")
 
 
-def _describe_mrc(path: Path) -> list[tuple[str, str]]:
+def describe_mrc(path: str | Path, statistics: bool = False) -> list[tuple[str, str]]:
+    """Header summary of an MRC file; ``statistics`` adds min / max / mean / std of the data."""
+    path = Path(path)
     h = read_header(path)
     kind = "volume" if path.suffix.lower() in {".mrc", ".map"} and h.n == h.nx else "image stack"
-    return [("file", str(path)), ("content", kind), ("shape (x, y, sections)", f"{h.nx} x {h.ny} x {h.n}"),
+    rows = [("file", str(path)), ("content", kind), ("shape (x, y, sections)", f"{h.nx} x {h.ny} x {h.n}"),
             ("voxel size (Å)", f"{h.voxel_size:.4f}"), ("origin (Å)", ", ".join(f"{o:.2f}" for o in h.origin)),
             ("mode", str(h.mode))]
+    if statistics:
+        data = ImageStack().data(path)
+        rows.append(("values (min / max / mean / std)",
+                     f"{float(data.min()):.4g} / {float(data.max()):.4g} / {float(data.mean()):.4g} / {float(data.std()):.4g}"))
+    return rows
 
 
 def _describe_structure(path: Path) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from cryodyna.errors import InputError
+from cryodyna.errors import CryodynaError, InputError
 from cryodyna.imaging.ctf import CTFParams, compute_ctf
 from cryodyna.imaging.fft import fft2_center, ifft2_center
 from cryodyna.imaging.projection import project_gaussians
@@ -59,6 +59,19 @@ class SimulationSpec:
     max_shift: float = 4.0
     seed: int = 0
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.density not in ("atom", "residue"):
+            problems.append(f"density must be 'atom' or 'residue', not {self.density!r}")
+        if self.n_particles < 1 or self.box < 8 or self.apix <= 0 or self.batch_size < 1:
+            problems.append("n_particles >= 1, box >= 8 px, apix > 0 and batch_size >= 1 are required")
+        if self.snr is not None and self.snr <= 0:
+            problems.append(f"snr must be positive (or None for noiseless images), not {self.snr}")
+        if not 0 <= self.defocus_min <= self.defocus_max:
+            problems.append(f"need 0 <= defocus_min <= defocus_max, got {self.defocus_min}, {self.defocus_max}")
+        if problems:
+            raise CryodynaError("invalid simulation settings: " + "; ".join(problems))
 
 
 def sample_path(n: int, n_states: int, mode: Literal["interpolate", "discrete"], weights, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,7 @@ class ResidueTask:
             terms["clash"] = (c.clash_weight, clash_penalty(x, self.clash, c.clash_distance))
         return terms
 
-    def write_models(self, path: Path, coords: np.ndarray) -> None:
-        """Write models (K, N, 3) as a multi-model PDB/mmCIF with one atom per node."""
-        write_structure(path, self.graph.template, coords)
+    def write_models(self, path: Path, coords: np.ndarray, bfactors: np.ndarray | None = None) -> None:
+        """Write models (K, N, 3) as a multi-model PDB/mmCIF with one atom per node; optional
+        per-node B-factors (N,)."""
+        write_structure(path, self.graph.template, coords, bfactors)

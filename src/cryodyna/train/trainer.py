@@ -19,7 +19,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cryodyna.analysis.figures import image_grid, latent_plot
-from cryodyna.analysis.latent import kmeans_centres, pca_trajectories
+from cryodyna.analysis.latent import kmeans_centres, pca_trajectories, umap_embedding
 from cryodyna.analysis.sampling import decode_latents
 from cryodyna.config.schema import AnalysisConfig, OptimConfig
 from cryodyna.errors import TrainingError
@@ -278,7 +278,7 @@ class DeformationTrainer:
         trajectories, pca = pca_trajectories(z, a.pcs, a.pc_frames)
         for k, (zk, _) in enumerate(trajectories, start=1):
             self.task.write_models(tmp / f"pca-{k}.pdb", decode_latents(self.model, zk))
-        latent_plot(tmp / "z_distribution.png", z, centre_idx, pca, _umap(z) if a.umap else None)
+        latent_plot(tmp / "z_distribution.png", z, centre_idx, pca, umap_embedding(z) if a.umap else None)
         self._image_check(tmp, z)
         metrics = {"holdout_image_loss": self.image_losses(self.holdout_idx, z),
                    "train_image_loss": self.image_losses(self.train_idx[: max(len(self.holdout_idx), 256)], z)}
@@ -299,14 +299,3 @@ class DeformationTrainer:
         mask = self.image_model.loss_mask.cpu().numpy()
         image_grid(folder / "input_image.png", self.image_model.target(batch["images"]).cpu().numpy(), mask, "low-passed particles")
         image_grid(folder / "pred_image.png", pred, mask, "predicted (CTF, low-pass, shift)")
-
-
-def _umap(z: np.ndarray) -> np.ndarray | None:
-    """2-D UMAP embedding when umap-learn is installed and z has more than 2 dimensions."""
-    if z.shape[1] <= 2:
-        return None
-    try:
-        import umap
-    except ImportError:
-        return None
-    return umap.UMAP(random_state=0).fit_transform(z)

@@ -1,0 +1,91 @@
+"""``cryodyna analyze``: latent analysis of a saved evaluation, structures with RMSF B-factors,
+figures, and an ``index.html`` overview in the run folder."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryodyna.analysis.figures import latent_plot, loss_curves, pc_histograms
+from cryodyna.analysis.latent import kmeans_centres, pca_trajectories, umap_embedding
+from cryodyna.analysis.sampling import decode_latents
+from cryodyna.errors import CryodynaError
+from cryodyna.train.run import load_run
+
+
+def evaluation_folders(run_dir: Path) -> list[Path]:
+    """Evaluation folders of a run in training order."""
+    return sorted(p for p in Path(run_dir).glob("epoch-*_step-*") if p.is_dir())
+
+
+def latest_evaluation(run_dir: Path) -> Path:
+    """The last evaluation folder, or a clear error when the run has none."""
+    folders = evaluation_folders(run_dir)
+    if not folders:
+        raise CryodynaError(f"{run_dir}: no evaluation folder (epoch-*_step-*) yet; train first or use --eval-only")
+    return folders[-1]
+
+
+def rmsf(frames: np.ndarray) -> np.ndarray:
+    """Root-mean-square fluctuation (N,) in Å of node positions over frames (K, N, 3)."""
+    return np.sqrt(((frames - frames.mean(0)) ** 2).sum(-1).mean(0))
+
+
+def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int = 3, frames: int = 10,
+            use_umap: bool = True, seed: int = 0) -> Path:
+    """Analyse one evaluation (default: the latest) into ``RUN/analysis/<evaluation>/`` and write
+    ``RUN/index.html``.  Returns the analysis folder."""
+    run_dir = Path(run_dir)
+    eval_dir = Path(eval_dir) if eval_dir else latest_evaluation(run_dir)
+    z_path = eval_dir / "z.npy"
+    if not z_path.is_file():
+        raise CryodynaError(f"{eval_dir}: no z.npy in this evaluation folder")
+    z = np.load(z_path)
+    out = run_dir / "analysis" / eval_dir.name
+    out.mkdir(parents=True, exist_ok=True)
+    model, task = load_run(run_dir, eval_dir / "ckpt.pt")
+    centres, centre_idx, labels = kmeans_centres(z, k, seed)
+    task.write_models(out / "kmeans.pdb", decode_latents(model, centres))
+    np.savetxt(out / "kmeans_particles.txt", centre_idx, fmt="%d")
+    np.savetxt(out / "kmeans_labels.txt", labels, fmt="%d")
+    trajectories, pca = pca_trajectories(z, pcs, frames)
+    rows = []
+    for i, (zk, idx) in enumerate(trajectories, start=1):
+        coords = decode_latents(model, zk)
+        fluct = rmsf(coords)
+        task.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
+        np.savetxt(out / f"pca-{i}_particles.txt", idx, fmt="%d")
+        rows.append(pd.DataFrame({"pc": i, "node": np.arange(len(fluct)), "rmsf": fluct}))
+    pd.concat(rows).to_csv(out / "rmsf.csv", index=False)
+    latent_plot(out / "z_pca.png", z, centre_idx, pca, umap_embedding(z, seed) if use_umap else None)
+    pc_histograms(out / "pc_histograms.png", pca.transform(z))
+    metrics = run_dir / "metrics.csv"
+    if metrics.is_file():
+        loss_curves(out / "losses.png", pd.read_csv(metrics))
+    write_index(run_dir)
+    return out
+
+
+def write_index(run_dir: Path) -> Path:
+    """``RUN/index.html``: every figure of the run, with links to its structures and maps."""
+    run_dir = Path(run_dir)
+    sections = []
+    for folder in [*evaluation_folders(run_dir), *sorted((run_dir / "analysis").glob("*"))]:
+        if not folder.is_dir():
+            continue
+        rel = lambda p: html.escape(os.path.relpath(p, run_dir))  # noqa: E731
+        images = "".join(f'<figure><img src="{rel(p)}" width="420"><figcaption>{html.escape(p.name)}</figcaption></figure>'
+                         for p in sorted(folder.glob("*.png")))
+        links = " ".join(f'<a href="{rel(p)}">{html.escape(p.name)}</a>'
+                         for p in sorted([*folder.glob("*.pdb"), *folder.glob("*.cif"), *folder.glob("*.mrc"), *folder.glob("*.npy")]))
+        sections.append(f"<h2>{rel(folder)}</h2><div class='row'>{images}</div><p>{links}</p>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>cryodyna run</title><style>"
+            "body{font-family:sans-serif;margin:2em} .row{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0}</style>"
+            f"</head><body><h1>{html.escape(str(run_dir))}</h1>{''.join(sections)}</body></html>")
+    index = run_dir / "index.html"
+    index.write_text(page)
+    return index

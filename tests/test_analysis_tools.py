@@ -1,0 +1,104 @@
+"""analyze, cluster, chimerax, map helpers and quicktest on a tiny trained run."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cryodyna.cli import app
+from cryodyna.io.mrc import read_volume, write_volume
+from cryodyna.io.read import read_particles
+from cryodyna.io.structure import read_models, read_structure
+from cryodyna.train.run import resolved_config, train_atom
+from conftest import TINY_TRAIN_SETTINGS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_adk, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir,
+                            resolved_config(None, TINY_TRAIN_SETTINGS, 2))
+    return run_dir, folder
+
+
+def invoke(*args):
+    r = runner.invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def test_analyze_writes_rmsf_structures_plots_and_index(trained):
+    run_dir, folder = trained
+    invoke("analyze", run_dir, "--k", 4, "--pcs", 2)
+    out = run_dir / "analysis" / folder.name
+    for name in ("kmeans.pdb", "pca-1.pdb", "pca-2.pdb", "z_pca.png", "pc_histograms.png", "losses.png", "rmsf.csv"):
+        assert (out / name).is_file(), name
+    assert len(read_models(out / "kmeans.pdb")) == 4
+    frames = np.stack([m.coords for m in read_models(out / "pca-1.pdb")])
+    expected = np.sqrt(((frames - frames.mean(0)) ** 2).sum(-1).mean(0))
+    table = pd.read_csv(out / "rmsf.csv")
+    np.testing.assert_allclose(table[table.pc == 1].rmsf, expected, atol=2e-3)
+    import gemmi
+
+    b = [cra.atom.b_iso for cra in gemmi.read_structure(str(out / "pca-1.pdb"))[0].all()]
+    np.testing.assert_allclose(b, expected, atol=0.01)  # B-factor column = RMSF
+    page = (run_dir / "index.html").read_text()
+    assert "z_pca.png" in page and "pca-1.pdb" in page and "z_distribution.png" in page
+
+
+def test_cluster_subsets(trained, tiny_adk, tmp_path):
+    run_dir, folder = trained
+    invoke("cluster", run_dir, "--k", 3, "-o", tmp_path / "k")
+    tables = [read_particles(p) for p in sorted((tmp_path / "k").glob("cluster_*.star"))]
+    assert sum(len(t) for t in tables) == 200
+    indices = [pickle.load(open(p, "rb")) for p in sorted((tmp_path / "k").glob("cluster_*.pkl"))]
+    assert sorted(np.concatenate(indices).tolist()) == list(range(200))
+    for t, idx in zip(tables, indices):
+        np.testing.assert_array_equal(t.image_index, idx)  # stack index i = particle i in the simulated set
+    z = np.load(folder / "z.npy")
+    invoke("cluster", run_dir, "--pc", 1, "--range", "-1e9,1e9", "-o", tmp_path / "pc")
+    assert len(read_particles(tmp_path / "pc" / "pc1_range_000.star")) == 200
+    box = ",".join(f"{lo}:{hi}" for lo, hi in zip(np.median(z, 0), z.max(0) + 1))
+    invoke("cluster", run_dir, "--box", box, "-o", tmp_path / "box")
+    expected = int(((z >= np.median(z, 0)) & (z <= z.max(0) + 1)).all(1).sum())
+    assert len(pickle.load(open(tmp_path / "box" / "zbox_000.pkl", "rb"))) == expected
+    r = runner.invoke(app, ["cluster", str(run_dir), "--k", "2", "--pc", "1", "-o", str(tmp_path / "x")])
+    assert r.exit_code != 0
+
+
+def test_chimerax_script(trained, tmp_path):
+    run_dir, folder = trained
+    invoke("chimerax", folder, "-o", tmp_path / "m.cxc")
+    text = (tmp_path / "m.cxc").read_text()
+    assert f'open "{(folder / "pca-1.pdb").resolve()}" coordsets true' in text
+    assert "coordset #1 1,10" in text and 'movie encode "movie.mp4"' in text
+
+
+def test_pdb2mrc_mrc_info_center_origin_split(trained, tiny_adk, tmp_path):
+    run_dir, folder = trained
+    invoke("pdb2mrc", tiny_adk / "reference.pdb", "--box", 32, "--apix", 4.0, "-o", tmp_path / "ref.mrc")
+    vol, voxel, origin = read_volume(tmp_path / "ref.mrc")
+    assert vol.shape == (32, 32, 32) and voxel == pytest.approx(4.0) and origin == pytest.approx((-64.0,) * 3)
+    assert "values (min / max / mean / std)" in invoke("mrc-info", tmp_path / "ref.mrc")
+    # a map whose header origin is not zero: after centring, every atom keeps its voxel
+    write_volume(tmp_path / "off.mrc", vol, 4.0, origin=(10.0, -20.0, 30.0))
+    invoke("center-origin", tiny_adk / "reference.pdb", tmp_path / "off.mrc", "-o", tmp_path / "c")
+    before = read_structure(tiny_adk / "reference.pdb").coords
+    after = read_structure(tmp_path / "c" / "reference_centered.pdb").coords
+    _, _, new_origin = read_volume(tmp_path / "c" / "off_centered.mrc")
+    assert new_origin == pytest.approx((-64.0,) * 3)
+    np.testing.assert_allclose((after - new_origin) / 4.0, (before - np.array([10.0, -20.0, 30.0])) / 4.0, atol=1e-3)
+    invoke("split-models", folder / "pca-1.pdb", "-o", tmp_path / "split")
+    assert len(list((tmp_path / "split").glob("*.pdb"))) == 10
+
+
+def test_quicktest_reports_installation_ok():
+    out = invoke("quicktest")
+    assert "installation OK" in out and "6 checks passed" in out
