@@ -33,8 +33,13 @@ def test_training_outputs_resume_and_sampling(tiny_adk, tmp_path):
         assert len(frames) == 10 and frames[0].n_atoms == 214
     for name in ("input_image.png", "pred_image.png", "z_distribution.png", "ckpt.pt"):
         assert (folder / name).stat().st_size > 0
-    for name in ("config.yaml", "command.txt", "run.json", "log.txt", "checkpoints/last.pt"):
+    for name in ("config.yaml", "command.txt", "environment.txt", "run.json", "log.txt", "checkpoints/last.pt"):
         assert (run_dir / name).is_file()
+    import json
+
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert progress["step"] == 20 and progress["total_steps"] == 20 and "image" in progress["losses"]
+    assert "torch" in (run_dir / "environment.txt").read_text()
     m = pd.read_csv(run_dir / "metrics.csv")
     image = m[(m.phase == "train") & (m.name == "image")].value.to_numpy()
     assert image[-1] < image[0]  # the image loss falls

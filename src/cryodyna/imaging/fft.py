@@ -34,8 +34,7 @@ def ifft3_center(f: torch.Tensor) -> torch.Tensor:
 
 def ht2_center(x: torch.Tensor) -> torch.Tensor:
     """Centred 2-D discrete Hartley transform: ``Re(F) - Im(F)`` of :func:`fft2_center`."""
-    f = fft2_center(x)
-    return f.real - f.imag
+    return fourier_to_hartley(fft2_center(x))
 
 
 def iht2_center(h: torch.Tensor) -> torch.Tensor:

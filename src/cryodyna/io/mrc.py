@@ -102,14 +102,6 @@ class ImageStack:
         self._open.clear()
 
 
-def write_stack(path: str | Path, images: np.ndarray, apix: float) -> None:
-    """Write (n, D, D) images as a float32 MRCS stack with voxel size ``apix``."""
-    with mrcfile.new(path, overwrite=True) as m:
-        m.set_data(np.ascontiguousarray(images, dtype=np.float32))
-        m.header.ispg = 0
-        m.voxel_size = apix
-
-
 class StackWriter:
     """Append images to an MRCS file chunk by chunk without holding the stack in memory."""
 

@@ -90,7 +90,3 @@ class ParticleTable:
             )
         return rows
 
-
-def uniform_array(value: float, n: int, dtype=np.float64) -> np.ndarray:
-    """An (n,) array filled with ``value``."""
-    return np.full(n, value, dtype=dtype)

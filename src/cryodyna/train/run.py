@@ -101,6 +101,7 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     lowpass = cfg.data.lowpass or default_lowpass(data.apix)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
+    (run_dir / "environment.txt").write_text(environment_report(resolve_device(cfg.optim.device)))
     (run_dir / "run.json").write_text(json.dumps({
         "task": "atom", "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
         "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
@@ -142,6 +143,22 @@ def _check_contrast(trainer: DeformationTrainer) -> None:
 
         warnings.warn(f"reference projections anti-correlate with the images (mean correlation {float(rho):.3f}): "
                       "the data may have dark protein; set data.invert_contrast=true", stacklevel=2)
+
+
+def environment_report(device: torch.device) -> str:
+    """Versions of Python and the key packages, and the device used (for ``environment.txt``)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = [f"python {platform.python_version()} ({platform.platform()})", f"device {device}"]
+    if device.type == "cuda":
+        lines.append(f"gpu {torch.cuda.get_device_name(device)}")
+    for pkg in ("cryodyna", "torch", "numpy", "scipy", "gemmi", "mrcfile", "starfile", "pydssp", "scikit-learn"):
+        try:
+            lines.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            lines.append(f"{pkg} not installed")
+    return "\n".join(lines) + "\n"
 
 
 def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> tuple[DeformationModel, ResidueTask]:

@@ -7,6 +7,7 @@ metrics, atomic checkpoints with resume, and the per-evaluation outputs.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -195,6 +196,7 @@ class DeformationTrainer:
                         means["lr"] = self.scheduler.get_last_lr()[0]
                         means["images_per_s"] = seen / (time.perf_counter() - start)
                         self.metrics.write(self.step, self.epoch, "train", means)
+                        self._write_progress(means, seen / (time.perf_counter() - start) / self.batch_size)
                         progress.update(bar, completed=self.step, epoch=self.epoch,
                                         losses=" ".join(f"{k} {v:.4f}" for k, v in means.items() if k in ("total", "image")))
                         running, n_run = {}, 0
@@ -210,6 +212,17 @@ class DeformationTrainer:
                     self.save()
                     last_eval = self.evaluate()
         return last_eval
+
+    def _write_progress(self, means: dict[str, float], steps_per_s: float) -> None:
+        """``progress.json``: where training stands, rewritten atomically so a job monitor can poll it."""
+        remaining = self.total_steps - self.step
+        state = {"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch, "epochs": self.cfg.epochs,
+                 "images_per_s": round(means["images_per_s"], 2), "eta_s": round(remaining / max(steps_per_s, 1e-9)),
+                 "losses": {k: means[k] for k in means if k not in ("lr", "images_per_s")},
+                 "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        tmp = self.run_dir / ".progress.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.run_dir / "progress.json")
 
     def reference_init(self, max_epochs: int = 3, tolerance: float = 1e-4) -> int:
         """The reference method's init stage: train encoder + decoder so that the displacements of
