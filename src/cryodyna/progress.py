@@ -8,11 +8,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 @contextmanager
-def progress_bar(description: str, total: int):
-    """Context manager yielding ``update(done, total)`` that drives a rich progress bar."""
+def progress_bar(description: str, total: int, enabled: bool = True):
+    """Context manager yielding ``update(done, total)`` that drives a rich progress bar (hidden
+    when not ``enabled``, e.g. on non-zero ranks)."""
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), transient=False,
+        TimeRemainingColumn(), transient=False, disable=not enabled,
     ) as prog:
         task = prog.add_task(description, total=total)
 

@@ -22,6 +22,7 @@ from cryodyna.models.deformation import DeformationModel
 from cryodyna.models.encoder import ImageEncoder
 from cryodyna.progress import progress_bar
 from cryodyna.structure.graph import NodeGraph, build_residue_graph
+from cryodyna.train import distributed
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.image_model import ImageModel
 from cryodyna.train.particles import prepare_particles
@@ -78,35 +79,39 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     Re-running with an existing ``run_dir`` resumes from ``checkpoints/last.pt`` unless ``restart``.
     """
     run_dir = Path(run_dir)
-    check_output_dir(run_dir)
-    _setup_logging(run_dir)
-    seed_everything(cfg.optim.seed)
+    distributed.setup()
+    main = distributed.is_main()
     last = run_dir / "checkpoints" / "last.pt"
-    if restart and run_dir.exists():
-        for p in [last, run_dir / "metrics.csv"]:
-            p.unlink(missing_ok=True)
-    inputs = run_dir / "inputs"
-    inputs.mkdir(exist_ok=True)
-    model_copy = inputs / f"model{Path(model_path).suffix.lower() or '.pdb'}"
-    if Path(model_path).resolve() != model_copy.resolve():
-        shutil.copyfile(model_path, model_copy)
+    model_copy = run_dir / "inputs" / f"model{Path(model_path).suffix.lower() or '.pdb'}"
+    if main:  # rank 0 prepares the folder; the other processes wait for it
+        check_output_dir(run_dir)
+        _setup_logging(run_dir)
+        if restart:
+            for p in [last, run_dir / "metrics.csv"]:
+                p.unlink(missing_ok=True)
+        model_copy.parent.mkdir(exist_ok=True)
+        if Path(model_path).resolve() != model_copy.resolve():
+            shutil.copyfile(model_path, model_copy)
+    distributed.barrier()
+    seed_everything(cfg.optim.seed)
     structure = read_structure(model_copy)
     graph = residue_graph(structure, cfg, model_path)
     table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
     check_unique_images(table)
     if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
         check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
-    with progress_bar("loading images", len(table)) as update:
+    with progress_bar("loading images", len(table), enabled=main) as update:
         data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update)
     lowpass = cfg.data.lowpass or default_lowpass(data.apix)
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
-    (run_dir / "environment.txt").write_text(environment_report(resolve_device(cfg.optim.device)))
-    (run_dir / "run.json").write_text(json.dumps({
-        "task": "atom", "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
-        "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
-        "n_blocks": graph.n_blocks,
-    }, indent=2))
+    if main:
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+        (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
+        (run_dir / "environment.txt").write_text(environment_report(resolve_device(cfg.optim.device)))
+        (run_dir / "run.json").write_text(json.dumps({
+            "task": "atom", "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
+            "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
+            "n_blocks": graph.n_blocks, "processes": distributed.world_size(),
+        }, indent=2))
     device = resolve_device(cfg.optim.device)
     model = build_model(graph, cfg, data.d)
     image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
@@ -119,7 +124,8 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
         trainer.load(Path(start_from))
     elif cfg.model.reference_init and not eval_only:
         trainer.reference_init()
-    _check_contrast(trainer)
+    if main:
+        _check_contrast(trainer)
     if eval_only:
         return trainer.evaluate()
     folder = trainer.fit(time_limit_minutes)

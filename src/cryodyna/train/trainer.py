@@ -25,6 +25,7 @@ from cryodyna.analysis.sampling import decode_latents
 from cryodyna.config.schema import AnalysisConfig, OptimConfig
 from cryodyna.errors import TrainingError
 from cryodyna.models.deformation import DeformationModel
+from cryodyna.train import distributed
 from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
 from cryodyna.train.image_model import ImageModel
 from cryodyna.train.metrics import MetricsWriter
@@ -36,9 +37,9 @@ AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
+    """``auto`` -> cuda when available (this process's GPU under torchrun), else cpu."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
@@ -53,6 +54,8 @@ class DeformationTrainer:
     """Train a :class:`DeformationModel` on prepared particles.
 
     run_dir: output folder (``checkpoints/last.pt``, ``metrics.csv``, evaluation folders).
+    Under torchrun every process takes ``batch_size`` particles of each global batch (DDP averages
+    the gradients); only rank 0 writes files; evaluation latents are gathered in particle order.
     """
 
     def __init__(self, task, model: DeformationModel, image_model: ImageModel, particles: PreparedParticles,
@@ -65,18 +68,27 @@ class DeformationTrainer:
         self.device = resolve_device(optim.device)
         self.model.to(self.device)
         self.image_model.to(self.device)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.main = self.rank == 0
+        self.net = self.model
+        if self.world > 1:
+            unused = context_dropout > 0 and len(self.model.encoder.attention) > 0  # q/k idle without context
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=unused)
         self.train_idx, self.holdout_idx = holdout_split(len(particles), optim.holdout_fraction, optim.seed)
-        self.batch_size = min(optim.batch_size, len(self.train_idx))
-        self.steps_per_epoch = max(1, len(self.train_idx) // self.batch_size)
+        self.batch_size = max(1, min(optim.batch_size, len(self.train_idx) // self.world))
+        self.steps_per_epoch = max(1, len(self.train_idx) // (self.batch_size * self.world))
         self.total_steps = self.steps_per_epoch * optim.epochs
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=optim.precision == "fp16")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.skipped_steps, self.bad_steps = 0, 0
-        self.metrics = MetricsWriter(self.run_dir / "metrics.csv")
-        for stale in self.run_dir.glob(".epoch-*.tmp"):  # an evaluation interrupted by a crash
-            shutil.rmtree(stale, ignore_errors=True)
+        self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if self.main else None
+        if self.main:
+            for stale in self.run_dir.glob(".epoch-*.tmp"):  # an evaluation interrupted by a crash
+                shutil.rmtree(stale, ignore_errors=True)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
 
     def _lr_factor(self, step: int) -> float:
@@ -97,7 +109,8 @@ class DeformationTrainer:
         }
 
     def save(self) -> None:
-        save_atomic(self.state(), self.ckpt_path)
+        if self.main:
+            save_atomic(self.state(), self.ckpt_path)
 
     def load(self, path: Path) -> None:
         """Resume from a checkpoint written by :meth:`save` (model, optimiser, schedule, counters, RNG)."""
@@ -117,18 +130,24 @@ class DeformationTrainer:
         g = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
         return torch.as_tensor(self.train_idx)[torch.randperm(len(self.train_idx), generator=g)]
 
+    def _batch_indices(self, order: torch.Tensor, b: int) -> torch.Tensor:
+        """This process's share of global batch ``b`` of an epoch order (same order on all ranks)."""
+        start = (b * self.world + self.rank) * self.batch_size
+        return order[start : start + self.batch_size]
+
     def _autocast(self):
         dtype = AUTOCAST[self.cfg.precision]
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _losses(self, batch: dict, context: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with self._autocast():
-            _, coords = self.model(batch["images"], context=context)
+            _, coords = self.net(batch["images"], context=context)
         pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"])
         image_loss = self.image_model.loss(pred, self.image_model.target(batch["images"]))
         total = self.image_weight * image_loss
         values = {"image": image_loss.detach()}
-        for name, (weight, value) in self.task.priors(coords).items():
+        gather = distributed.gather_rows if self.world > 1 else None
+        for name, (weight, value) in self.task.priors(coords, gather).items():
             total = total + weight * value
             values[name] = value.detach()
         values["total"] = total.detach()
@@ -141,13 +160,14 @@ class DeformationTrainer:
         after ``max_bad_steps`` consecutive bad steps a :class:`TrainingError` stops the run.
         """
         self.model.train()
-        context = bool(torch.rand(()) >= self.context_dropout)
+        context = bool(torch.rand(()) >= self.context_dropout)  # same on all ranks: same RNG stream
         total, values = self._losses(batch, context)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or float("inf"))
         finite = bool(torch.isfinite(total)) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
+        finite = not distributed.any_rank(not finite, self.device)
         if finite:
             self.scaler.step(self.optimizer)
             self.bad_steps = 0
@@ -178,19 +198,20 @@ class DeformationTrainer:
         seen = 0
         stop = False
         with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()) as progress:
+                      TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      disable=not self.main) as progress:
             bar = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch, losses="")
             while self.epoch < self.cfg.epochs and not stop:
                 order = self._epoch_order(self.epoch)
                 while self.batch_in_epoch < self.steps_per_epoch:
-                    idx = order[self.batch_in_epoch * self.batch_size : (self.batch_in_epoch + 1) * self.batch_size]
+                    idx = self._batch_indices(order, self.batch_in_epoch)
                     values = self.train_step(self.data.batch(idx, self.device))
                     self.batch_in_epoch += 1
-                    seen += len(idx)
+                    seen += len(idx) * self.world
                     for k, v in values.items():
                         running[k] = running.get(k, 0.0) + v  # tensors: no device sync per step
                     n_run += 1
-                    if self.step % 20 == 0 or self.batch_in_epoch == self.steps_per_epoch:
+                    if self.main and (self.step % 20 == 0 or self.batch_in_epoch == self.steps_per_epoch):
                         means = {k: float(v) / n_run for k, v in running.items()}
                         means["skipped_steps"] = float(self.skipped_steps)
                         means["lr"] = self.scheduler.get_last_lr()[0]
@@ -202,7 +223,8 @@ class DeformationTrainer:
                         running, n_run = {}, 0
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save()
-                    if time_limit_minutes is not None and time.perf_counter() - start > 60 * time_limit_minutes:
+                    late = time_limit_minutes is not None and time.perf_counter() - start > 60 * time_limit_minutes
+                    if distributed.any_rank(late, self.device):
                         stop = True
                         break
                 if not stop:
@@ -235,10 +257,9 @@ class DeformationTrainer:
         for epoch in range(max_epochs):
             order = self._epoch_order(-1 - epoch)
             for b in range(self.steps_per_epoch):
-                idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-                images = self.data.batch(idx, self.device)["images"]
+                images = self.data.batch(self._batch_indices(order, b), self.device)["images"]
                 with self._autocast():
-                    delta = self.model.decoder(self.model.encode(images)).float()
+                    delta = (self.net(images)[1] - self.model.reference).float()
                 loss = delta.square().mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -255,14 +276,21 @@ class DeformationTrainer:
     @torch.no_grad()
     def encode_all(self) -> np.ndarray:
         """Latents (N_particles, z_dim) in particle order, deterministic (eval mode, batches of the
-        training batch size in particle order)."""
+        training batch size in particle order); under torchrun each rank encodes a contiguous shard
+        and the shards are gathered."""
         self.model.eval()
-        out = []
-        for start in range(0, len(self.data), self.batch_size):
-            idx = torch.arange(start, min(start + self.batch_size, len(self.data)))
+        n = len(self.data)
+        shard = -(-n // self.world)
+        lo, hi = min(self.rank * shard, n), min((self.rank + 1) * shard, n)
+        out = [torch.zeros(0, self.model.encoder.out.out_features, device=self.device)]
+        for start in range(lo, hi, self.batch_size):
+            idx = torch.arange(start, min(start + self.batch_size, hi))
             with self._autocast():
-                out.append(self.model.encode(self.data.batch(idx, self.device)["images"]).float().cpu())
-        return torch.cat(out).numpy()
+                out.append(self.model.encode(self.data.batch(idx, self.device)["images"]).float())
+        mine = torch.cat(out)
+        padded = torch.zeros(shard, mine.shape[1], device=self.device)
+        padded[: len(mine)] = mine
+        return distributed.gather_rows(padded)[:n].cpu().numpy()
 
     @torch.no_grad()
     def image_losses(self, idx: np.ndarray, z: np.ndarray) -> float:
@@ -277,13 +305,17 @@ class DeformationTrainer:
         return float(torch.cat(losses).mean()) if losses else float("nan")
 
     def evaluate(self) -> Path:
-        """Write one evaluation folder atomically (built under a temporary name, then renamed)."""
+        """Write one evaluation folder atomically (built under a temporary name, then renamed).
+        Every rank encodes its shard; rank 0 writes."""
         name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
         final = self.run_dir / name
+        z = self.encode_all()
+        if not self.main:
+            distributed.barrier()
+            return final
         tmp = self.run_dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        z = self.encode_all()
         np.save(tmp / "z.npy", z.astype(np.float32))
         a = self.analysis
         centres, centre_idx, _ = kmeans_centres(z, a.kmeans, seed=self.cfg.seed)
@@ -301,6 +333,7 @@ class DeformationTrainer:
             shutil.rmtree(final)
         os.replace(tmp, final)
         log.info("evaluation written to %s (holdout image loss %.4f)", final, metrics["holdout_image_loss"])
+        distributed.barrier()
         return final
 
     @torch.no_grad()
