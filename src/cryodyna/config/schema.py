@@ -26,6 +26,7 @@ class DataConfig(Section):
     lowpass: float | None = Field(None, gt=0, description="[Å] Low-pass resolution for data and prediction (default: 2.5 x the downsampled pixel size)")
     lowpass_soft_width: float = Field(2.0, ge=0, description="[Fourier px] Raised-cosine fall-off above the low-pass cut-off (0 = hard edge)")
     invert_contrast: bool = Field(False, description="Multiply images by -1 (use when protein is dark in the images)")
+    cache_images: bool = Field(True, description="Keep the downsampled images in a memory-mapped RUN/cache/images.npy (datasets larger than RAM; fast resume) instead of in memory")
 
 
 class ModelConfig(Section):

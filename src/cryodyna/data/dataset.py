@@ -66,6 +66,7 @@ class ParticleDataset(Dataset):
         if (self.box > table.box).any():
             raise InputError(table.source, f"cannot downsample to {self.box} px: some images are only {table.box.min()} px")
         self.apix = table.pixel_size * table.box / self.box
+        self.mask_radius = mask_radius
         self.mask = None if mask_radius is None else circular_mask(self.box, mask_radius)
         self._stack = ImageStack()
         self._ctf = np.stack(

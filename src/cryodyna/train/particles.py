@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,12 +25,13 @@ def default_box(box_in: int) -> int:
 class PreparedParticles:
     """Tensors for N particles at the working resolution.
 
-    images (N, D, D) float32, masked and scaled to unit standard deviation (``scale`` = the factor
-    applied, times -1 with ``invert_contrast``); rotations (N, 3, 3); shifts (N, 2) RELION origins in
-    px; ctf (N, 7) = (dfU Å, dfV Å, astig rad, kV, Cs mm, w, phase rad); d (px), apix (Å/px).
+    images (N, D, D) float32, downsampled and masked: in memory, or a memory-mapped ``.npy`` cache so
+    that datasets larger than RAM train too; ``scale`` (1 / std, times -1 with ``invert_contrast``)
+    is applied per batch.  rotations (N, 3, 3); shifts (N, 2) RELION origins in px;
+    ctf (N, 7) = (dfU Å, dfV Å, astig rad, kV, Cs mm, w, phase rad); d (px), apix (Å/px).
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | np.ndarray
     rotations: torch.Tensor
     shifts: torch.Tensor
     ctf: torch.Tensor
@@ -39,8 +44,9 @@ class PreparedParticles:
 
     def batch(self, idx: torch.Tensor, device) -> dict[str, torch.Tensor]:
         """The particles ``idx`` on ``device``."""
+        rows = self.images[idx] if isinstance(self.images, torch.Tensor) else torch.from_numpy(self.images[idx.numpy()])
         return {
-            "images": self.images[idx].to(device, non_blocking=True),
+            "images": (rows * self.scale).to(device, non_blocking=True),
             "rotations": self.rotations[idx].to(device),
             "shifts": self.shifts[idx].to(device),
             "ctf": self.ctf[idx].to(device),
@@ -49,9 +55,13 @@ class PreparedParticles:
 
 
 def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float, invert_contrast: bool,
-                      progress=None) -> PreparedParticles:
+                      progress=None, cache: Path | None = None) -> PreparedParticles:
     """Load every image of ``table`` (Fourier-cropped to ``box``), with a progress callback
-    ``progress(done, total)``.  All particles must share one pixel size after downsampling."""
+    ``progress(done, total)``.  All particles must share one pixel size after downsampling.
+
+    With ``cache`` (a ``.npy`` path) the images go to a memory-mapped file instead of RAM; a cache
+    written earlier for the same particles, box and mask is reused without reading the stacks.
+    """
     if not table.has_poses:
         raise InputError(table.source, "the particle file has no poses (rlnAngleRot/Tilt/Psi or alignments3D/pose); "
                          "cryodyna needs the poses of a consensus refinement")
@@ -63,22 +73,45 @@ def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float,
     if spread > 1e-3:
         raise InputError(table.source, f"pixel sizes after downsampling differ between optics groups "
                          f"({ds.apix.min():.4f} - {ds.apix.max():.4f} Å); export one pixel size per run")
-    n = len(ds)
-    images = torch.empty(n, ds.box, ds.box)
-    chunk = 256
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        images[start:stop] = torch.stack([ds.image(i) for i in range(start, stop)])
-        if progress is not None:
-            progress(stop, n)
-    sample = images[:: max(1, n // 1000)]
-    std = float(sample.std())
+    images = _load_images(ds, progress, cache)
+    std = float(np.std(np.asarray(images[:: max(1, len(ds) // 1000)])))
     if not np.isfinite(std) or std == 0:
         raise InputError(table.source, "the images are constant (standard deviation 0); check the stacks")
     scale = (-1.0 if invert_contrast else 1.0) / std
-    images *= scale
     rotations = torch.as_tensor(table.rotations, dtype=torch.float32)
     shifts = torch.as_tensor(table.shifts / ds.apix[:, None], dtype=torch.float32)
     ctf = torch.as_tensor(np.stack([table.defocus_u, table.defocus_v, table.astig_angle, table.voltage, table.cs,
                                     table.amp_contrast, table.phase_shift], 1), dtype=torch.float64)
     return PreparedParticles(images, rotations, shifts, ctf, ds.box, float(ds.apix.mean()), scale)
+
+
+def _load_images(ds: ParticleDataset, progress, cache: Path | None):
+    """All images of ``ds`` as a tensor, or in the memory-mapped ``cache`` (reused when its
+    fingerprint matches)."""
+    n, d = len(ds), ds.box
+    t = ds.table
+    fingerprint = {"source": str(t.source), "n": n, "box": d, "mask_radius": ds.mask_radius,
+                   "stacks": {f: os.stat(f).st_mtime_ns for f in np.unique(t.image_file)},
+                   "rows": hashlib.sha1(np.char.add(t.image_file.astype(str), t.image_index.astype(str)).tobytes()).hexdigest()}
+    meta = None if cache is None else cache.with_suffix(".json")
+    if cache is not None and cache.is_file() and meta.is_file() and json.loads(meta.read_text()) == fingerprint:
+        if progress is not None:
+            progress(n, n)
+        return np.load(cache, mmap_mode="r")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        meta.unlink(missing_ok=True)
+        images = np.lib.format.open_memmap(cache, mode="w+", dtype=np.float32, shape=(n, d, d))
+    else:
+        images = torch.empty(n, d, d)
+    for start in range(0, n, 256):
+        stop = min(start + 256, n)
+        block = torch.stack([ds.image(i) for i in range(start, stop)])
+        images[start:stop] = block if cache is None else block.numpy()
+        if progress is not None:
+            progress(stop, n)
+    if cache is None:
+        return images
+    images.flush()
+    meta.write_text(json.dumps(fingerprint))  # written last: a half-filled cache is never reused
+    return np.load(cache, mmap_mode="r")

@@ -100,8 +100,12 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     check_unique_images(table)
     if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
         check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
-    with progress_bar("loading images", len(table), enabled=main) as update:
-        data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update)
+    cache = run_dir / "cache" / "images.npy" if cfg.data.cache_images else None
+    for first in (True, False):  # rank 0 fills the cache, then the other processes reuse it
+        if main == first:
+            with progress_bar("loading images", len(table), enabled=main) as update:
+                data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update, cache)
+        distributed.barrier()
     lowpass = cfg.data.lowpass or default_lowpass(data.apix)
     if main:
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
