@@ -208,8 +208,9 @@ def analyze_cmd(
     pcs: int = typer.Option(3, "--pcs", help="Principal components to traverse."),
     umap: bool = typer.Option(True, help="Add a UMAP panel when umap-learn is installed."),
 ) -> None:
-    """Latent analysis of a saved evaluation: k-means and PC-trajectory structures (B-factor = RMSF),
-    plots (PCA, UMAP, PC histograms, losses) and RUN/index.html.
+    """Analyse a saved evaluation: structures with RMSF B-factors, plots, RUN/index.html.
+
+    k-means and PC-trajectory structures (B-factor = RMSF), plots (PCA, UMAP, PC histograms, losses).
 
     Example: cryodyna analyze runs/adk --k 8
     """
@@ -229,8 +230,9 @@ def cluster_cmd(
     z_box: Optional[str] = typer.Option(None, "--box", help="Select latents inside a box: LOW1:HIGH1,LOW2:HIGH2,... (one per z dimension)."),
     eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder whose z.npy to use (default: the latest)."),
 ) -> None:
-    """Split particles by latent (k-means, a PC range, or a z-space box) into RELION STAR subsets and
-    cryoDRGN index pickles, ready for homogeneous refinement elsewhere.
+    """Export particle subsets by latent (k-means, PC range or z box) as STAR and index pickles.
+
+    The RELION STAR subsets and cryoDRGN index pickles are ready for homogeneous refinement elsewhere.
 
     Example: cryodyna cluster runs/adk --k 4 -o runs/adk/clusters
     """
@@ -351,7 +353,7 @@ def split_models_cmd(
 
 @app.command("quicktest")
 def quicktest_cmd() -> None:
-    """Run the whole pipeline on a tiny simulated dataset (about a minute) and report what works.
+    """Run the whole pipeline on a tiny simulated dataset (about 30 s) and report what works.
 
     Example: cryodyna quicktest
     """
