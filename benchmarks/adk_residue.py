@@ -26,7 +26,7 @@ from sklearn.decomposition import PCA
 
 from cryodyna.analysis.sampling import decode_latents
 from cryodyna.io.structure import read_structure
-from cryodyna.simulate.adk import adk_states, write_adk_models
+from cryodyna.simulate.adk import adk_states, path_rmsd, write_adk_models
 from cryodyna.simulate.simulator import SimulationSpec, simulate
 from cryodyna.structure.nodes import residue_nodes
 from cryodyna.train.run import load_run, resolved_config, train_atom
@@ -98,7 +98,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"closed <-> open CA RMSD of the path: {np.sqrt(((residue_nodes(adk_states()[0]).coords - residue_nodes(adk_states()[1]).coords) ** 2).sum(1).mean()):.2f} Å")
+    print(f"closed <-> open CA RMSD of the path: {path_rmsd(*adk_states()):.2f} Å")
 
 
 if __name__ == "__main__":

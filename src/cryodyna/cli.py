@@ -141,7 +141,7 @@ def example_cmd(
     ref, closed, opened = write_adk_models(out)
     star, speed = _simulate([closed, opened], "simulating AdK closed <-> open", out, n_particles=n_particles, box=box,
                             apix=apix, snr=snr or None, density=density, seed=seed)
-    console.print(f"reference model: {ref} (closed state, CA RMSD to open {path_rmsd():.2f} Å)")
+    console.print(f"reference model: {ref} (closed state, CA RMSD to open {path_rmsd(closed, opened):.2f} Å)")
     console.print(f"particles: {star} ({n_particles} images of {box} px at {apix} Å/px, {speed:.0f} images/s)")
 
 
@@ -185,6 +185,8 @@ def sample_structures_cmd(
 
     Example: cryodyna sample-structures runs/adk --z runs/adk/epoch-0005_step-0000150/z.npy --npy all.npy
     """
+    import numpy as np
+
     from cryodyna.analysis.sampling import decode_latents
     from cryodyna.train.run import load_latents, load_run
 
@@ -193,7 +195,7 @@ def sample_structures_cmd(
     model, task = load_run(run, checkpoint, device)
     coords = decode_latents(model, load_latents(z))
     if npy is not None:
-        np_save(npy, coords)
+        np.save(npy, coords)
         console.print(f"wrote {npy} {coords.shape}")
     else:
         task.write_models(out, coords)
@@ -361,13 +363,6 @@ def quicktest_cmd() -> None:
 
     checks = quicktest(report=console.print)
     console.print(f"[bold green]installation OK[/bold green]: {len(checks)} checks passed")
-
-
-def np_save(path: Path, array) -> None:
-    """Save an array with numpy (kept out of the command bodies)."""
-    import numpy as np
-
-    np.save(path, array)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +150,6 @@ def _check_contrast(trainer: DeformationTrainer) -> None:
     rho = 1 - trainer.image_model.loss(pred, trainer.image_model.target(batch["images"]))
     log.info("mean correlation of reference projections with the data: %.4f", float(rho))
     if rho < 0:
-        import warnings
-
         warnings.warn(f"reference projections anti-correlate with the images (mean correlation {float(rho):.3f}): "
                       "the data may have dark protein; set data.invert_contrast=true", stacklevel=2)
 
