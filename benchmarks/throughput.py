@@ -84,7 +84,7 @@ def measure(structure: Structure, box: int, batch: int, device: str, steps: int)
 
 
 def trainer_device(name: str) -> torch.device:
-    from cryodyna.train.trainer import resolve_device
+    from cryodyna.train.loop import resolve_device
 
     return resolve_device(name)
 

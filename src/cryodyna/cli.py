@@ -202,6 +202,82 @@ def sample_structures_cmd(
         console.print(f"wrote {out} ({len(coords)} models)")
 
 
+@app.command("train-density")
+def train_density_cmd(
+    particles: Path = typer.Argument(..., help="Particles: RELION .star, cryoSPARC .cs, or an .mrcs stack with --poses/--ctf."),
+    z: Optional[Path] = typer.Option(None, "--z", help="Per-particle latents (N, z_dim), e.g. RUN/epoch-*/z.npy from train-atom; omit for a homogeneous map."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes from its last checkpoint)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see `cryodyna config show train-density`)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config field, e.g. --set model.hidden=256 (repeatable)."),
+    epochs: Optional[int] = typer.Option(None, help="Shortcut for --set optim.epochs=N."),
+    eval_only: bool = typer.Option(False, "--eval-only", help="Write volumes with the current (or resumed) weights only."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt."),
+    restart: bool = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes and evaluate."),
+    poses: Optional[Path] = typer.Option(None, help="cryoDRGN poses.pkl when PARTICLES is an image stack."),
+    ctf: Optional[Path] = typer.Option(None, help="cryoDRGN ctf.pkl when PARTICLES is an image stack."),
+) -> None:
+    """Train a density generator (implicit volume network) on PARTICLES with given latents.
+
+    Example: cryodyna train-density adk_example/particles.star --z adk_example/run/epoch-0010_step-0000290/z.npy -o adk_example/density
+    """
+    from cryodyna.config import load_config
+    from cryodyna.train.density import train_density
+
+    cfg = load_config("train-density", config, list(set_) + ([f"optim.epochs={epochs}"] if epochs is not None else []))
+    folder = train_density(particles, z, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
+                           time_limit_minutes=time_limit, poses=poses, ctf=ctf)
+    console.print(f"last evaluation: {folder}")
+
+
+@app.command("sample-volumes")
+def sample_volumes_cmd(
+    run: Path = typer.Argument(..., help="A train-density run folder."),
+    z: Optional[Path] = typer.Option(None, "--z", help="Latents: .npy (K, z_dim) or a text file such as z_pca_1.txt (omit for a homogeneous run)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder for vol_000.mrc, vol_001.mrc, ..."),
+    box: Optional[int] = typer.Option(None, "--box", help="Output box (px); default: the training box."),
+    apix: Optional[float] = typer.Option(None, "--apix", help="Output voxel size (Å); default: keep the training box extent."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint to load (default RUN/checkpoints/last.pt)."),
+    device: str = typer.Option("auto", help="Torch device."),
+) -> None:
+    """Generate volumes at chosen latents with a trained density generator.
+
+    Example: cryodyna sample-volumes runs/density --z runs/density/epoch-0020_step-0002500/z_pca_1.txt -o pc1_maps
+    """
+    from cryodyna.train.density import sample_volumes
+    from cryodyna.train.run import load_latents
+
+    paths = sample_volumes(run, None if z is None else load_latents(z), out, box, apix, checkpoint, device)
+    console.print(f"wrote {len(paths)} volume(s) to {out}")
+
+
+@app.command("fsc")
+def fsc_cmd(
+    map1: Path = typer.Argument(..., help="First map (MRC)."),
+    map2: Path = typer.Argument(..., help="Second map (MRC), same box and voxel size."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Mask (MRC) applied to both maps."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the FSC curve as a PNG."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write frequency (1/Å), resolution (Å) and FSC per shell."),
+) -> None:
+    """Fourier shell correlation of two maps: resolution at FSC 0.5 and 0.143, and the area under the curve.
+
+    Example: cryodyna fsc vol_000.mrc truth.mrc --plot fsc.png
+    """
+    from cryodyna.analysis.fsc import map_fsc
+
+    result = map_fsc(map1, map2, mask)
+    console.print(f"FSC=0.5: {result.resolution(0.5):.2f} Å   FSC=0.143: {result.resolution(0.143):.2f} Å   "
+                  f"FSC-AUC: {result.auc:.4f}   (voxel {result.apix:.3f} Å)")
+    if plot is not None:
+        from cryodyna.analysis.figures import fsc_plot
+
+        fsc_plot(plot, result, f"{map1.name} vs {map2.name}")
+        console.print(f"wrote {plot}")
+    if csv is not None:
+        result.to_csv(csv)
+        console.print(f"wrote {csv}")
+
+
 @app.command("analyze")
 def analyze_cmd(
     run: Path = typer.Argument(..., help="A train-atom run folder."),

@@ -88,3 +88,19 @@ def loss_curves(path: Path, metrics) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def fsc_plot(path: Path, result, title: str = "") -> None:
+    """FSC curve against spatial frequency with the 0.5 and 0.143 thresholds and their resolutions."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(result.frequency, result.fsc, color="C0")
+    for threshold, colour in ((0.5, "C1"), (0.143, "C2")):
+        ax.axhline(threshold, color=colour, lw=0.8, ls="--", label=f"{threshold}: {result.resolution(threshold):.2f} Å")
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("FSC")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(f"{title}\nFSC-AUC {result.auc:.3f}" if title else f"FSC-AUC {result.auc:.3f}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

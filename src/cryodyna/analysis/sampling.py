@@ -1,4 +1,4 @@
-"""Decode latents into structures with a trained deformation model."""
+"""Decode latents into structures (deformation model) or volumes (volume network)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 import torch
 
 from cryodyna.errors import CryodynaError
+from cryodyna.imaging.slicing import volume_from_fourier
 from cryodyna.models.deformation import DeformationModel
+from cryodyna.models.volume import VolumeDecoder
 
 
 @torch.no_grad()
@@ -19,3 +21,19 @@ def decode_latents(model: DeformationModel, z: np.ndarray, batch: int = 256) -> 
     device = model.reference.device
     zt = torch.as_tensor(z, dtype=torch.float32, device=device)
     return torch.cat([model.decode(zt[i : i + batch]).cpu() for i in range(0, len(zt), batch)]).numpy()
+
+
+@torch.no_grad()
+def render_volume(decoder: VolumeDecoder, z: np.ndarray | None, apix_train: float, d_out: int | None = None,
+                  apix_out: float | None = None, radius: float = 1.0) -> np.ndarray:
+    """Real-space volume (D, D, D) ``[z, y, x]`` of a volume network at latent ``z`` (z_dim,) (None
+    for a homogeneous network), on the training grid or on ``d_out`` px of ``apix_out`` Å."""
+    decoder.eval()
+    if (z is None) != (decoder.z_dim == 0) or (z is not None and len(z) != decoder.z_dim):
+        raise CryodynaError(f"the volume network expects latents of size {decoder.z_dim}, got "
+                            f"{'none' if z is None else len(z)}")
+    device = decoder.z_scale.device
+    zt = None if z is None else torch.as_tensor(np.asarray(z, np.float32), device=device)[None]
+    vol = volume_from_fourier(lambda k: decoder(k, zt), decoder.d, apix_train, d_out or decoder.d,
+                              apix_out or apix_train, radius, device=device)
+    return vol.cpu().numpy()

@@ -17,16 +17,24 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(Section):
+class ImageDataConfig(Section):
     datadir: str | None = Field(None, description="Folder with the image stacks when paths in the particle file do not resolve")
     apix: float | None = Field(None, gt=0, description="[Å/px] Pixel size of the stored images when the particle file lacks it")
     box: int | None = Field(None, gt=0, description="[px] Downsample images to this side by Fourier cropping (default: 128 if larger, else unchanged)")
     mask_radius: float = Field(1.0, gt=0, le=1.5, description="[fraction of D/2] Circular mask applied to input images")
+    invert_contrast: bool = Field(False, description="Multiply images by -1 (use when protein is dark in the images)")
+    cache_images: bool = Field(True, description="Keep the downsampled images in a memory-mapped RUN/cache/images.npy (datasets larger than RAM; fast resume) instead of in memory")
+
+
+class DataConfig(ImageDataConfig):
     loss_mask_radius: float = Field(0.9375, gt=0, le=1.5, description="[fraction of D/2] Circular mask inside which the image loss is computed")
     lowpass: float | None = Field(None, gt=0, description="[Å] Low-pass resolution for data and prediction (default: 2.5 x the downsampled pixel size)")
     lowpass_soft_width: float = Field(2.0, ge=0, description="[Fourier px] Raised-cosine fall-off above the low-pass cut-off (0 = hard edge)")
-    invert_contrast: bool = Field(False, description="Multiply images by -1 (use when protein is dark in the images)")
-    cache_images: bool = Field(True, description="Keep the downsampled images in a memory-mapped RUN/cache/images.npy (datasets larger than RAM; fast resume) instead of in memory")
+
+
+class DensityDataConfig(ImageDataConfig):
+    box: int | None = Field(None, gt=0, description="[px] Downsample images to this side by Fourier cropping (default: 256 if larger, else unchanged)")
+    fourier_radius: float = Field(1.0, gt=0, le=1, description="[fraction of Nyquist] Frequencies inside this radius enter the loss and the volumes")
 
 
 class ModelConfig(Section):
@@ -78,6 +86,30 @@ class AnalysisConfig(Section):
     pcs: int = Field(3, ge=0, description="Number of principal components to traverse")
     pc_frames: int = Field(10, ge=2, description="Frames per principal-component trajectory")
     umap: bool = Field(True, description="Also embed z with UMAP when umap-learn is installed")
+
+
+class VolumeModelConfig(Section):
+    hidden: int = Field(1024, ge=8, description="Width of the volume MLP")
+    layers: int = Field(3, ge=0, description="Residual hidden layers of the volume MLP")
+    pe_features: int | None = Field(None, ge=1, description="Random Fourier features of the frequency coordinates (default: 3 x D/2)")
+    pe_sigma: float = Field(0.5, gt=0, description="Standard deviation of the random feature frequencies (cryoDRGN's feat_sigma)")
+
+
+class DensityOptimConfig(OptimConfig):
+    epochs: int = Field(20, ge=1, description="Training epochs")
+    batch_size: int = Field(16, ge=1, description="Particles per step (per process)")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    eval_every: int = Field(5, ge=1, description="[epochs] Write volumes and a checkpoint every this many epochs")
+
+
+class TrainDensityConfig(Section):
+    """Density generator (``cryodyna train-density``)."""
+
+    data: DensityDataConfig = DensityDataConfig()
+    model: VolumeModelConfig = VolumeModelConfig()
+    optim: DensityOptimConfig = DensityOptimConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
 
 
 class TrainAtomConfig(Section):

@@ -16,9 +16,9 @@ from cryodyna.errors import InputError
 from cryodyna.io.particles import ParticleTable
 
 
-def default_box(box_in: int) -> int:
-    """Downsampled side when the user gives none: 128 px for larger images, else unchanged."""
-    return 128 if box_in > 128 else box_in
+def default_box(box_in: int, largest: int = 128) -> int:
+    """Downsampled side when the user gives none: ``largest`` px for larger images, else unchanged."""
+    return min(box_in, largest)
 
 
 @dataclass
@@ -55,9 +55,9 @@ class PreparedParticles:
 
 
 def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float, invert_contrast: bool,
-                      progress=None, cache: Path | None = None) -> PreparedParticles:
-    """Load every image of ``table`` (Fourier-cropped to ``box``), with a progress callback
-    ``progress(done, total)``.  All particles must share one pixel size after downsampling.
+                      progress=None, cache: Path | None = None, largest_default_box: int = 128) -> PreparedParticles:
+    """Load every image of ``table`` (Fourier-cropped to ``box``, by default to at most
+    ``largest_default_box``), with a progress callback ``progress(done, total)``.  All particles must share one pixel size after downsampling.
 
     With ``cache`` (a ``.npy`` path) the images go to a memory-mapped file instead of RAM; a cache
     written earlier for the same particles, box and mask is reused without reading the stacks.
@@ -68,7 +68,7 @@ def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float,
     if np.isnan(table.pixel_size).any():
         raise InputError(table.source, "pixel size unknown; set data.apix (e.g. --set data.apix=1.1)")
     box_in = int(table.box.max())
-    ds = ParticleDataset(table, box=box or default_box(box_in), mask_radius=mask_radius)
+    ds = ParticleDataset(table, box=box or default_box(box_in, largest_default_box), mask_radius=mask_radius)
     spread = np.ptp(ds.apix) / ds.apix.mean()
     if spread > 1e-3:
         raise InputError(table.source, f"pixel sizes after downsampling differ between optics groups "

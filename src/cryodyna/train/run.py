@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cryodyna.config import dump_yaml, load_config
+from cryodyna.config import load_config
 from cryodyna.config.schema import TrainAtomConfig
 from cryodyna.errors import CryodynaError
 from cryodyna.io.read import read_particles
@@ -21,15 +20,15 @@ from cryodyna.io.structure import read_structure
 from cryodyna.models.decoder import BlockGraphDecoder
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.models.encoder import ImageEncoder
-from cryodyna.progress import progress_bar
 from cryodyna.structure.graph import NodeGraph, build_residue_graph
 from cryodyna.train import distributed
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.image_model import ImageModel
-from cryodyna.train.particles import prepare_particles
-from cryodyna.train.preflight import check_model_in_box, check_output_dir, check_unique_images
+from cryodyna.train.preflight import check_model_in_box, check_unique_images
 from cryodyna.train.residue_task import ResidueTask
-from cryodyna.train.trainer import DeformationTrainer, resolve_device
+from cryodyna.train.session import last_checkpoint, load_images, start_run, write_run_files
+from cryodyna.train.loop import resolve_device
+from cryodyna.train.trainer import DeformationTrainer
 
 log = logging.getLogger("cryodyna")
 
@@ -62,16 +61,6 @@ def build_model(graph: NodeGraph, cfg: TrainAtomConfig, d: int) -> DeformationMo
     return DeformationModel(encoder, decoder, t["coords"])
 
 
-def _setup_logging(run_dir: Path) -> None:
-    log.setLevel(logging.INFO)
-    for h in list(log.handlers):
-        if isinstance(h, logging.FileHandler):
-            log.removeHandler(h)
-    handler = logging.FileHandler(run_dir / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-
-
 def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomConfig, eval_only: bool = False,
                resume: Path | None = None, restart: bool = False, time_limit_minutes: float | None = None,
                poses: Path | None = None, ctf: Path | None = None) -> Path | None:
@@ -82,14 +71,10 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     run_dir = Path(run_dir)
     distributed.setup()
     main = distributed.is_main()
-    last = run_dir / "checkpoints" / "last.pt"
+    last = last_checkpoint(run_dir)
     model_copy = run_dir / "inputs" / f"model{Path(model_path).suffix.lower() or '.pdb'}"
-    if main:  # rank 0 prepares the folder; the other processes wait for it
-        check_output_dir(run_dir)
-        _setup_logging(run_dir)
-        if restart:
-            for p in [last, run_dir / "metrics.csv"]:
-                p.unlink(missing_ok=True)
+    start_run(run_dir, restart)
+    if main:
         model_copy.parent.mkdir(exist_ok=True)
         if Path(model_path).resolve() != model_copy.resolve():
             shutil.copyfile(model_path, model_copy)
@@ -101,22 +86,12 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     check_unique_images(table)
     if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
         check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
-    cache = run_dir / "cache" / "images.npy" if cfg.data.cache_images else None
-    for first in (True, False):  # rank 0 fills the cache, then the other processes reuse it
-        if main == first:
-            with progress_bar("loading images", len(table), enabled=main) as update:
-                data = prepare_particles(table, cfg.data.box, cfg.data.mask_radius, cfg.data.invert_contrast, update, cache)
-        distributed.barrier()
+    data = load_images(table, cfg.data, run_dir)
     lowpass = cfg.data.lowpass or default_lowpass(data.apix)
-    if main:
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
-        (run_dir / "environment.txt").write_text(environment_report(resolve_device(cfg.optim.device)))
-        (run_dir / "run.json").write_text(json.dumps({
-            "task": "atom", "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
-            "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
-            "n_blocks": graph.n_blocks, "processes": distributed.world_size(),
-        }, indent=2))
+    write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {
+        "task": "atom", "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
+        "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
+        "n_blocks": graph.n_blocks})
     device = resolve_device(cfg.optim.device)
     model = build_model(graph, cfg, data.d)
     image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
@@ -152,22 +127,6 @@ def _check_contrast(trainer: DeformationTrainer) -> None:
     if rho < 0:
         warnings.warn(f"reference projections anti-correlate with the images (mean correlation {float(rho):.3f}): "
                       "the data may have dark protein; set data.invert_contrast=true", stacklevel=2)
-
-
-def environment_report(device: torch.device) -> str:
-    """Versions of Python and the key packages, and the device used (for ``environment.txt``)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    lines = [f"python {platform.python_version()} ({platform.platform()})", f"device {device}"]
-    if device.type == "cuda":
-        lines.append(f"gpu {torch.cuda.get_device_name(device)}")
-    for pkg in ("cryodyna", "torch", "numpy", "scipy", "gemmi", "mrcfile", "starfile", "pydssp", "scikit-learn"):
-        try:
-            lines.append(f"{pkg} {version(pkg)}")
-        except PackageNotFoundError:
-            lines.append(f"{pkg} not installed")
-    return "\n".join(lines) + "\n"
 
 
 def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> tuple[DeformationModel, ResidueTask]:

@@ -1,0 +1,261 @@
+"""The optimisation loop shared by every training stage.
+
+A stage subclasses :class:`TrainingLoop` and supplies ``losses(batch)`` (the loss of one batch) and
+``write_evaluation(folder, inputs)`` (its per-evaluation outputs); this module does the rest: data
+order, held-out particles, AdamW with warm-up/cosine, clipping, autocast, non-finite-step handling,
+metrics, ``progress.json``, atomic checkpoints with resume, and atomic evaluation folders.  Under
+torchrun every process takes ``batch_size`` particles of each global batch and DDP averages the
+gradients; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cryodyna.config.schema import OptimConfig
+from cryodyna.errors import TrainingError
+from cryodyna.train import distributed
+from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
+from cryodyna.train.metrics import MetricsWriter
+from cryodyna.train.particles import PreparedParticles
+
+log = logging.getLogger("cryodyna")
+
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available (this process's GPU under torchrun), else cpu."""
+    if name == "auto":
+        return torch.device(f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of particle indices into (train, holdout), both sorted."""
+    perm = np.random.default_rng(seed).permutation(n)
+    k = int(round(n * fraction)) if n > 1 else 0
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+class TrainingLoop:
+    """Train ``model`` on prepared particles, writing to ``run_dir`` (``checkpoints/last.pt``,
+    ``metrics.csv``, ``progress.json``, evaluation folders ``epoch-NNNN_step-NNNNNNN/``).
+
+    find_unused_parameters: passed to DDP (parameters that some steps leave idle).
+    """
+
+    def __init__(self, model: torch.nn.Module, particles: PreparedParticles, optim: OptimConfig, run_dir: Path,
+                 find_unused_parameters: bool = False):
+        self.model, self.data = model, particles
+        self.cfg, self.run_dir = optim, Path(run_dir)
+        self.device = resolve_device(optim.device)
+        self.model.to(self.device)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.main = self.rank == 0
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters)
+        self.train_idx, self.holdout_idx = holdout_split(len(particles), optim.holdout_fraction, optim.seed)
+        self.batch_size = max(1, min(optim.batch_size, len(self.train_idx) // self.world))
+        self.steps_per_epoch = max(1, len(self.train_idx) // (self.batch_size * self.world))
+        self.total_steps = self.steps_per_epoch * optim.epochs
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=optim.precision == "fp16")
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.skipped_steps, self.bad_steps = 0, 0
+        self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if self.main else None
+        if self.main:
+            for stale in self.run_dir.glob(".epoch-*.tmp"):  # an evaluation interrupted by a crash
+                shutil.rmtree(stale, ignore_errors=True)
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+
+    # ----------------------------------------------------------------- what a stage supplies
+    def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total loss to minimise, detached named values for the metrics) of one batch."""
+        raise NotImplementedError
+
+    def evaluation_inputs(self):
+        """Run on every rank before an evaluation (e.g. encode all particles); the result is passed
+        to :meth:`write_evaluation` on rank 0."""
+        return None
+
+    def write_evaluation(self, folder: Path, inputs) -> dict[str, float]:
+        """Write the evaluation outputs into ``folder`` (rank 0); return metrics to log."""
+        raise NotImplementedError
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.cfg
+        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
+        if not c.cosine_schedule:
+            return warm
+        return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, self.total_steps))))
+
+    # ----------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "skipped_steps": self.skipped_steps, "holdout": self.holdout_idx, "rng": rng_state(),
+            "image_scale": self.data.scale,
+        }
+
+    def save(self) -> None:
+        if self.main:
+            save_atomic(self.state(), self.ckpt_path)
+
+    def load(self, path: Path) -> None:
+        """Resume from a checkpoint written by :meth:`save` (model, optimiser, schedule, counters, RNG)."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            self.skipped_steps = state["skipped_steps"]
+            set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
+
+    # ----------------------------------------------------------------- training
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        return torch.as_tensor(self.train_idx)[torch.randperm(len(self.train_idx), generator=g)]
+
+    def _batch_indices(self, order: torch.Tensor, b: int) -> torch.Tensor:
+        """This process's share of global batch ``b`` of an epoch order (same order on all ranks)."""
+        start = (b * self.world + self.rank) * self.batch_size
+        return order[start : start + self.batch_size]
+
+    def _autocast(self):
+        dtype = AUTOCAST[self.cfg.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the (detached) loss values.
+
+        A step whose loss or gradient is not finite is skipped (parameters untouched) and counted;
+        after ``max_bad_steps`` consecutive bad steps a :class:`TrainingError` stops the run.
+        """
+        self.model.train()
+        total, values = self.losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or float("inf"))
+        finite = bool(torch.isfinite(total)) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
+        finite = not distributed.any_rank(not finite, self.device)
+        if finite:
+            self.scaler.step(self.optimizer)
+            self.bad_steps = 0
+        else:
+            self.skipped_steps += 1
+            self.bad_steps += 1
+            log.warning("step %d: non-finite loss or gradient, step skipped (%d in a row)", self.step, self.bad_steps)
+            if self.bad_steps >= self.cfg.max_bad_steps:
+                raise TrainingError(
+                    f"{self.bad_steps} consecutive steps had a non-finite loss or gradient (last losses: "
+                    + ", ".join(f"{k} {float(v):.4g}" for k, v in values.items())
+                    + f"); stopped at step {self.step}. The last good checkpoint is {self.ckpt_path}; "
+                    "try a lower optim.lr, optim.grad_clip, or check the images for artefacts"
+                )
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return values
+
+    def fit(self, time_limit_minutes: float | None = None) -> Path | None:
+        """Train to ``optim.epochs`` (continuing a resumed run), evaluating every ``eval_every``
+        epochs and at the end; stops early after ``time_limit_minutes``.  Returns the last
+        evaluation folder."""
+        start = time.perf_counter()
+        last_eval = None
+        running: dict[str, float] = {}
+        n_run = 0
+        seen = 0
+        stop = False
+        with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      disable=not self.main) as progress:
+            bar = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch, losses="")
+            while self.epoch < self.cfg.epochs and not stop:
+                order = self._epoch_order(self.epoch)
+                while self.batch_in_epoch < self.steps_per_epoch:
+                    idx = self._batch_indices(order, self.batch_in_epoch)
+                    values = self.train_step(self.data.batch(idx, self.device))
+                    self.batch_in_epoch += 1
+                    seen += len(idx) * self.world
+                    for k, v in values.items():
+                        running[k] = running.get(k, 0.0) + v  # tensors: no device sync per step
+                    n_run += 1
+                    if self.main and (self.step % 20 == 0 or self.batch_in_epoch == self.steps_per_epoch):
+                        means = {k: float(v) / n_run for k, v in running.items()}
+                        means["skipped_steps"] = float(self.skipped_steps)
+                        means["lr"] = self.scheduler.get_last_lr()[0]
+                        means["images_per_s"] = seen / (time.perf_counter() - start)
+                        self.metrics.write(self.step, self.epoch, "train", means)
+                        self._write_progress(means, seen / (time.perf_counter() - start) / self.batch_size)
+                        progress.update(bar, completed=self.step, epoch=self.epoch,
+                                        losses=" ".join(f"{k} {v:.4f}" for k, v in means.items() if k in ("total", "image")))
+                        running, n_run = {}, 0
+                    if self.step % self.cfg.checkpoint_every == 0:
+                        self.save()
+                    late = time_limit_minutes is not None and time.perf_counter() - start > 60 * time_limit_minutes
+                    if distributed.any_rank(late, self.device):
+                        stop = True
+                        break
+                if not stop:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                if stop or self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs:
+                    self.save()
+                    last_eval = self.evaluate()
+        return last_eval
+
+    def _write_progress(self, means: dict[str, float], steps_per_s: float) -> None:
+        """``progress.json``: where training stands, rewritten atomically so a job monitor can poll it."""
+        remaining = self.total_steps - self.step
+        state = {"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch, "epochs": self.cfg.epochs,
+                 "images_per_s": round(means["images_per_s"], 2), "eta_s": round(remaining / max(steps_per_s, 1e-9)),
+                 "losses": {k: means[k] for k in means if k not in ("lr", "images_per_s")},
+                 "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        tmp = self.run_dir / ".progress.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.run_dir / "progress.json")
+
+    def evaluate(self) -> Path:
+        """Write one evaluation folder atomically (built under a temporary name, then renamed), with
+        the stage's outputs and ``ckpt.pt``."""
+        name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
+        final = self.run_dir / name
+        inputs = self.evaluation_inputs()
+        if not self.main:
+            distributed.barrier()
+            return final
+        tmp = self.run_dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        metrics = self.write_evaluation(tmp, inputs)
+        self.metrics.write(self.step, self.epoch, "eval", metrics)
+        save_atomic(self.state(), tmp / "ckpt.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        log.info("evaluation written to %s (%s)", final, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        distributed.barrier()
+        return final

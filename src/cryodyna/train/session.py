@@ -1,0 +1,90 @@
+"""Run-folder plumbing shared by every training command: folder checks, log file, resume/restart,
+the image cache filled once by rank 0, and the files that make a run transparent (``config.yaml``,
+``command.txt``, ``environment.txt``, ``run.json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel
+
+from cryodyna.config import dump_yaml
+from cryodyna.config.schema import ImageDataConfig
+from cryodyna.io.particles import ParticleTable
+from cryodyna.progress import progress_bar
+from cryodyna.train import distributed
+from cryodyna.train.particles import PreparedParticles, prepare_particles
+from cryodyna.train.preflight import check_output_dir
+
+log = logging.getLogger("cryodyna")
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """Where a run keeps its resumable checkpoint."""
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
+def start_run(run_dir: Path, restart: bool) -> None:
+    """Rank 0 checks and creates ``run_dir``, opens ``log.txt`` and, with ``restart``, forgets the
+    previous checkpoint and metrics; the other processes wait for it."""
+    if distributed.is_main():
+        check_output_dir(run_dir)
+        _log_to(run_dir / "log.txt")
+        if restart:
+            for p in [last_checkpoint(run_dir), run_dir / "metrics.csv"]:
+                p.unlink(missing_ok=True)
+    distributed.barrier()
+
+
+def _log_to(path: Path) -> None:
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        if isinstance(h, logging.FileHandler):
+            log.removeHandler(h)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+
+
+def load_images(table: ParticleTable, data: ImageDataConfig, run_dir: Path, largest_default_box: int = 128) -> PreparedParticles:
+    """Downsampled, masked images of ``table`` (see :func:`prepare_particles`); with
+    ``data.cache_images`` rank 0 fills ``RUN/cache/images.npy`` first and the others reuse it."""
+    cache = Path(run_dir) / "cache" / "images.npy" if data.cache_images else None
+    main = distributed.is_main()
+    prepared = None
+    for first in (True, False):
+        if main == first:
+            with progress_bar("loading images", len(table), enabled=main) as update:
+                prepared = prepare_particles(table, data.box, data.mask_radius, data.invert_contrast, update, cache,
+                                             largest_default_box)
+        distributed.barrier()
+    return prepared
+
+
+def write_run_files(run_dir: Path, cfg: BaseModel, device: torch.device, info: dict) -> None:
+    """Rank 0 writes the resolved config, the command line, the environment and ``run.json``."""
+    if not distributed.is_main():
+        return
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
+    (run_dir / "environment.txt").write_text(environment_report(device))
+    (run_dir / "run.json").write_text(json.dumps({**info, "processes": distributed.world_size()}, indent=2))
+
+
+def environment_report(device: torch.device) -> str:
+    """Versions of Python and the key packages, and the device used (for ``environment.txt``)."""
+    lines = [f"python {platform.python_version()} ({platform.platform()})", f"device {device}"]
+    if device.type == "cuda":
+        lines.append(f"gpu {torch.cuda.get_device_name(device)}")
+    for pkg in ("cryodyna", "torch", "numpy", "scipy", "gemmi", "mrcfile", "starfile", "pydssp", "scikit-learn"):
+        try:
+            lines.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            lines.append(f"{pkg} not installed")
+    return "\n".join(lines) + "\n"
