@@ -14,7 +14,7 @@ true path coordinate lies within +-0.1 (the true coordinate itself for ``true z`
 the truth: FSC-AUC (area under the FSC up to Nyquist, 1 = perfect) and the FSC = 0.5 resolution.
 
 Example:
-    python benchmarks/adk_density.py --particles 4000 --epochs 10 --hidden 256 --out bench_runs/adk_density
+    python benchmarks/adk_density.py --particles 4000 --epochs 10 --hidden 128 --out bench_runs/adk_density
 """
 
 from __future__ import annotations
@@ -116,9 +116,9 @@ def main() -> None:
     p.add_argument("--apix", type=float, default=2.0)
     p.add_argument("--snr", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=10, help="epochs of every volume-network training")
-    p.add_argument("--hidden", type=int, default=256, help="volume network (and cryoDRGN encoder/decoder) width")
+    p.add_argument("--hidden", type=int, default=128, help="volume network (and cryoDRGN encoder/decoder) width")
     p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--atom-minutes", type=float, default=5.0, help="train-atom budget for its z")
     p.add_argument("--cryodrgn", default=None, help="path of the cryodrgn executable (default: on PATH)")

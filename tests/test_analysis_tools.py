@@ -38,7 +38,7 @@ def test_analyze_writes_rmsf_structures_plots_and_index(trained):
     run_dir, folder = trained
     invoke("analyze", run_dir, "--k", 4, "--pcs", 2)
     out = run_dir / "analysis" / folder.name
-    for name in ("kmeans.pdb", "pca-1.pdb", "pca-2.pdb", "z_pca.png", "pc_histograms.png", "losses.png", "rmsf.csv"):
+    for name in ("kmeans.pdb", "pca-1.pdb", "pca-2.pdb", "pca-1.png", "z_pca.png", "pc_histograms.png", "losses.png", "rmsf.csv"):
         assert (out / name).is_file(), name
     assert len(read_models(out / "kmeans.pdb")) == 4
     frames = np.stack([m.coords for m in read_models(out / "pca-1.pdb")])

@@ -172,9 +172,67 @@ def train_atom_cmd(
     console.print(f"last evaluation: {folder}")
 
 
+@app.command("cg-prep")
+def cg_prep_cmd(
+    model: Path = typer.Argument(..., help="All-atom model (PDB/mmCIF), complete side chains, in the map frame."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+    ff: str = typer.Option("martini3001", "--ff", help="Force field: martini3001 (Martini 3) or martini22 (Martini 2.2; also nucleic acids)."),
+    nonbonded: str = typer.Option("wca", help="Non-bonded form for the minimisation: wca, lj or morse."),
+    steps: int = typer.Option(500, help="L-BFGS iterations of the minimisation (0 = no minimisation)."),
+    restraint: float = typer.Option(1.0, help="Restraint to the mapped positions (kJ mol^-1 Å^-2)."),
+) -> None:
+    """Map a model to MARTINI beads (martinize2), write its topology and minimise it.
+
+    Example: cryodyna cg-prep adk_example/reference.pdb -o adk_cg
+    """
+    from cryodyna.config import load_config
+    from cryodyna.io.structure import read_structure
+    from cryodyna.train.cg_prep import prepare_cg
+
+    cfg = load_config("train-cg", None, [f"martini.force_field={ff}", f"martini.nonbonded={nonbonded}",
+                                         f"martini.minimize={'true' if steps > 0 else 'false'}",
+                                         f"martini.minimize_steps={max(steps, 1)}", f"martini.restraint_k={restraint}"]).martini
+    _, report = prepare_cg(read_structure(model), cfg, out, model)
+    before, after = report["energy_before_kj_mol"], report["energy_after_kj_mol"]
+    table = Table("term", "mapped (kJ/mol)", "minimised (kJ/mol)")
+    for term in before:
+        table.add_row(term, f"{before[term]:.1f}", f"{after[term]:.1f}")
+    console.print(f"{report['beads']} beads for {report['residues']} residues ({report['force_field']}; non-bonded: {report['nonbonded']})")
+    console.print(table)
+    console.print(f"wrote {out}/cg.pdb, cg_min.pdb, *.itp, energies.json (minimised - mapped RMSD {report['rmsd_minimised_to_mapped_A']:.2f} Å)")
+
+
+@app.command("train-cg")
+def train_cg_cmd(
+    particles: Path = typer.Argument(..., help="Particles: RELION .star, cryoSPARC .cs, or an .mrcs stack with --poses/--ctf."),
+    model: Path = typer.Argument(..., help="All-atom reference model (PDB/mmCIF) docked in the consensus map, origin at the box centre."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes from its last checkpoint)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see `cryodyna config show train-cg`)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config field, e.g. --set martini.force_field=martini22 (repeatable)."),
+    epochs: Optional[int] = typer.Option(None, help="Shortcut for --set optim.epochs=N."),
+    eval_only: bool = typer.Option(False, "--eval-only", help="Run one evaluation with the current (or resumed) weights."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt."),
+    restart: bool = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes and evaluate."),
+    poses: Optional[Path] = typer.Option(None, help="cryoDRGN poses.pkl when PARTICLES is an image stack."),
+    ctf: Optional[Path] = typer.Option(None, help="cryoDRGN ctf.pkl when PARTICLES is an image stack."),
+) -> None:
+    """Learn per-particle latents and MARTINI bead-level deformations of MODEL from PARTICLES.
+
+    Example: cryodyna train-cg adk_example/particles.star adk_example/reference.pdb -o runs/adk_cg --epochs 5
+    """
+    from cryodyna.config import load_config
+    from cryodyna.train.run import train_cg
+
+    cfg = load_config("train-cg", config, list(set_) + ([f"optim.epochs={epochs}"] if epochs is not None else []))
+    folder = train_cg(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
+                      time_limit_minutes=time_limit, poses=poses, ctf=ctf)
+    console.print(f"last evaluation: {folder}")
+
+
 @app.command("sample-structures")
 def sample_structures_cmd(
-    run: Path = typer.Argument(..., help="A train-atom run folder."),
+    run: Path = typer.Argument(..., help="A train-atom or train-cg run folder."),
     z: Path = typer.Option(..., "--z", help="Latents to decode: .npy (K, z_dim) or a text file, e.g. RUN/epoch-*/z.npy."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Multi-model PDB/mmCIF output, one model per latent row."),
     npy: Optional[Path] = typer.Option(None, "--npy", help="Write coordinates (K, N, 3) in Å as .npy instead."),
@@ -280,7 +338,7 @@ def fsc_cmd(
 
 @app.command("analyze")
 def analyze_cmd(
-    run: Path = typer.Argument(..., help="A train-atom run folder."),
+    run: Path = typer.Argument(..., help="A train-atom or train-cg run folder."),
     eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder to analyse (default: the latest)."),
     k: int = typer.Option(10, "--k", help="Number of k-means clusters."),
     pcs: int = typer.Option(3, "--pcs", help="Principal components to traverse."),
@@ -300,7 +358,7 @@ def analyze_cmd(
 
 @app.command("cluster")
 def cluster_cmd(
-    run: Path = typer.Argument(..., help="A train-atom run folder."),
+    run: Path = typer.Argument(..., help="A train-atom or train-cg run folder."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder for the subsets."),
     k: Optional[int] = typer.Option(None, "--k", help="k-means clusters (one subset each)."),
     pc: Optional[int] = typer.Option(None, "--pc", help="Select by the score on this principal component (1-based)..."),

@@ -104,3 +104,25 @@ def fsc_plot(path: Path, result, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def trajectory_figure(path: Path, frames: np.ndarray, title: str = "") -> None:
+    """Node traces (K, N, 3) Å of a trajectory in 3-D: first frame blue, last red, others grey;
+    consecutive nodes further than 4.5 Å apart (chain breaks) are not joined."""
+    fig = plt.figure(figsize=(5, 5))
+    ax = fig.add_subplot(projection="3d")
+    colours = ["#bbbbbb"] * len(frames)
+    colours[0], colours[-1] = "C0", "C3"
+    for k in [*range(1, len(frames) - 1), 0, len(frames) - 1]:
+        x = frames[k].astype(float).copy()
+        breaks = np.flatnonzero(np.linalg.norm(np.diff(x, axis=0), axis=1) > 4.5) + 1
+        for seg in np.split(x, breaks):
+            ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=colours[k], lw=1.6 if k in (0, len(frames) - 1) else 0.6)
+    ax.set_box_aspect(np.ptp(frames.reshape(-1, 3), axis=0))
+    ax.set_xlabel("x (Å)")
+    ax.set_ylabel("y (Å)")
+    ax.set_zlabel("z (Å)")
+    ax.set_title(title or "first (blue) to last (red) frame", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryodyna.analysis.figures import latent_plot, loss_curves, pc_histograms
+from cryodyna.analysis.figures import latent_plot, loss_curves, pc_histograms, trajectory_figure
 from cryodyna.analysis.latent import kmeans_centres, pca_trajectories, umap_embedding
 from cryodyna.analysis.sampling import decode_latents
 from cryodyna.errors import CryodynaError
@@ -58,6 +58,7 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
         coords = decode_latents(model, zk)
         fluct = rmsf(coords)
         task.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
+        trajectory_figure(out / f"pca-{i}.png", coords, f"PC {i}: first (blue) to last (red) frame")
         np.savetxt(out / f"pca-{i}_particles.txt", idx, fmt="%d")
         rows.append(pd.DataFrame({"pc": i, "node": np.arange(len(fluct)), "rmsf": fluct}))
     pd.concat(rows).to_csv(out / "rmsf.csv", index=False)

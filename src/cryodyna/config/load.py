@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cryodyna.config.schema import TrainAtomConfig, TrainDensityConfig
+from cryodyna.config.schema import TrainAtomConfig, TrainCGConfig, TrainDensityConfig
 from cryodyna.errors import ConfigError
 
-CONFIGS: dict[str, type[BaseModel]] = {"train-atom": TrainAtomConfig, "train-density": TrainDensityConfig}
+CONFIGS: dict[str, type[BaseModel]] = {"train-atom": TrainAtomConfig, "train-cg": TrainCGConfig, "train-density": TrainDensityConfig}
 
 
 def _check_keys(model: type[BaseModel], data: dict, prefix: str = "") -> None:

@@ -37,7 +37,7 @@ class DensityDataConfig(ImageDataConfig):
     fourier_radius: float = Field(1.0, gt=0, le=1, description="[fraction of Nyquist] Frequencies inside this radius enter the loss and the volumes")
 
 
-class ModelConfig(Section):
+class DeformationModelConfig(Section):
     z_dim: int = Field(16, ge=1, description="Size of the per-particle latent code")
     latent_dim: int = Field(32, ge=4, description="Feature width of nodes and blocks inside the decoder")
     encoder: Literal["mlp", "cross-attention"] = Field("cross-attention", description="Image encoder: plain MLP or MLP with attention across the images of a batch")
@@ -47,21 +47,44 @@ class ModelConfig(Section):
     context_dropout: float = Field(0.5, ge=0, le=1, description="Probability that a training step encodes each image alone (no cross-view attention), so single particles can be encoded too")
     knn: int = Field(16, ge=1, description="Neighbours per block in the block graph")
     min_block_length: int = Field(3, ge=1, description="[residues] Shorter secondary-structure runs merge into the previous block of the same chain")
-    gaussian_sigma: float = Field(2.0, gt=0, description="[Å] Width of each residue Gaussian")
     reference_init: bool = Field(False, description="Instead of a zero-initialised output layer, start from a random one and first train the model to output the reference (the reference method's init stage)")
 
 
-class LossConfig(Section):
+class ModelConfig(DeformationModelConfig):
+    gaussian_sigma: float = Field(2.0, gt=0, description="[Å] Width of each residue Gaussian")
+
+
+class ElasticLossConfig(Section):
     image_weight: float = Field(10.0, ge=0, description="Weight of the image loss (1 - correlation, dimensionless) relative to the priors (Å^2)")
     legacy_correlation: bool = Field(False, description="Use the reference method's approximate correlation instead of the exact masked Pearson")
-    connect_weight: float = Field(1.0, ge=0, description="Weight of the consecutive-node distance loss")
     elastic_weight: float = Field(1.0, ge=0, description="Weight of the elastic-network distance loss")
-    clash_weight: float = Field(1.0, ge=0, description="Weight of the clash loss")
     intra_chain_cutoff: float = Field(12.0, ge=0, description="[Å] Elastic-network cut-off within a protein chain")
     inter_chain_cutoff: float = Field(0.0, ge=0, description="[Å] Elastic-network cut-off between chains (0 = none)")
     nucleic_cutoff: float = Field(15.0, ge=0, description="[Å] Elastic-network cut-off between nucleotides")
     elastic_keep_ratio: float = Field(0.8, gt=0, le=1, description="Fraction of elastic pairs kept per chain (pairs with the most variable error are released)")
+
+
+class LossConfig(ElasticLossConfig):
+    connect_weight: float = Field(1.0, ge=0, description="Weight of the consecutive-node distance loss")
+    clash_weight: float = Field(1.0, ge=0, description="Weight of the clash loss")
     clash_distance: float = Field(4.0, gt=0, description="[Å] Node pairs closer than this are penalised")
+
+
+class BeadLossConfig(ElasticLossConfig):
+    bond_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI bond and constraint energy (mean per bond, in kT at 300 K)")
+    angle_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI angle energy (mean per angle, kT)")
+    dihedral_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI proper-dihedral energy (mean per dihedral term, kT)")
+    improper_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI improper-dihedral energy (mean per improper, kT)")
+    nonbonded_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI non-bonded energy (mean per neighbour pair, kT)")
+
+
+class MartiniConfig(Section):
+    force_field: Literal["martini3001", "martini22"] = Field("martini3001", description="MARTINI force field of martinize2 (Martini 3, or Martini 2.2 which also maps nucleic acids)")
+    nonbonded: Literal["wca", "lj", "morse"] = Field("wca", description="Non-bonded form: repulsive WCA, full Lennard-Jones, or Morse with the LJ minimum")
+    lj_table: bool = Field(True, description="Use the Martini 3 Lennard-Jones table when an installed package provides it (martini-shaker); else size-based WCA")
+    minimize: bool = Field(True, description="Minimise the mapped reference in its force field (L-BFGS, restrained to the map frame) before training")
+    minimize_steps: int = Field(500, ge=1, description="[iterations] L-BFGS iterations of the minimisation")
+    restraint_k: float = Field(1.0, ge=0, description="[kJ mol^-1 Å^-2] Harmonic restraint of the minimisation to the mapped positions")
 
 
 class OptimConfig(Section):
@@ -97,7 +120,7 @@ class VolumeModelConfig(Section):
 
 class DensityOptimConfig(OptimConfig):
     epochs: int = Field(20, ge=1, description="Training epochs")
-    batch_size: int = Field(16, ge=1, description="Particles per step (per process)")
+    batch_size: int = Field(8, ge=1, description="Particles per step (per process)")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     eval_every: int = Field(5, ge=1, description="[epochs] Write volumes and a checkpoint every this many epochs")
@@ -109,6 +132,17 @@ class TrainDensityConfig(Section):
     data: DensityDataConfig = DensityDataConfig()
     model: VolumeModelConfig = VolumeModelConfig()
     optim: DensityOptimConfig = DensityOptimConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+
+
+class TrainCGConfig(Section):
+    """Bead-level (MARTINI) training (``cryodyna train-cg``)."""
+
+    data: DataConfig = DataConfig()
+    model: DeformationModelConfig = DeformationModelConfig()
+    martini: MartiniConfig = MartiniConfig()
+    loss: BeadLossConfig = BeadLossConfig()
+    optim: OptimConfig = OptimConfig()
     analysis: AnalysisConfig = AnalysisConfig()
 
 

@@ -46,3 +46,12 @@ def clash_penalty(x: torch.Tensor, pairs: torch.Tensor, min_distance: float) -> 
     violation = torch.relu(min_distance - d)
     n = (violation > 0).sum()
     return (violation**2).sum() / n.clamp(min=1)
+
+
+def elastic_energy(x: torch.Tensor, pairs: torch.Tensor, reference: torch.Tensor, group: torch.Tensor,
+                   keep_ratio: float, gather=None) -> torch.Tensor:
+    """Mean squared distance deviation (Å^2) over the elastic pairs kept by :func:`release_mask`;
+    ``gather`` optionally collects the (B, P) errors of all processes for the release statistics."""
+    err = distance_deviation(x, pairs, reference)
+    keep = release_mask(err if gather is None else gather(err.detach()), group, keep_ratio)
+    return err[:, keep].mean()

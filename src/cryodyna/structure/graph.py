@@ -11,6 +11,7 @@ import torch
 
 from cryodyna.io.structure import Structure
 from cryodyna.structure.blocks import assign_blocks, block_centroids, knn_graph, residue_block_links
+from cryodyna.structure.martini import CGModel
 from cryodyna.structure.nodes import residue_nodes
 from cryodyna.structure.pairs import clash_pairs, connect_pairs, elastic_pairs
 from cryodyna.structure.secondary import secondary_structure
@@ -95,4 +96,40 @@ def build_residue_graph(
         block=block, centroids=centroids, block_nbr=nbr, block_dist=dist, link_idx=link_idx, link_mask=link_mask,
         connect=connect, elastic=elastic, elastic_group=np.where(same, chain[elastic[:, 0]], -1),
         clash=clash_pairs(coords, clash_distance, clash_search, connect), template=nodes.template,
+    )
+
+
+def build_bead_graph(
+    structure: Structure,
+    cg: CGModel,
+    knn: int = 16,
+    min_block_length: int = 3,
+    intra_chain_cutoff: float = 12.0,
+    inter_chain_cutoff: float = 0.0,
+    nucleic_cutoff: float = 15.0,
+) -> NodeGraph:
+    """Bead-level graph: one node per MARTINI bead at ``cg.coords``, amplitudes = the bead's
+    heavy-atom electrons, widths = half its Lennard-Jones size; blocks from the residues' secondary
+    structure (each bead in its residue's block); elastic pairs between beads minus the bonded
+    (1-2) pairs.  Bonds and non-bonded repulsion come from the force field, so there are no
+    connect or clash pairs."""
+    coords = cg.coords
+    chain_index = {c: i for i, c in enumerate(structure.chains)}
+    res_chain = structure.chain_id
+    chain = np.array([chain_index[c] for c in res_chain[cg.residue]], dtype=np.int64)
+    res_block = assign_blocks(secondary_structure(structure), res_chain, min_block_length)
+    block = np.unique(res_block[cg.residue], return_inverse=True)[1].reshape(-1)
+    centroids = block_centroids(coords, block)
+    nbr, dist = knn_graph(centroids, knn)
+    link_idx, link_mask = residue_block_links(coords, block, res_chain[cg.residue], centroids)
+    nucleic = structure.res_kind[cg.residue] == "nucleic"
+    elastic = elastic_pairs(coords, res_chain[cg.residue], nucleic, intra_chain_cutoff, inter_chain_cutoff, nucleic_cutoff,
+                            cg.topology.bonded_pairs())
+    same = chain[elastic[:, 0]] == chain[elastic[:, 1]]
+    none = np.zeros((0, 2), dtype=np.int64)
+    return NodeGraph(
+        coords=coords, amplitudes=cg.electrons, sigmas=cg.sizes / 2, chain=chain,
+        ss=np.array([cg.ss[r] for r in cg.residue], dtype=object), block=block, centroids=centroids, block_nbr=nbr,
+        block_dist=dist, link_idx=link_idx, link_mask=link_mask, connect=none, elastic=elastic,
+        elastic_group=np.where(same, chain[elastic[:, 0]], -1), clash=none, template=cg.template(structure),
     )

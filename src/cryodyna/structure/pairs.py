@@ -15,7 +15,8 @@ def connect_pairs(chain_id: np.ndarray, res_seq: np.ndarray) -> np.ndarray:
     return np.stack([i, i + 1], axis=1)
 
 
-def _exclude(pairs: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:
+def exclude_pairs(pairs: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:
+    """``pairs`` (P, 2) without those in ``excluded`` (E, 2), in either order; ``n`` = node count."""
     if len(pairs) == 0 or len(excluded) == 0:
         return pairs
     key = np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1])
@@ -44,7 +45,7 @@ def elastic_pairs(
     prot = ~is_nucleic[i] & ~is_nucleic[j]
     nuc = is_nucleic[i] & is_nucleic[j]
     keep = (prot & same & (d <= intra_cutoff)) | (prot & ~same & (d <= inter_cutoff)) | (nuc & (d <= nucleic_cutoff))
-    return _exclude(pairs[keep], excluded, len(coords))
+    return exclude_pairs(pairs[keep], excluded, len(coords))
 
 
 def clash_pairs(coords: np.ndarray, min_distance: float, search: float, excluded: np.ndarray) -> np.ndarray:
@@ -52,4 +53,4 @@ def clash_pairs(coords: np.ndarray, min_distance: float, search: float, excluded
     (pairs already closer in the reference are never penalised), ``excluded`` removed. (P, 2)."""
     pairs = pairs_within(coords, search)
     d = np.linalg.norm(coords[pairs[:, 0]] - coords[pairs[:, 1]], axis=1)
-    return _exclude(pairs[d >= min_distance], excluded, len(coords))
+    return exclude_pairs(pairs[d >= min_distance], excluded, len(coords))

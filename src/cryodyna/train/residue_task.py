@@ -10,7 +10,7 @@ import torch
 
 from cryodyna.config.schema import LossConfig
 from cryodyna.io.structure import write_structure
-from cryodyna.physics.restraints import clash_penalty, distance_deviation, pair_distances, release_mask
+from cryodyna.physics.restraints import clash_penalty, distance_deviation, elastic_energy, pair_distances
 from cryodyna.structure.graph import NodeGraph
 
 
@@ -41,9 +41,8 @@ class ResidueTask:
         if len(self.connect):
             terms["connect"] = (c.connect_weight, distance_deviation(x, self.connect, self.connect_ref).mean())
         if len(self.elastic):
-            err = distance_deviation(x, self.elastic, self.elastic_ref)
-            keep = release_mask(err if gather is None else gather(err.detach()), self.elastic_group, c.elastic_keep_ratio)
-            terms["elastic"] = (c.elastic_weight, err[:, keep].mean())
+            terms["elastic"] = (c.elastic_weight, elastic_energy(x, self.elastic, self.elastic_ref, self.elastic_group,
+                                                                 c.elastic_keep_ratio, gather))
         if len(self.clash):
             terms["clash"] = (c.clash_weight, clash_penalty(x, self.clash, c.clash_distance))
         return terms

@@ -13,18 +13,20 @@ import numpy as np
 import torch
 
 from cryodyna.config import load_config
-from cryodyna.config.schema import TrainAtomConfig
+from cryodyna.config.schema import TrainAtomConfig, TrainCGConfig
 from cryodyna.errors import CryodynaError
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_structure
 from cryodyna.models.decoder import BlockGraphDecoder
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.models.encoder import ImageEncoder
-from cryodyna.structure.graph import NodeGraph, build_residue_graph
+from cryodyna.structure.graph import NodeGraph, build_bead_graph, build_residue_graph
 from cryodyna.train import distributed
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.image_model import ImageModel
 from cryodyna.train.preflight import check_model_in_box, check_unique_images
+from cryodyna.train.bead_task import BeadTask
+from cryodyna.train.cg_prep import CG_MODEL, forcefield_of, load_cg, prepare_cg
 from cryodyna.train.residue_task import ResidueTask
 from cryodyna.train.session import last_checkpoint, load_images, start_run, write_run_files
 from cryodyna.train.loop import resolve_device
@@ -49,7 +51,7 @@ def residue_graph(structure, cfg: TrainAtomConfig, source=None) -> NodeGraph:
     )
 
 
-def build_model(graph: NodeGraph, cfg: TrainAtomConfig, d: int) -> DeformationModel:
+def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) -> DeformationModel:
     """Encoder + block-graph decoder for ``graph`` and images of side ``d``."""
     m = cfg.model
     layers = m.attention_layers if m.encoder == "cross-attention" else 0
@@ -61,13 +63,56 @@ def build_model(graph: NodeGraph, cfg: TrainAtomConfig, d: int) -> DeformationMo
     return DeformationModel(encoder, decoder, t["coords"])
 
 
-def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomConfig, eval_only: bool = False,
-               resume: Path | None = None, restart: bool = False, time_limit_minutes: float | None = None,
-               poses: Path | None = None, ctf: Path | None = None) -> Path | None:
-    """Run (or resume) residue-level training; returns the last evaluation folder.
+class _Stage:
+    """What differs between train-atom and train-cg: the node graph and the task built on it."""
 
-    Re-running with an existing ``run_dir`` resumes from ``checkpoints/last.pt`` unless ``restart``.
-    """
+    def __init__(self, kind: str, cfg):
+        self.kind, self.cfg = kind, cfg
+
+    def graph(self, structure, run_dir: Path, source) -> NodeGraph:
+        if self.kind == "atom":
+            return residue_graph(structure, self.cfg, source)
+        cached = run_dir / "inputs" / CG_MODEL
+        if distributed.is_main() and not cached.is_file():  # rank 0 maps and minimises once
+            prepare_cg(structure, self.cfg.martini, run_dir / "inputs", source)
+        distributed.barrier()
+        self.cg = load_cg(cached)
+        return bead_graph(structure, self.cg, self.cfg)
+
+    def task(self, graph: NodeGraph, device):
+        if self.kind == "atom":
+            return ResidueTask(graph, self.cfg.loss, device)
+        return BeadTask(graph, forcefield_of(self.cg, self.cfg.martini), self.cfg.loss, device)
+
+
+def bead_graph(structure, cg, cfg: TrainCGConfig) -> NodeGraph:
+    """The bead graph of a CG model with the configured parameters."""
+    m, loss = cfg.model, cfg.loss
+    return build_bead_graph(structure, cg, knn=m.knn, min_block_length=m.min_block_length,
+                            intra_chain_cutoff=loss.intra_chain_cutoff, inter_chain_cutoff=loss.inter_chain_cutoff,
+                            nucleic_cutoff=loss.nucleic_cutoff)
+
+
+def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomConfig, **options) -> Path | None:
+    """Run (or resume) residue-level training; returns the last evaluation folder.  Options as
+    :func:`train_deformation`."""
+    return train_deformation(_Stage("atom", cfg), particles, model_path, run_dir, **options)
+
+
+def train_cg(particles: Path, model_path: Path, run_dir: Path, cfg: TrainCGConfig, **options) -> Path | None:
+    """Run (or resume) bead-level (MARTINI) training; returns the last evaluation folder.  The CG
+    reference (mapped and minimised) is kept in ``RUN/inputs/``."""
+    return train_deformation(_Stage("cg", cfg), particles, model_path, run_dir, **options)
+
+
+def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir: Path, eval_only: bool = False,
+                      resume: Path | None = None, restart: bool = False, time_limit_minutes: float | None = None,
+                      poses: Path | None = None, ctf: Path | None = None) -> Path | None:
+    """Train the deformation model of ``stage``.  Re-running with an existing ``run_dir`` resumes from
+    ``checkpoints/last.pt`` unless ``restart``; ``eval_only`` writes one evaluation and stops;
+    ``time_limit_minutes`` ends training early (then evaluates); ``poses``/``ctf`` are cryoDRGN
+    pickles when ``particles`` is an image stack."""
+    cfg = stage.cfg
     run_dir = Path(run_dir)
     distributed.setup()
     main = distributed.is_main()
@@ -81,7 +126,7 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     distributed.barrier()
     seed_everything(cfg.optim.seed)
     structure = read_structure(model_copy)
-    graph = residue_graph(structure, cfg, model_path)
+    graph = stage.graph(structure, run_dir, model_path)
     table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
     check_unique_images(table)
     if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
@@ -89,15 +134,14 @@ def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomC
     data = load_images(table, cfg.data, run_dir)
     lowpass = cfg.data.lowpass or default_lowpass(data.apix)
     write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {
-        "task": "atom", "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
+        "task": stage.kind, "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
         "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
         "n_blocks": graph.n_blocks})
     device = resolve_device(cfg.optim.device)
     model = build_model(graph, cfg, data.d)
     image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
                              lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
-    task = ResidueTask(graph, cfg.loss, device)
-    trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, run_dir,
+    trainer = DeformationTrainer(stage.task(graph, device), model, image_model, data, cfg.optim, cfg.analysis, run_dir,
                                  image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout)
     start_from = resume or (last if last.exists() else None)
     if start_from is not None:
@@ -129,23 +173,24 @@ def _check_contrast(trainer: DeformationTrainer) -> None:
                       "the data may have dark protein; set data.invert_contrast=true", stacklevel=2)
 
 
-def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> tuple[DeformationModel, ResidueTask]:
-    """Rebuild the model of a ``train-atom`` run and load its weights (``checkpoints/last.pt`` by
-    default)."""
+def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
+    """Rebuild the model and task of a ``train-atom`` or ``train-cg`` run and load its weights
+    (``checkpoints/last.pt`` by default).  Returns (model in eval mode, task)."""
     run_dir = Path(run_dir)
     info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise CryodynaError(f"{run_dir}: not a cryodyna run folder (run.json missing)")
-    info = json.loads(info_path.read_text())
-    cfg = load_config("train-atom", run_dir / "config.yaml")
-    graph = residue_graph(read_structure(info["model"]), cfg)
-    model = build_model(graph, cfg, int(info["box"]))
-    ckpt = Path(checkpoint) if checkpoint else run_dir / "checkpoints" / "last.pt"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if info.get("task") not in ("atom", "cg"):
+        raise CryodynaError(f"{run_dir}: not a train-atom or train-cg run folder (run.json missing or from another command)")
+    kind = info["task"]
+    stage = _Stage(kind, load_config(f"train-{kind}", run_dir / "config.yaml"))
+    graph = stage.graph(read_structure(info["model"]), run_dir, info["model"])
+    model = build_model(graph, stage.cfg, int(info["box"]))
+    ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
     if not ckpt.is_file():
         raise CryodynaError(f"{ckpt}: checkpoint not found")
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
     dev = resolve_device(device)
-    return model.to(dev).eval(), ResidueTask(graph, cfg.loss, dev)
+    return model.to(dev).eval(), stage.task(graph, dev)
 
 
 def load_latents(path: Path) -> np.ndarray:

@@ -1,0 +1,135 @@
+"""MARTINI non-bonded parameters and neighbour lists.
+
+The Martini 3 Lennard-Jones table (``martini_v3.0.0.itp``: ``[ atomtypes ]`` and ``[ nonbond_params ]``
+with sigma in nm and epsilon in kJ/mol) is read at run time from an installed copy (the PyPI packages
+``martini-shaker`` or ``martini-taster`` ship it; it is never bundled here).  Without it, a size-based
+repulsion is used: WCA with sigma = the mean LJ size of the two beads (regular / small / tiny) and
+``FALLBACK_EPSILON``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from cryodyna.errors import InputError
+from cryodyna.structure.pairs import exclude_pairs
+
+FALLBACK_EPSILON = 2.0  # kJ/mol
+TABLE_NAME = "martini_v3.0.0.itp"
+
+
+def find_martini3_table() -> Path | None:
+    """Path of an installed ``martini_v3.0.0.itp`` (martini-shaker or martini-taster), without
+    importing those packages; None when neither is installed."""
+    for package in ("shaker", "taster"):
+        spec = importlib.util.find_spec(package)
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            path = Path(root) / "data" / "itps" / TABLE_NAME
+            if path.is_file():
+                return path
+    return None
+
+
+@dataclass
+class LJTable:
+    """sigma (Å) and epsilon (kJ/mol) for every pair of the bead types ``names``, (T, T) each."""
+
+    names: list[str]
+    sigma: np.ndarray
+    epsilon: np.ndarray
+
+    def index(self, types) -> np.ndarray:
+        lookup = {n: i for i, n in enumerate(self.names)}
+        missing = sorted({t for t in types if t not in lookup})
+        if missing:
+            raise InputError(None, f"bead type(s) {', '.join(missing)} are not in the Lennard-Jones table")
+        return np.array([lookup[t] for t in types], dtype=np.int64)
+
+
+def read_lj_table(path: str | Path, only: set[str] | None = None) -> LJTable:
+    """Parse ``[ atomtypes ]`` and ``[ nonbond_params ]`` (func 1, sigma nm, epsilon kJ/mol) of a
+    MARTINI force-field file, keeping the types in ``only`` when given."""
+    path = Path(path)
+    names: list[str] = []
+    pairs: list[tuple[str, str, float, float]] = []
+    section = None
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split(";", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[] ").lower()
+            continue
+        f = line.split()
+        try:
+            if section == "atomtypes" and (only is None or f[0] in only):
+                names.append(f[0])
+            elif section == "nonbond_params" and (only is None or (f[0] in only and f[1] in only)):
+                pairs.append((f[0], f[1], float(f[3]) * 10.0, float(f[4])))
+        except (IndexError, ValueError):
+            raise InputError(path, f"line {number}: cannot read {line!r} in [ {section} ]") from None
+    if not names or not pairs:
+        raise InputError(path, "no [ atomtypes ] / [ nonbond_params ] entries; expected a MARTINI force-field file")
+    index = {n: i for i, n in enumerate(names)}
+    sigma = np.full((len(names), len(names)), np.nan)
+    epsilon = np.full_like(sigma, np.nan)
+    for a, b, s, e in pairs:
+        i, j = index[a], index[b]
+        sigma[i, j] = sigma[j, i] = s
+        epsilon[i, j] = epsilon[j, i] = e
+    return LJTable(names, sigma, epsilon)
+
+
+class PairParameters:
+    """sigma/epsilon lookup for bead pairs through a (T, T) table over the T bead types present.
+
+    types (N,) bead type names; sizes (N,) LJ size of each bead (Å) for the fallback.
+    """
+
+    def __init__(self, types: np.ndarray, sizes: np.ndarray, use_table: bool = True):
+        present = sorted(set(types))
+        path = find_martini3_table() if use_table else None
+        if path is not None:
+            table = read_lj_table(path, set(present))
+            missing = [t for t in present if t not in table.names]
+        if path is not None and not missing:
+            self.type_index = torch.as_tensor(table.index(types))
+            self.sigma = torch.as_tensor(table.sigma, dtype=torch.float32)
+            self.epsilon = torch.as_tensor(table.epsilon, dtype=torch.float32)
+            self.source = f"Martini 3 Lennard-Jones table {path}"
+            return
+        if use_table:
+            warnings.warn("no Martini 3 Lennard-Jones table for these beads (pip install martini-shaker for "
+                          f"{TABLE_NAME}); using a size-based WCA repulsion (epsilon {FALLBACK_EPSILON} kJ/mol)",
+                          stacklevel=2)
+        self.type_index = torch.arange(len(types))
+        s = torch.as_tensor(np.asarray(sizes, dtype=np.float32))
+        self.sigma = 0.5 * (s[:, None] + s[None, :])
+        self.epsilon = torch.full_like(self.sigma, FALLBACK_EPSILON)
+        self.source = "size-based WCA (regular / small / tiny bead sizes)"
+
+    def to(self, device) -> PairParameters:
+        self.type_index, self.sigma, self.epsilon = (t.to(device) for t in (self.type_index, self.sigma, self.epsilon))
+        return self
+
+    def __call__(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sigma (P,) Å, epsilon (P,) kJ/mol) of bead pairs (P, 2)."""
+        ti, tj = self.type_index[pairs[:, 0]], self.type_index[pairs[:, 1]]
+        return self.sigma[ti, tj], self.epsilon[ti, tj]
+
+
+def neighbour_pairs(coords: np.ndarray, cutoff: float, excluded: np.ndarray) -> np.ndarray:
+    """Bead pairs (P, 2), i < j, closer than ``cutoff`` Å in ``coords`` (N, 3) or in any of a batch
+    (B, N, 3), minus the ``excluded`` pairs (E, 2).  KD-tree: O(N) memory and time per structure."""
+    frames = coords[None] if coords.ndim == 2 else coords
+    n = frames.shape[1]
+    found = [cKDTree(f).query_pairs(cutoff, output_type="ndarray") for f in frames]
+    pairs = np.unique(np.sort(np.concatenate(found), axis=1), axis=0).astype(np.int64).reshape(-1, 2)
+    return exclude_pairs(pairs, excluded, n)
