@@ -176,7 +176,7 @@ def train_atom_cmd(
 def cg_prep_cmd(
     model: Path = typer.Argument(..., help="All-atom model (PDB/mmCIF), complete side chains, in the map frame."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
-    ff: str = typer.Option("martini3001", "--ff", help="Force field: martini3001 (Martini 3) or martini22 (Martini 2.2; also nucleic acids)."),
+    ff: str = typer.Option("martini3001", "--ff", help="Force field: martini3001 (Martini 3) or martini22 (Martini 2.2)."),
     nonbonded: str = typer.Option("wca", help="Non-bonded form for the minimisation: wca, lj or morse."),
     steps: int = typer.Option(500, help="L-BFGS iterations of the minimisation (0 = no minimisation)."),
     restraint: float = typer.Option(1.0, help="Restraint to the mapped positions (kJ mol^-1 Å^-2)."),
@@ -228,6 +228,23 @@ def train_cg_cmd(
     folder = train_cg(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
                       time_limit_minutes=time_limit, poses=poses, ctf=ctf)
     console.print(f"last evaluation: {folder}")
+
+
+@app.command("backmap")
+def backmap_cmd(
+    source: Path = typer.Argument(..., metavar="RUN_OR_PDB", help="A train-cg run folder (uses its latest pred.pdb) or a bead model PDB written by train-cg/analyze."),
+    out: Path = typer.Option(..., "-o", "--out", help="All-atom multi-model PDB/mmCIF to write."),
+    run: Optional[Path] = typer.Option(None, "--run", help="The train-cg run folder, when RUN_OR_PDB is a PDB outside it."),
+) -> None:
+    """Rebuild all-atom models from bead models (per-residue superposition of the all-atom reference).
+
+    Example: cryodyna backmap runs/adk_cg/epoch-0005_step-0000150/pca-1.pdb -o pca-1_allatom.pdb
+    """
+    from cryodyna.analysis.backmap import backmap_run
+
+    n_models, report = backmap_run(source, out, run)
+    console.print(f"wrote {out} ({n_models} all-atom models); bond lengths: RMS change {report.bond_rms_dev:.3f} Å, "
+                  f"max {report.bond_max_dev:.2f} Å; atoms in clashes (< 2.2 Å): {100 * report.clash_fraction:.2f} %")
 
 
 @app.command("sample-structures")

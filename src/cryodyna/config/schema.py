@@ -79,7 +79,7 @@ class BeadLossConfig(ElasticLossConfig):
 
 
 class MartiniConfig(Section):
-    force_field: Literal["martini3001", "martini22"] = Field("martini3001", description="MARTINI force field of martinize2 (Martini 3, or Martini 2.2 which also maps nucleic acids)")
+    force_field: Literal["martini3001", "martini22"] = Field("martini3001", description="MARTINI force field of martinize2: Martini 3 or Martini 2.2 (the reference method's)")
     nonbonded: Literal["wca", "lj", "morse"] = Field("wca", description="Non-bonded form: repulsive WCA, full Lennard-Jones, or Morse with the LJ minimum")
     lj_table: bool = Field(True, description="Use the Martini 3 Lennard-Jones table when an installed package provides it (martini-shaker); else size-based WCA")
     minimize: bool = Field(True, description="Minimise the mapped reference in its force field (L-BFGS, restrained to the map frame) before training")

@@ -12,7 +12,7 @@ import math
 import torch
 
 KT_300K = 2.494339  # kJ/mol: k_B T at 300 K, the unit of the training priors
-EPS = 1e-9
+EPS = 1e-12
 
 
 def _distances(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 as a subprocess of this Python; no external binaries) with secondary structure from pydssp.
 
 Martini 3 (``martini3001``) is the default; Martini 2.2 (``martini22``, the reference method's force
-field, run with ``-noscfix``) also maps nucleic acids.  Bead amplitudes are the electrons of the heavy
+field, run with ``-noscfix``) is selectable.  Proteins only: vermouth has no nucleotide mappings.  Bead amplitudes are the electrons of the heavy
 atoms mapped to each bead (each heavy atom goes to the nearest bead of its residue); Gaussian widths
 are half the bead's Lennard-Jones size (regular / small / tiny beads).
 """
@@ -38,13 +38,15 @@ def bead_size_class(bead_type: str) -> str:
 class CGModel:
     """A coarse-grained model.
 
-    coords (N, 3) Å bead positions (map frame); topology: bead names/types and bonded terms;
+    coords (N, 3) Å bead positions (map frame; minimised after cg-prep); mapped (N, 3) Å the positions
+    martinize2 mapped from the atoms (where the all-atom reference sits relative to the beads); topology: bead names/types and bonded terms;
     residue (N,) index of each bead's residue in the all-atom structure; chain_id (N,) str;
     electrons (N,) heavy-atom electrons per bead; sizes (N,) LJ sigma Å from the bead size class;
     force_field; itp: the martinize2 molecule topologies (name -> text); ss: per-residue letters.
     """
 
     coords: np.ndarray
+    mapped: np.ndarray
     topology: Topology
     residue: np.ndarray
     chain_id: np.ndarray
@@ -103,9 +105,10 @@ def martinize(structure: Structure, force_field: str = "martini3001", source: st
     """Map ``structure`` (map frame, Å) to MARTINI beads and build its topology with martinize2."""
     if force_field not in FORCE_FIELDS:
         raise CryodynaError(f"force field {force_field!r} is not supported; choose one of {', '.join(FORCE_FIELDS)}")
-    if force_field == "martini3001" and (structure.res_kind == "nucleic").any():
-        raise InputError(source, "the model contains nucleotides, which vermouth's Martini 3 force field does not "
-                         "parameterise; use the Martini 2.2 force field (--ff martini22)")
+    if (structure.res_kind == "nucleic").any():
+        raise InputError(source, "the model contains nucleotides; vermouth's martinize2 ships no atomistic-to-MARTINI "
+                         "nucleotide mappings, so the bead level supports proteins only for now (use train-atom, "
+                         "which handles nucleic acids, or remove the nucleic-acid chains)")
     ss_res = secondary_structure(structure)
     ss = "".join("C" if s == "N" else s for s in ss_res)
     with tempfile.TemporaryDirectory(prefix="cryodyna-martinize-") as tmp:
@@ -129,8 +132,14 @@ def martinize(structure: Structure, force_field: str = "martini3001", source: st
     coords = np.array([b[3] for b in beads], dtype=np.float64)
     chain_id = np.array([b[0] for b in beads], dtype=object)
     residue = _bead_residues(structure, chain_id, np.array([b[1] for b in beads]), source)
+    empty = np.flatnonzero(~np.isfinite(coords).all(1))
+    if empty.size:
+        r, b = int(residue[empty[0]]), int(empty[0])
+        raise InputError(source, f"residue {structure.res_name[r]} {structure.chain_id[r]}{structure.res_seq[r]}: bead "
+                         f"{topology.names[b]} has none of its atoms in the model ({empty.size} bead(s) affected); "
+                         "complete the missing side chains (e.g. with pdbfixer) and try again")
     sizes = np.array([BEAD_SIZES[force_field][bead_size_class(t)] for t in topology.types])
-    return CGModel(coords, topology, residue, chain_id, _bead_electrons(structure, coords, residue), sizes,
+    return CGModel(coords, coords.copy(), topology, residue, chain_id, _bead_electrons(structure, coords, residue), sizes,
                    force_field, itp_text, ss)
 
 

@@ -1,0 +1,135 @@
+"""All-atom models from deformed bead models: each residue of the all-atom reference is moved by the
+rigid transform that best superposes its reference beads (plus the backbone beads of its sequence
+neighbours) onto the deformed ones (batched Kabsch), so side chains and backbone follow the beads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from cryodyna.errors import CryodynaError, InputError
+from cryodyna.io.structure import Structure, read_models, read_structure, write_structure
+from cryodyna.structure.martini import CGModel
+from cryodyna.train.cg_prep import CG_MODEL, load_cg
+
+
+def _fit_sets(structure: Structure, cg: CGModel) -> tuple[np.ndarray, np.ndarray]:
+    """Padded bead indices (R, S) per residue (own beads + the first bead of the residues at +-1,
+    and at +-2 while fewer than 3 points, in the same chain) and their validity mask (R, S)."""
+    sets = []
+    first_bead = {}
+    for b, r in enumerate(cg.residue):
+        first_bead.setdefault(int(r), b)
+    for r in range(structure.n_residues):
+        own = np.flatnonzero(cg.residue == r).tolist()
+        for n in (r - 1, r + 1, r - 2, r + 2):
+            if (abs(n - r) == 1 or len(own) < 3) and n in first_bead and structure.chain_id[n] == structure.chain_id[r]:
+                own.append(first_bead[n])
+        sets.append(own)
+    width = max(len(s) for s in sets)
+    idx = np.zeros((len(sets), width), dtype=np.int64)
+    mask = np.zeros((len(sets), width), dtype=bool)
+    for i, s in enumerate(sets):
+        idx[i, : len(s)], mask[i, : len(s)] = s, True
+    return idx, mask
+
+
+def _batched_kabsch(p: np.ndarray, q: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (R, 3, 3) and translations (R, 3) with ``R p + t ~ q`` for point sets p, q
+    (R, S, 3) with weights w (R, S); sets of fewer than 3 points get translation only."""
+    ws = w / w.sum(1, keepdims=True)
+    pc, qc = (ws[..., None] * p).sum(1), (ws[..., None] * q).sum(1)
+    h = np.einsum("rs,rsi,rsj->rij", ws, p - pc[:, None], q - qc[:, None])
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(np.einsum("rij,rjk->rik", vt.transpose(0, 2, 1), u.transpose(0, 2, 1))))
+    fix = np.tile(np.eye(3), (len(p), 1, 1))
+    fix[:, 2, 2] = d
+    rot = np.einsum("rij,rjk,rkl->ril", vt.transpose(0, 2, 1), fix, u.transpose(0, 2, 1))
+    rot[w.sum(1) < 3] = np.eye(3)
+    return rot, qc - np.einsum("rij,rj->ri", rot, pc)
+
+
+def backmap(structure: Structure, cg: CGModel, beads: np.ndarray) -> np.ndarray:
+    """All-atom coordinates (K, A, 3) for bead models ``beads`` (K, N, 3) Å, given the all-atom
+    reference ``structure`` and its CG model ``cg`` (the fit starts from ``cg.mapped``, the bead
+    positions that match the atoms)."""
+    beads = np.asarray(beads, dtype=np.float64)
+    idx, mask = _fit_sets(structure, cg)
+    w = mask.astype(np.float64)
+    ref = cg.mapped[idx]
+    out = np.empty((len(beads), structure.n_atoms, 3))
+    for k, model in enumerate(beads):
+        rot, trans = _batched_kabsch(ref, model[idx], w)
+        r = structure.residue
+        out[k] = np.einsum("aij,aj->ai", rot[r], structure.coords) + trans[r]
+    return out
+
+
+@dataclass
+class GeometryReport:
+    """bond_rms_dev (Å): RMS change of covalent bond lengths (pairs < 1.9 Å in the reference);
+    bond_max_dev (Å); clash_fraction: fraction of heavy atoms with a non-bonded heavy atom (not
+    within 3 bonds in the reference) closer than 2.2 Å."""
+
+    bond_rms_dev: float
+    bond_max_dev: float
+    clash_fraction: float
+
+
+def geometry_report(reference: Structure, coords: np.ndarray) -> GeometryReport:
+    """Bond-length and clash statistics of all-atom models (K, A, 3) against the reference geometry."""
+    heavy = np.flatnonzero(reference.atomic_number > 1)
+    x0 = reference.coords[heavy]
+    bonds = np.asarray(sorted(cKDTree(x0).query_pairs(1.9)), dtype=np.int64).reshape(-1, 2)
+    n = len(heavy)
+    adjacency = [set() for _ in range(n)]
+    for i, j in bonds:
+        adjacency[i].add(j)
+        adjacency[j].add(i)
+    near = [set(a) for a in adjacency]
+    for _ in range(2):  # within three bonds
+        near = [s | set().union(*(adjacency[j] for j in s)) for s in near]
+    ref_len = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
+    devs, clashes = [], 0
+    for model in np.asarray(coords)[:, heavy]:
+        devs.append(np.linalg.norm(model[bonds[:, 0]] - model[bonds[:, 1]], axis=1) - ref_len)
+        clashing = {int(i) for i, j in cKDTree(model).query_pairs(2.2) if j not in near[i] and i != j}
+        clashing |= {int(j) for i, j in cKDTree(model).query_pairs(2.2) if j not in near[i] and i != j}
+        clashes += len(clashing)
+    dev = np.concatenate(devs) if devs else np.zeros(1)
+    return GeometryReport(float(np.sqrt((dev**2).mean())), float(np.abs(dev).max()), clashes / max(n * len(devs), 1))
+
+
+def _find_run(path: Path) -> Path | None:
+    for folder in [path, *path.parents][:4]:
+        info = folder / "run.json"
+        if info.is_file() and json.loads(info.read_text()).get("task") == "cg":
+            return folder
+    return None
+
+
+def backmap_run(source: Path, out: Path, run: Path | None = None) -> tuple[int, GeometryReport]:
+    """Back-map the bead models of ``source`` (a train-cg run folder: its latest ``pred.pdb``; or a
+    bead PDB) into ``out``; returns (number of models, geometry report)."""
+    source = Path(source)
+    run = Path(run) if run else _find_run(source)
+    if run is None or not (run / "inputs" / CG_MODEL).is_file():
+        raise CryodynaError(f"{source}: cannot find the train-cg run it belongs to; pass --run RUN")
+    if source.is_dir():
+        evaluations = sorted(run.glob("epoch-*_step-*"))
+        if not evaluations:
+            raise CryodynaError(f"{run}: no evaluation folder yet")
+        source = evaluations[-1] / "pred.pdb"
+    cg = load_cg(run / "inputs" / CG_MODEL)
+    info = json.loads((run / "run.json").read_text())
+    reference = read_structure(info["model"])
+    beads = np.stack([m.coords for m in read_models(source)])
+    if beads.shape[1] != cg.n_beads:
+        raise InputError(source, f"has {beads.shape[1]} atoms per model but the run's CG model has {cg.n_beads} beads")
+    coords = backmap(reference, cg, beads)
+    write_structure(out, reference, coords)
+    return len(coords), geometry_report(reference, coords)

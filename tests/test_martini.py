@@ -1,0 +1,231 @@
+"""Bead level: topology reader, MARTINI energies (hand values, gradcheck), neighbour lists,
+martinize2 mapping, cg-prep, train-cg and back-mapping."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cryodyna.analysis.backmap import backmap, geometry_report
+from cryodyna.cli import app
+from cryodyna.config import load_config
+from cryodyna.errors import InputError
+from cryodyna.io.itp import read_itp
+from cryodyna.io.structure import read_models, read_structure
+from cryodyna.physics.energy import angle_energy, bond_energy, dihedral_angle, improper_energy, pair_energy, proper_energy
+from cryodyna.physics.forcefield import MartiniForceField
+from cryodyna.physics.nonbonded import neighbour_pairs, read_lj_table
+from cryodyna.structure.martini import martinize
+from cryodyna.train.run import load_run, train_cg
+
+ITP = """\
+[ moleculetype ]
+test 1
+[ atoms ]
+  1 Q5   1 MET BB   1  1.0
+  2 SC2  1 MET SC1  2  0.0
+  3 TC3  2 ALA BB   3  0.0
+  4 P2   3 GLY BB   4 -1.0
+[ bonds ]
+  1 2 1 0.40 5000 ; BB-SC
+#ifdef FLEXIBLE
+  2 3 1 0.30 1000000
+#endif
+[ constraints ]
+#ifndef FLEXIBLE
+  2 3 1 0.30
+#endif
+[ angles ]
+  1 2 3 10 120 20
+  2 3 4 2 100 25
+[ dihedrals ]
+  1 2 3 4 1 -120 400 1
+  1 2 3 4 9 30 5 2
+[ exclusions ]
+  1 4
+[ dihedrals ]
+  4 3 2 1 2 180.0 50.0
+"""
+
+
+def test_itp_reader_units_conditionals_and_terms(tmp_path):
+    (tmp_path / "m.itp").write_text(ITP)
+    t = read_itp(tmp_path / "m.itp")
+    assert list(t.names) == ["BB", "SC1", "BB", "BB"] and list(t.types) == ["Q5", "SC2", "TC3", "P2"]
+    np.testing.assert_array_equal(t.bonds, [[0, 1]])  # the FLEXIBLE bond is skipped
+    assert t.bond_b0[0] == pytest.approx(4.0) and t.bond_k[0] == pytest.approx(50.0)  # Å, kJ mol^-1 Å^-2
+    np.testing.assert_array_equal(t.constraints, [[1, 2]])
+    assert t.constraint_b0[0] == pytest.approx(3.0)
+    np.testing.assert_array_equal(t.angle_func, [10, 2])
+    assert t.angle_theta0[0] == pytest.approx(2 * math.pi / 3)
+    assert len(t.propers) == 2 and list(t.proper_mult) == [1, 2] and len(t.impropers) == 1
+    assert t.improper_xi0[0] == pytest.approx(math.pi) and t.improper_k[0] == 50.0
+    np.testing.assert_array_equal(t.excluded_pairs(), [[0, 1], [0, 3], [1, 2]])
+    (tmp_path / "bad.itp").write_text("[ atoms ]\n 1 Q5 1 MET BB 1 1.0\n[ angles ]\n 1 2 3 5 120 20\n")
+    with pytest.raises(InputError, match="line 4: angle function type 5 is not supported"):
+        read_itp(tmp_path / "bad.itp")
+
+
+def test_lj_table_reader(tmp_path):
+    (tmp_path / "ff.itp").write_text("[ atomtypes ]\nP2 72.0 0.000 A 0.0 0.0\nTC3 36.0 0.000 A 0.0 0.0\n"
+                                     "[ nonbond_params ]\nP2 P2 1 0.470 4.50\nP2 TC3 1 0.410 2.70\nTC3 TC3 1 0.340 2.00\n")
+    table = read_lj_table(tmp_path / "ff.itp")
+    i = table.index(["TC3", "P2"])
+    assert table.sigma[i[0], i[1]] == pytest.approx(4.1) and table.epsilon[i[1], i[1]] == pytest.approx(4.5)
+
+
+def gromacs_dihedral(p: np.ndarray) -> float:
+    """GROMACS's definition: phi = sign(r_ij . n) * angle(m, n), m = r_ij x r_kj, n = r_kj x r_kl."""
+    rij, rkj, rkl = p[0] - p[1], p[2] - p[1], p[2] - p[3]
+    m, n = np.cross(rij, rkj), np.cross(rkj, rkl)
+    return float(np.sign(rij @ n) * np.arccos(m @ n / np.linalg.norm(m) / np.linalg.norm(n)))
+
+
+def test_energies_equal_hand_values():
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    pair = torch.tensor([[0, 1]])
+    x = t([[[0.0, 0, 0], [5.0, 0, 0]]])
+    assert float(bond_energy(x, pair, t([4.0]), t([10.0]))) == pytest.approx(5.0)
+    right = t([[[1.0, 0, 0], [0, 0, 0], [0, 1.0, 0]]])  # 90 degrees
+    tri = torch.tensor([[0, 1, 2]] * 3)
+    e = angle_energy(right, tri, torch.tensor([1, 2, 10]), t([2 * math.pi / 3] * 3), t([25.0] * 3))[0]
+    np.testing.assert_allclose(e.numpy(), [12.5 * (math.pi / 6) ** 2, 12.5 * 0.25, 12.5 * 0.25])
+    rng = np.random.default_rng(0)
+    quad = torch.tensor([[0, 1, 2, 3]])
+    for _ in range(5):
+        p = rng.standard_normal((4, 3))
+        phi = gromacs_dihedral(p)
+        assert float(dihedral_angle(t(p[None]), quad)) == pytest.approx(phi, abs=1e-7)
+        assert float(proper_energy(t(p[None]), quad, t([0.3]), t([5.0]), t([2.0]))) == pytest.approx(5 * (1 + math.cos(2 * phi - 0.3)))
+        wrapped = (phi - 3.0 + math.pi) % (2 * math.pi) - math.pi
+        assert float(improper_energy(t(p[None]), quad, t([3.0]), t([10.0]))) == pytest.approx(5 * wrapped**2)
+    sigma, eps = t([4.7]), t([3.0])
+    r_min = 2 ** (1 / 6) * 4.7
+    for r, lj, wca, morse in [(4.7, 0.0, 3.0, None), (r_min, -3.0, 0.0, -3.0), (9.0, None, 0.0, None)]:
+        x = t([[[0.0, 0, 0], [r, 0, 0]]])
+        if lj is not None:
+            assert float(pair_energy(x, pair, sigma, eps, "lj")) == pytest.approx(lj, abs=1e-9)
+        assert float(pair_energy(x, pair, sigma, eps, "wca")) == pytest.approx(wca, abs=1e-9)
+        if morse is not None:
+            assert float(pair_energy(x, pair, sigma, eps, "morse")) == pytest.approx(morse)
+
+
+def test_energy_gradients_pass_gradcheck():
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.standard_normal((2, 6, 3)) * 3, dtype=torch.float64, requires_grad=True)
+    d = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    pairs, tri, quad = torch.tensor([[0, 1], [2, 4]]), torch.tensor([[0, 1, 2], [3, 4, 5], [1, 2, 3]]), torch.tensor([[0, 1, 2, 3], [2, 3, 4, 5]])
+    checks = [
+        lambda y: bond_energy(y, pairs, d([3.0, 4.0]), d([10.0, 5.0])),
+        lambda y: angle_energy(y, tri, torch.tensor([1, 2, 10]), d([2.0, 1.8, 2.2]), d([25.0, 20.0, 30.0])),
+        lambda y: proper_energy(y, quad, d([0.5, -2.0]), d([4.0, 2.0]), d([1.0, 3.0])),
+        lambda y: improper_energy(y, quad, d([0.1, 3.0]), d([50.0, 20.0])),
+        lambda y: pair_energy(y, pairs, d([4.7, 4.1]), d([3.0, 2.0]), "lj"),
+        lambda y: pair_energy(y, pairs, d([8.0, 9.0]), d([3.0, 2.0]), "wca"),
+        lambda y: pair_energy(y, pairs, d([4.7, 4.1]), d([3.0, 2.0]), "morse"),
+    ]
+    for f in checks:
+        assert torch.autograd.gradcheck(f, (x,))
+
+
+def test_neighbour_list_matches_brute_force_and_batch_skin():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 20, (60, 3))
+    excluded = np.array([[0, 1], [5, 3]])
+    got = {tuple(p) for p in neighbour_pairs(x, 5.0, excluded)}
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    want = {(i, j) for i in range(60) for j in range(i + 1, 60) if d[i, j] < 5.0} - {(0, 1), (3, 5)}
+    assert got == want
+
+
+@pytest.fixture(scope="module")
+def adk_cg(tmp_path_factory):
+    """The AdK closed state mapped to Martini 3 (martinize2) and minimised (cg-prep)."""
+    out = tmp_path_factory.mktemp("cg")
+    from cryodyna.simulate.adk import write_adk_models
+
+    ref, _, _ = write_adk_models(out)
+    runner = CliRunner()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = runner.invoke(app, ["cg-prep", str(ref), "-o", str(out / "prep"), "--steps", "200"])
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_cg_prep_maps_and_minimises_adk(adk_cg):
+    out, output = adk_cg
+    import json
+    import pickle
+
+    report = json.loads((out / "prep" / "energies.json").read_text())
+    assert report["beads"] == 476 and report["residues"] == 214  # 214-residue AdK -> 476 Martini 3 beads
+    assert report["energy_after_kj_mol"]["total"] < 0.2 * report["energy_before_kj_mol"]["total"]
+    assert report["rmsd_minimised_to_mapped_A"] < 2.0
+    for name in ("cg.pdb", "cg_min.pdb", "molecule_0.itp", "cg_model.pkl"):
+        assert (out / "prep" / name).is_file()
+    beads = read_models(out / "prep" / "cg_min.pdb")[0]
+    assert beads.n_atoms == 476 and set(beads.atom_name) >= {"BB", "SC1", "SC2"}
+    with open(out / "prep" / "cg_model.pkl", "rb") as fh:
+        cg = pickle.load(fh)
+    structure = read_structure(out / "reference.pdb")
+    assert cg.electrons.sum() == structure.atomic_number[structure.atomic_number > 1].sum()
+    assert "476 beads for 214 residues" in output.replace("\n", " ")
+    # back-mapping the mapped beads returns the all-atom reference; a rigid motion moves every atom with it
+    np.testing.assert_allclose(backmap(structure, cg, cg.mapped[None])[0], structure.coords, atol=1e-6)
+    rot = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    moved = backmap(structure, cg, (cg.mapped @ rot.T + 3.0)[None])[0]
+    np.testing.assert_allclose(moved, structure.coords @ rot.T + 3.0, atol=1e-6)
+    report = geometry_report(structure, moved[None])
+    assert report.bond_rms_dev < 1e-6 and report.clash_fraction == 0
+
+
+def test_martinize_errors_are_clear(adk_cg, tmp_path):
+    out, _ = adk_cg
+    s = read_structure(out / "reference.pdb")
+    leu = int(np.flatnonzero(s.res_name == "LEU")[0])
+    keep = ~((s.residue == leu) & np.isin(s.atom_name, ["CB", "CG", "CD1", "CD2"]))
+    with pytest.raises(InputError, match=r"LEU .*bead SC1 has none of its atoms.*pdbfixer"):
+        martinize(s.select_atoms(np.flatnonzero(keep)))
+    dna = s.select_atoms(np.arange(s.n_atoms))
+    dna.res_kind[-1] = "nucleic"
+    with pytest.raises(InputError, match="nucleotides"):
+        martinize(dna)
+
+
+def test_forcefield_neighbours_cover_every_structure_of_a_batch(adk_cg):
+    out, _ = adk_cg
+    import pickle
+
+    with open(out / "prep" / "cg_model.pkl", "rb") as fh:
+        cg = pickle.load(fh)
+    ff = MartiniForceField(cg.topology, cg.sizes, "lj", use_lj_table=False)
+    x = torch.as_tensor(cg.coords, dtype=torch.float32) + torch.randn(4, cg.n_beads, 3, generator=torch.Generator().manual_seed(0))
+    got = {tuple(p) for p in ff.neighbours(x).tolist()}
+    want = {tuple(p) for p in neighbour_pairs(x.numpy(), ff.cutoff, cg.topology.excluded_pairs())}
+    assert want <= got
+
+
+def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
+    from conftest import TINY_TRAIN_SETTINGS
+
+    cfg = load_config("train-cg", None, TINY_TRAIN_SETTINGS + ["optim.epochs=2", "martini.minimize_steps=50"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_cg(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
+    import pandas as pd
+
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert {"image", "elastic", "bond", "angle", "proper", "improper", "nonbonded"} <= set(metrics.name)
+    models = read_models(folder / "pca-1.pdb")
+    assert models[0].n_atoms == 476 and "SC1" in set(models[0].atom_name)
+    model, task = load_run(tmp_path / "run")
+    assert task.name == "cg" and model.reference.shape == (476, 3)
+    r = CliRunner().invoke(app, ["backmap", str(folder / "pca-1.pdb"), "-o", str(tmp_path / "aa.pdb")])
+    assert r.exit_code == 0, r.output
+    aa = read_models(tmp_path / "aa.pdb")
+    assert len(aa) == len(models) and aa[0].n_atoms == read_structure(tiny_adk / "reference.pdb").n_atoms
+    assert "bond lengths" in r.output
