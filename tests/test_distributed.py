@@ -41,3 +41,27 @@ def test_two_gloo_processes_match_one_process(tiny_adk, tmp_path):
     import json
 
     assert json.loads((tmp_path / "ddp" / "run.json").read_text())["processes"] == 2
+
+
+def test_density_two_gloo_processes_match_one_process(tiny_adk, tmp_path):
+    u = np.load(tiny_adk / "ground_truth.npz")["path_coordinate"]
+    np.save(tmp_path / "z.npy", u[:, None].astype(np.float32))
+    settings = ["model.hidden=32", "model.layers=1", "optim.epochs=1", "optim.holdout_fraction=0.1", "analysis.kmeans=2",
+                "analysis.pcs=1", "analysis.pc_frames=2"]
+
+    def run(run_dir, batch, nproc):
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
+        args = launcher + ["-m", "cryodyna.cli", "train-density", str(tiny_adk / "particles.star"), "--z", str(tmp_path / "z.npy"),
+                           "-o", str(run_dir)]
+        for s in settings + [f"optim.batch_size={batch}"]:
+            args += ["--set", s]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+
+    a, b = run(tmp_path / "single", 16, 1), run(tmp_path / "ddp", 8, 2)
+    assert a["step"] == b["step"] == 11  # 180 training particles / global batch 16
+    for name, value in a["model"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(b["model"][name], value, atol=2e-4, rtol=1e-3, msg=name)
+    assert len(list((tmp_path / "ddp").glob("epoch-*/vol_kmeans_*.mrc"))) == 2

@@ -53,12 +53,13 @@ class DensityTrainer(TrainingLoop):
         self.z_device = None if z is None else torch.as_tensor(z, dtype=torch.float32, device=self.device)
         self.slice = CentralSlice(particles.d, fourier_radius).to(self.device)
 
-    def _errors(self, batch: dict) -> torch.Tensor:
-        """Per-particle mean squared Fourier error (B,)."""
+    def _errors(self, batch: dict, net: torch.nn.Module) -> torch.Tensor:
+        """Per-particle mean squared Fourier error (B,) of ``net`` (the DDP wrapper in training, the
+        bare model in rank-0 evaluations, which must not trigger collectives)."""
         z = None if self.z_device is None else self.z_device[batch["index"]]
         k = self.slice.rotate(batch["rotations"])
         with self._autocast():
-            half = self.net(k, z)
+            half = net(k, z)
         d = self.data.d
         with torch.autocast(device_type=self.device.type, enabled=False):
             ctf = compute_ctf(CTFParams(*batch["ctf"].double().T), d, self.data.apix)
@@ -67,14 +68,14 @@ class DensityTrainer(TrainingLoop):
             return (observed - model).abs().square().mean(dim=1)
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss = self._errors(batch).mean()
+        loss = self._errors(batch, self.net).mean()
         return loss, {"fourier_mse": loss.detach(), "total": loss.detach()}
 
     @torch.no_grad()
     def mean_error(self, idx: np.ndarray) -> float:
         """Mean Fourier error of particles ``idx`` (eval mode)."""
         self.model.eval()
-        errors = [self._errors(self.data.batch(torch.as_tensor(idx[i : i + 256]), self.device)).cpu()
+        errors = [self._errors(self.data.batch(torch.as_tensor(idx[i : i + 256]), self.device), self.model).cpu()
                   for i in range(0, len(idx), 256)]
         return float(torch.cat(errors).mean()) if errors else float("nan")
 

@@ -82,7 +82,7 @@ def environment_report(device: torch.device) -> str:
     lines = [f"python {platform.python_version()} ({platform.platform()})", f"device {device}"]
     if device.type == "cuda":
         lines.append(f"gpu {torch.cuda.get_device_name(device)}")
-    for pkg in ("cryodyna", "torch", "numpy", "scipy", "gemmi", "mrcfile", "starfile", "pydssp", "scikit-learn"):
+    for pkg in ("cryodyna", "torch", "numpy", "scipy", "gemmi", "mrcfile", "starfile", "pydssp", "vermouth", "scikit-learn"):
         try:
             lines.append(f"{pkg} {version(pkg)}")
         except PackageNotFoundError:
