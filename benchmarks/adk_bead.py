@@ -19,8 +19,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
+from adk_data import adk_dataset, images_per_s, print_table
 from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
@@ -28,17 +28,10 @@ from sklearn.decomposition import PCA
 from cryodyna.analysis.sampling import decode_latents
 from cryodyna.config import load_config
 from cryodyna.io.structure import read_structure
-from cryodyna.simulate.adk import write_adk_models
-from cryodyna.simulate.simulator import SimulationSpec, simulate
 from cryodyna.structure.martini import martinize
 from cryodyna.train.run import load_run, resolved_config, train_atom, train_cg
 
 BONDED = ("bond", "angle", "proper", "improper")
-
-
-def images_per_s(run: Path) -> float:
-    m = pd.read_csv(run / "metrics.csv")
-    return float(m[(m.phase == "train") & (m.name == "images_per_s")].value.iloc[-1])
 
 
 def bonded_per_bead(forcefield, coords: np.ndarray) -> float:
@@ -72,11 +65,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     out = Path(args.out)
     data = out / "data"
-    _, closed, opened = write_adk_models(data)
-    if not (data / "particles.star").exists():
-        simulate([closed, opened], SimulationSpec(n_particles=args.particles, box=args.box, apix=args.apix, snr=args.snr,
-                                                  density="atom", seed=args.seed), data, mode="interpolate")
-    u = np.load(data / "ground_truth.npz")["path_coordinate"]
+    _, _, u = adk_dataset(data, args.particles, args.box, args.apix, args.snr, args.seed)
 
     cfg = load_config("train-cg", None, ["optim.epochs=100", *args.set])
     start = time.perf_counter()
@@ -108,9 +97,7 @@ def main() -> None:
     z_atom = np.load(folder / "z.npy")
     rows.append({"stage": "train-atom", "spearman_pc1": abs(spearmanr(PCA(1).fit_transform(z_atom)[:, 0], u).statistic),
                  "images_per_s": images_per_s(out / "atom"), "train_minutes": (time.perf_counter() - start) / 60})
-    table = pd.DataFrame(rows)
-    pd.set_option("display.width", 250)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print_table(rows)
     print(f"cost of train-cg relative to train-atom (images/s ratio): {rows[1]['images_per_s'] / rows[0]['images_per_s']:.2f}x")
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from adk_data import adk_dataset, print_table
 
 from cryodyna.analysis.fsc import fsc
 from cryodyna.analysis.sampling import render_volume
@@ -37,8 +38,7 @@ from cryodyna.imaging.density import gaussian_density
 from cryodyna.io.cryodrgn import write_cryodrgn
 from cryodyna.io.mrc import read_volume
 from cryodyna.io.read import read_particles
-from cryodyna.simulate.adk import write_adk_models
-from cryodyna.simulate.simulator import SimulationSpec, simulate
+from cryodyna.simulate.simulator import SimulationSpec
 from cryodyna.train.density import load_density_run, train_density
 from cryodyna.train.run import resolved_config, train_atom
 
@@ -68,17 +68,24 @@ def score(name: str, maps: list[np.ndarray], truths: list[np.ndarray], apix: flo
     return rows
 
 
-def run_cryodyna_density(data: Path, z: np.ndarray, zbins: np.ndarray, out: Path, args) -> tuple[list[np.ndarray], float]:
+def training_minutes(run: Path, batch: int) -> float:
+    """Training wall time of a run from its metrics: images seen / images per second."""
+    m = pd.read_csv(run / "metrics.csv")
+    train = m[(m.phase == "train") & (m.name == "images_per_s")]
+    return float(train.step.iloc[-1]) * batch / float(train.value.iloc[-1]) / 60
+
+
+def run_cryodyna_density(data: Path, z: np.ndarray, zbins: np.ndarray, out: Path, args, restart: bool = True):
+    """Train (or, without ``restart``, reuse a finished run of) train-density on latents ``z``; maps
+    at ``zbins`` and the training minutes."""
     np.save(out.with_suffix(".z.npy"), z.astype(np.float32))
     cfg = load_config("train-density", None, [f"model.hidden={args.hidden}", f"model.layers={args.layers}",
                                               f"optim.epochs={args.epochs}", f"optim.eval_every={args.epochs}",
                                               f"optim.batch_size={args.batch}", f"optim.lr={args.lr}",
                                               "analysis.kmeans=2", "analysis.pcs=1", "analysis.pc_frames=2"])
-    start = time.perf_counter()
-    train_density(data / "particles.star", out.with_suffix(".z.npy"), out, cfg, restart=True)
-    minutes = (time.perf_counter() - start) / 60
+    train_density(data / "particles.star", out.with_suffix(".z.npy"), out, cfg, restart=restart)
     model, info = load_density_run(out)
-    return [render_volume(model, zb, info["apix"]) for zb in zbins], minutes
+    return [render_volume(model, zb, info["apix"]) for zb in zbins], training_minutes(out, args.batch)
 
 
 def run_cryodrgn(data: Path, u: np.ndarray, out: Path, args) -> tuple[list[np.ndarray], float] | str:
@@ -130,15 +137,12 @@ def main() -> None:
     warnings.simplefilter("ignore")
     out = Path(args.out)
     data = out / "data"
-    _, closed, opened = write_adk_models(data)
-    if not (data / "particles.star").exists():
-        simulate([closed, opened], SimulationSpec(n_particles=args.particles, box=args.box, apix=args.apix, snr=args.snr,
-                                                  density="atom", seed=args.seed), data, mode="interpolate")
-    u = np.load(data / "ground_truth.npz")["path_coordinate"]
+    closed, opened, u = adk_dataset(data, args.particles, args.box, args.apix, args.snr, args.seed)
     truths = truth_maps(closed, opened, args)
     rows = []
 
-    maps, minutes = run_cryodyna_density(data, u[:, None], CONFORMATIONS[:, None], out / "density_true_z", args)
+    # the true-z run depends only on the data: a finished one is reused
+    maps, minutes = run_cryodyna_density(data, u[:, None], CONFORMATIONS[:, None], out / "density_true_z", args, restart=False)
     rows += score("cryodyna / true z", maps, truths, args.apix, minutes)
 
     atom_cfg = resolved_config(None, [], 100)
@@ -157,9 +161,7 @@ def main() -> None:
         else:
             rows += score("cryoDRGN train_vae", *result[:1], truths, args.apix, result[1])
 
-    table = pd.DataFrame(rows)
-    pd.set_option("display.width", 200)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    table = print_table(rows)
     print()
     print(table.groupby("method", sort=False)[["fsc_auc", "res_fsc05_A", "train_minutes"]].mean()
           .to_string(float_format=lambda v: f"{v:.3f}"))

@@ -19,15 +19,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from adk_data import adk_dataset, images_per_s, print_table
 from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 
 from cryodyna.analysis.sampling import decode_latents
 from cryodyna.io.structure import read_structure
-from cryodyna.simulate.adk import adk_states, path_rmsd, write_adk_models
-from cryodyna.simulate.simulator import SimulationSpec, simulate
+from cryodyna.simulate.adk import adk_states, path_rmsd
 from cryodyna.structure.nodes import residue_nodes
 from cryodyna.train.run import load_run, resolved_config, train_atom
 
@@ -54,11 +53,7 @@ def structure_metrics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray
 def run(snr: float, args) -> dict[str, float]:
     out = Path(args.out) / f"snr{snr}"
     data = out / "data"
-    if not (data / "particles.star").exists():
-        ref, closed, opened = write_adk_models(data)
-        spec = SimulationSpec(n_particles=args.particles, box=args.box, apix=args.apix, snr=snr, density="atom",
-                              seed=args.seed)
-        simulate([closed, opened], spec, data, mode="interpolate")
+    adk_dataset(data, args.particles, args.box, args.apix, snr, args.seed)
     cfg = resolved_config(None, args.set, args.epochs)
     shutil.rmtree(out / "run", ignore_errors=True)
     start = time.perf_counter()
@@ -73,8 +68,7 @@ def run(snr: float, args) -> dict[str, float]:
     model, _ = load_run(out / "run")
     pred = decode_latents(model, z)
     reference = residue_nodes(read_structure(data / "reference.pdb")).coords
-    metrics = pd.read_csv(out / "run" / "metrics.csv")
-    speed = metrics[(metrics.phase == "train") & (metrics.name == "images_per_s")].value.iloc[-1]
+    speed = images_per_s(out / "run")
     result = {"snr": snr, "spearman_pc1": abs(spearmanr(pc1, gt["path_coordinate"]).statistic),
               **structure_metrics(pred, gt["node_coords"], reference),
               "images_per_s": float(speed), "train_minutes": train_s / 60,
@@ -94,10 +88,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_runs/adk_residue")
     args = p.parse_args()
-    rows = [run(snr, args) for snr in args.snr]
-    table = pd.DataFrame(rows)
-    pd.set_option("display.width", 200)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print_table([run(snr, args) for snr in args.snr])
     print(f"closed <-> open CA RMSD of the path: {path_rmsd(*adk_states()):.2f} Å")
 
 

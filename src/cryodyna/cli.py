@@ -27,6 +27,20 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+# options shared by the training commands (typer option objects can be reused)
+PARTICLES_ARG = typer.Argument(..., help="Particles: RELION .star, cryoSPARC .cs, or an .mrcs stack with --poses/--ctf.")
+RUN_OUT = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes from its last checkpoint).")
+CONFIG_OPT = typer.Option(None, "--config", help="YAML config (see `cryodyna config show COMMAND`).")
+SET_OPT = typer.Option([], "--set", help="Override a config field, e.g. --set optim.lr=3e-4 (repeatable).")
+EPOCHS_OPT = typer.Option(None, help="Shortcut for --set optim.epochs=N.")
+EVAL_ONLY_OPT = typer.Option(False, "--eval-only", help="Run one evaluation with the current (or resumed) weights.")
+RESUME_OPT = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt.")
+RESTART_OPT = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder.")
+TIME_LIMIT_OPT = typer.Option(None, "--time-limit", help="Stop training after this many minutes and evaluate.")
+POSES_OPT = typer.Option(None, help="cryoDRGN poses.pkl when PARTICLES is an image stack.")
+CTF_OPT = typer.Option(None, help="cryoDRGN ctf.pkl when PARTICLES is an image stack.")
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"cryodyna {__version__}")
@@ -145,31 +159,47 @@ def example_cmd(
     console.print(f"particles: {star} ({n_particles} images of {box} px at {apix} Å/px, {speed:.0f} images/s)")
 
 
-@app.command("train-atom")
-def train_atom_cmd(
-    particles: Path = typer.Argument(..., help="Particles: RELION .star, cryoSPARC .cs, or an .mrcs stack with --poses/--ctf."),
-    model: Path = typer.Argument(..., help="Reference model (PDB/mmCIF) docked in the consensus map, origin at the box centre."),
-    out: Path = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes from its last checkpoint)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see `cryodyna config show train-atom`)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config field, e.g. --set loss.clash_weight=5 (repeatable)."),
-    epochs: Optional[int] = typer.Option(None, help="Shortcut for --set optim.epochs=N."),
-    eval_only: bool = typer.Option(False, "--eval-only", help="Run one evaluation with the current (or resumed) weights."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt."),
-    restart: bool = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes and evaluate."),
-    poses: Optional[Path] = typer.Option(None, help="cryoDRGN poses.pkl when PARTICLES is an image stack."),
-    ctf: Optional[Path] = typer.Option(None, help="cryoDRGN ctf.pkl when PARTICLES is an image stack."),
-) -> None:
+def _deformation_command(kind: str, model_help: str, doc: str) -> None:
+    """Register ``train-atom`` / ``train-cg``: the same options, different stage."""
+
+    def command(
+        particles: Path = PARTICLES_ARG,
+        model: Path = typer.Argument(..., help=model_help),
+        out: Path = RUN_OUT,
+        config: Optional[Path] = CONFIG_OPT,
+        set_: List[str] = SET_OPT,
+        epochs: Optional[int] = EPOCHS_OPT,
+        eval_only: bool = EVAL_ONLY_OPT,
+        resume: Optional[Path] = RESUME_OPT,
+        restart: bool = RESTART_OPT,
+        time_limit: Optional[float] = TIME_LIMIT_OPT,
+        poses: Optional[Path] = POSES_OPT,
+        ctf: Optional[Path] = CTF_OPT,
+    ) -> None:
+        from cryodyna.train import run
+
+        cfg = run.resolved_config(config, set_, epochs, f"train-{kind}")
+        train = run.train_atom if kind == "atom" else run.train_cg
+        folder = train(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
+                       time_limit_minutes=time_limit, poses=poses, ctf=ctf)
+        console.print(f"last evaluation: {folder}")
+
+    command.__doc__ = doc
+    app.command(f"train-{kind}")(command)
+
+
+_deformation_command(
+    "atom", "Reference model (PDB/mmCIF) docked in the consensus map, origin at the box centre.",
     """Learn per-particle latents and residue-level deformations of MODEL from PARTICLES.
 
     Example: cryodyna train-atom adk_example/particles.star adk_example/reference.pdb -o runs/adk --epochs 5
-    """
-    from cryodyna.train.run import resolved_config, train_atom
+    """)
+_deformation_command(
+    "cg", "All-atom reference model (PDB/mmCIF) docked in the consensus map, origin at the box centre.",
+    """Learn per-particle latents and MARTINI bead-level deformations of MODEL from PARTICLES.
 
-    cfg = resolved_config(config, set_, epochs)
-    folder = train_atom(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
-                        time_limit_minutes=time_limit, poses=poses, ctf=ctf)
-    console.print(f"last evaluation: {folder}")
+    Example: cryodyna train-cg adk_example/particles.star adk_example/reference.pdb -o runs/adk_cg --epochs 5
+    """)
 
 
 @app.command("cg-prep")
@@ -200,34 +230,6 @@ def cg_prep_cmd(
     console.print(f"{report['beads']} beads for {report['residues']} residues ({report['force_field']}; non-bonded: {report['nonbonded']})")
     console.print(table)
     console.print(f"wrote {out}/cg.pdb, cg_min.pdb, *.itp, energies.json (minimised - mapped RMSD {report['rmsd_minimised_to_mapped_A']:.2f} Å)")
-
-
-@app.command("train-cg")
-def train_cg_cmd(
-    particles: Path = typer.Argument(..., help="Particles: RELION .star, cryoSPARC .cs, or an .mrcs stack with --poses/--ctf."),
-    model: Path = typer.Argument(..., help="All-atom reference model (PDB/mmCIF) docked in the consensus map, origin at the box centre."),
-    out: Path = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes from its last checkpoint)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see `cryodyna config show train-cg`)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config field, e.g. --set martini.force_field=martini22 (repeatable)."),
-    epochs: Optional[int] = typer.Option(None, help="Shortcut for --set optim.epochs=N."),
-    eval_only: bool = typer.Option(False, "--eval-only", help="Run one evaluation with the current (or resumed) weights."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt."),
-    restart: bool = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes and evaluate."),
-    poses: Optional[Path] = typer.Option(None, help="cryoDRGN poses.pkl when PARTICLES is an image stack."),
-    ctf: Optional[Path] = typer.Option(None, help="cryoDRGN ctf.pkl when PARTICLES is an image stack."),
-) -> None:
-    """Learn per-particle latents and MARTINI bead-level deformations of MODEL from PARTICLES.
-
-    Example: cryodyna train-cg adk_example/particles.star adk_example/reference.pdb -o runs/adk_cg --epochs 5
-    """
-    from cryodyna.config import load_config
-    from cryodyna.train.run import train_cg
-
-    cfg = load_config("train-cg", config, list(set_) + ([f"optim.epochs={epochs}"] if epochs is not None else []))
-    folder = train_cg(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
-                      time_limit_minutes=time_limit, poses=poses, ctf=ctf)
-    console.print(f"last evaluation: {folder}")
 
 
 @app.command("backmap")
@@ -279,27 +281,27 @@ def sample_structures_cmd(
 
 @app.command("train-density")
 def train_density_cmd(
-    particles: Path = typer.Argument(..., help="Particles: RELION .star, cryoSPARC .cs, or an .mrcs stack with --poses/--ctf."),
+    particles: Path = PARTICLES_ARG,
     z: Optional[Path] = typer.Option(None, "--z", help="Per-particle latents (N, z_dim), e.g. RUN/epoch-*/z.npy from train-atom; omit for a homogeneous map."),
-    out: Path = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes from its last checkpoint)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (see `cryodyna config show train-density`)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config field, e.g. --set model.hidden=256 (repeatable)."),
-    epochs: Optional[int] = typer.Option(None, help="Shortcut for --set optim.epochs=N."),
-    eval_only: bool = typer.Option(False, "--eval-only", help="Write volumes with the current (or resumed) weights only."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt."),
-    restart: bool = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes and evaluate."),
-    poses: Optional[Path] = typer.Option(None, help="cryoDRGN poses.pkl when PARTICLES is an image stack."),
-    ctf: Optional[Path] = typer.Option(None, help="cryoDRGN ctf.pkl when PARTICLES is an image stack."),
+    out: Path = RUN_OUT,
+    config: Optional[Path] = CONFIG_OPT,
+    set_: List[str] = SET_OPT,
+    epochs: Optional[int] = EPOCHS_OPT,
+    eval_only: bool = EVAL_ONLY_OPT,
+    resume: Optional[Path] = RESUME_OPT,
+    restart: bool = RESTART_OPT,
+    time_limit: Optional[float] = TIME_LIMIT_OPT,
+    poses: Optional[Path] = POSES_OPT,
+    ctf: Optional[Path] = CTF_OPT,
 ) -> None:
     """Train a density generator (implicit volume network) on PARTICLES with given latents.
 
     Example: cryodyna train-density adk_example/particles.star --z adk_example/run/epoch-0010_step-0000290/z.npy -o adk_example/density
     """
-    from cryodyna.config import load_config
     from cryodyna.train.density import train_density
+    from cryodyna.train.run import resolved_config
 
-    cfg = load_config("train-density", config, list(set_) + ([f"optim.epochs={epochs}"] if epochs is not None else []))
+    cfg = resolved_config(config, set_, epochs, "train-density")
     folder = train_density(particles, z, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
                            time_limit_minutes=time_limit, poses=poses, ctf=ctf)
     console.print(f"last evaluation: {folder}")

@@ -71,6 +71,7 @@ class LossConfig(ElasticLossConfig):
 
 
 class BeadLossConfig(ElasticLossConfig):
+    elastic_scope: Literal["backbone", "all"] = Field("backbone", description="Elastic network between backbone beads only (side chains held by the MARTINI bonded terms) or between all beads")
     bond_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI bond and constraint energy (mean per bond, in kT at 300 K)")
     angle_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI angle energy (mean per angle, kT)")
     dihedral_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI proper-dihedral energy (mean per dihedral term, kT)")

@@ -52,12 +52,17 @@ class FusionRound(nn.Module):
 
 
 class BlockGraphDecoder(nn.Module):
-    """z (B, z_dim) -> displacements (B, N, 3) Å over a fixed :class:`NodeGraph`."""
+    """z (B, z_dim) -> displacements (B, N, 3) Å over a fixed :class:`NodeGraph`.
+
+    With a ``group`` mapping (bead level) the rounds run on the groups (residues) and each node
+    (bead) is decoded from its group's features and its offset from the group position."""
 
     def __init__(self, graph_tensors: dict[str, torch.Tensor], z_dim: int, dim: int = 32, rounds: int = 2,
                  heads: int = 4, length_scale: float = 10.0):
         super().__init__()
-        coords, block, centroids = graph_tensors["coords"], graph_tensors["block"], graph_tensors["centroids"]
+        block, centroids = graph_tensors["block"], graph_tensors["centroids"]
+        grouped = "group" in graph_tensors
+        coords = graph_tensors["group_coords"] if grouped else graph_tensors["coords"]
         n, m = coords.shape[0], centroids.shape[0]
         self.n_nodes, self.dim = n, dim
         self.register_buffer("block", block)
@@ -70,7 +75,12 @@ class BlockGraphDecoder(nn.Module):
         self.register_buffer("link_vec", (coords.unsqueeze(1) - centroids[graph_tensors["link_idx"]]) / length_scale)
         self.expand = nn.Linear(z_dim, n * dim)
         self.rounds = nn.ModuleList(FusionRound(dim, heads) for _ in range(rounds))
-        self.head = nn.Sequential(*[layer for _ in range(3) for layer in (nn.Linear(dim, dim), nn.ELU())], nn.Linear(dim, 3))
+        if grouped:
+            self.register_buffer("group", graph_tensors["group"])
+            self.register_buffer("group_offset", ((graph_tensors["coords"] - coords[graph_tensors["group"]]) / length_scale).unsqueeze(0))
+        width = dim + 3 if grouped else dim
+        self.head = nn.Sequential(nn.Linear(width, dim), nn.ELU(),
+                                  *[layer for _ in range(2) for layer in (nn.Linear(dim, dim), nn.ELU())], nn.Linear(dim, 3))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
@@ -79,4 +89,6 @@ class BlockGraphDecoder(nn.Module):
         h = self.expand(z).view(z.shape[0], self.n_nodes, self.dim)
         for layer in self.rounds:
             h = layer(h, g)
+        if hasattr(self, "group"):
+            h = torch.cat([h.index_select(1, self.group), self.group_offset.expand(h.shape[0], -1, -1).to(h.dtype)], -1)
         return self.head(h)

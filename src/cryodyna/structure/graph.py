@@ -13,7 +13,7 @@ from cryodyna.io.structure import Structure
 from cryodyna.structure.blocks import assign_blocks, block_centroids, knn_graph, residue_block_links
 from cryodyna.structure.martini import CGModel
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.structure.pairs import clash_pairs, connect_pairs, elastic_pairs
+from cryodyna.structure.pairs import clash_pairs, connect_pairs, elastic_pairs, exclude_pairs
 from cryodyna.structure.secondary import secondary_structure
 
 
@@ -28,6 +28,10 @@ class NodeGraph:
     connect, elastic, clash (P, 2) node pairs; elastic_group (P,) chain index of intra-chain
     elastic pairs, -1 for pairs between chains; template: structure of one atom per node, for
     writing models.
+
+    Bead level: the decoder works on residues and each node (bead) reads the features of its residue:
+    group (N,) residue index of each node, group_coords (R, 3) Å residue positions (backbone bead);
+    block, link_idx and link_mask are then per residue.  None at residue level (nodes = residues).
     """
 
     coords: np.ndarray
@@ -46,6 +50,8 @@ class NodeGraph:
     elastic_group: np.ndarray
     clash: np.ndarray
     template: Structure
+    group: np.ndarray | None = None
+    group_coords: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -59,7 +65,7 @@ class NodeGraph:
         """The numeric arrays as torch tensors (float32 / int64 / bool)."""
         out = {}
         for name, value in vars(self).items():
-            if isinstance(value, np.ndarray) and value.dtype != object:
+            if isinstance(value, np.ndarray) and value.dtype != object:  # None fields are skipped
                 t = torch.as_tensor(value)
                 out[name] = (t.float() if t.is_floating_point() else t).to(device)
         return out
@@ -107,29 +113,38 @@ def build_bead_graph(
     intra_chain_cutoff: float = 12.0,
     inter_chain_cutoff: float = 0.0,
     nucleic_cutoff: float = 15.0,
+    elastic_scope: str = "backbone",
 ) -> NodeGraph:
     """Bead-level graph: one node per MARTINI bead at ``cg.coords``, amplitudes = the bead's
-    heavy-atom electrons, widths = half its Lennard-Jones size; blocks from the residues' secondary
-    structure (each bead in its residue's block); elastic pairs between beads minus the bonded
-    (1-2) pairs.  Bonds and non-bonded repulsion come from the force field, so there are no
-    connect or clash pairs."""
+    heavy-atom electrons, widths = half its Lennard-Jones size.  The decoder hierarchy is
+    blocks -> residues (at their backbone bead) -> beads; elastic pairs join backbone beads
+    (``elastic_scope="backbone"``; side chains are held by the MARTINI bonded terms) or all beads
+    (``"all"``), minus the bonded (1-2) pairs.  Bonds and non-bonded repulsion come from the force
+    field, so there are no connect or clash pairs."""
     coords = cg.coords
     chain_index = {c: i for i, c in enumerate(structure.chains)}
     res_chain = structure.chain_id
     chain = np.array([chain_index[c] for c in res_chain[cg.residue]], dtype=np.int64)
-    res_block = assign_blocks(secondary_structure(structure), res_chain, min_block_length)
-    block = np.unique(res_block[cg.residue], return_inverse=True)[1].reshape(-1)
-    centroids = block_centroids(coords, block)
+    residues, first_bead, group = np.unique(cg.residue, return_index=True, return_inverse=True)
+    bb = np.flatnonzero(cg.topology.names == "BB")
+    if len(bb) == len(residues) and (cg.residue[bb] == residues).all():
+        first_bead = bb
+    group_coords = coords[first_bead]  # the backbone bead of each residue
+    ss = secondary_structure(structure)[residues]
+    block = assign_blocks(ss, res_chain[residues], min_block_length)
+    centroids = block_centroids(group_coords, block)
     nbr, dist = knn_graph(centroids, knn)
-    link_idx, link_mask = residue_block_links(coords, block, res_chain[cg.residue], centroids)
+    link_idx, link_mask = residue_block_links(group_coords, block, res_chain[residues], centroids)
     nucleic = structure.res_kind[cg.residue] == "nucleic"
-    elastic = elastic_pairs(coords, res_chain[cg.residue], nucleic, intra_chain_cutoff, inter_chain_cutoff, nucleic_cutoff,
-                            cg.topology.bonded_pairs())
+    scope = np.arange(len(coords)) if elastic_scope == "all" else first_bead
+    elastic = scope[elastic_pairs(coords[scope], res_chain[cg.residue][scope], nucleic[scope], intra_chain_cutoff,
+                                  inter_chain_cutoff, nucleic_cutoff, np.zeros((0, 2), np.int64))]
+    elastic = exclude_pairs(elastic, cg.topology.bonded_pairs(), len(coords))
     same = chain[elastic[:, 0]] == chain[elastic[:, 1]]
     none = np.zeros((0, 2), dtype=np.int64)
     return NodeGraph(
-        coords=coords, amplitudes=cg.electrons, sigmas=cg.sizes / 2, chain=chain,
-        ss=np.array([cg.ss[r] for r in cg.residue], dtype=object), block=block, centroids=centroids, block_nbr=nbr,
-        block_dist=dist, link_idx=link_idx, link_mask=link_mask, connect=none, elastic=elastic,
-        elastic_group=np.where(same, chain[elastic[:, 0]], -1), clash=none, template=cg.template(structure),
+        coords=coords, amplitudes=cg.electrons, sigmas=cg.sizes / 2, chain=chain, ss=ss[group.reshape(-1)],
+        block=block, centroids=centroids, block_nbr=nbr, block_dist=dist, link_idx=link_idx, link_mask=link_mask,
+        connect=none, elastic=elastic, elastic_group=np.where(same, chain[elastic[:, 0]], -1), clash=none,
+        template=cg.template(structure), group=group.reshape(-1), group_coords=group_coords,
     )

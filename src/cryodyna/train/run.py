@@ -90,7 +90,7 @@ def bead_graph(structure, cg, cfg: TrainCGConfig) -> NodeGraph:
     m, loss = cfg.model, cfg.loss
     return build_bead_graph(structure, cg, knn=m.knn, min_block_length=m.min_block_length,
                             intra_chain_cutoff=loss.intra_chain_cutoff, inter_chain_cutoff=loss.inter_chain_cutoff,
-                            nucleic_cutoff=loss.nucleic_cutoff)
+                            nucleic_cutoff=loss.nucleic_cutoff, elastic_scope=loss.elastic_scope)
 
 
 def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomConfig, **options) -> Path | None:
@@ -207,8 +207,7 @@ def load_latents(path: Path) -> np.ndarray:
     return z
 
 
-def resolved_config(config: Path | None, overrides: list[str], epochs: int | None) -> TrainAtomConfig:
-    """The train-atom config from a file and ``--set`` overrides (``--epochs`` is a shortcut)."""
+def resolved_config(config: Path | None, overrides: list[str], epochs: int | None, kind: str = "train-atom"):
+    """The config of command ``kind`` from a file and ``--set`` overrides (``--epochs`` is a shortcut)."""
     overrides = list(overrides) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
-    return load_config("train-atom", config, overrides)
-
+    return load_config(kind, config, overrides)
