@@ -209,7 +209,7 @@ def cg_prep_cmd(
     ff: str = typer.Option("martini3001", "--ff", help="Force field: martini3001 (Martini 3) or martini22 (Martini 2.2)."),
     nonbonded: str = typer.Option("wca", help="Non-bonded form for the minimisation: wca, lj or morse."),
     steps: int = typer.Option(500, help="L-BFGS iterations of the minimisation (0 = no minimisation)."),
-    restraint: float = typer.Option(1.0, help="Restraint to the mapped positions (kJ mol^-1 Å^-2)."),
+    restraint: float = typer.Option(10.0, help="Restraint to the mapped positions (kJ mol^-1 Å^-2)."),
 ) -> None:
     """Map a model to MARTINI beads (martinize2), write its topology and minimise it.
 

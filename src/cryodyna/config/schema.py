@@ -85,7 +85,7 @@ class MartiniConfig(Section):
     lj_table: bool = Field(True, description="Use the Martini 3 Lennard-Jones table when an installed package provides it (martini-shaker); else size-based WCA")
     minimize: bool = Field(True, description="Minimise the mapped reference in its force field (L-BFGS, restrained to the map frame) before training")
     minimize_steps: int = Field(500, ge=1, description="[iterations] L-BFGS iterations of the minimisation")
-    restraint_k: float = Field(1.0, ge=0, description="[kJ mol^-1 Å^-2] Harmonic restraint of the minimisation to the mapped positions")
+    restraint_k: float = Field(10.0, ge=0, description="[kJ mol^-1 Å^-2] Harmonic restraint of the minimisation to the mapped positions (10 keeps the beads within ~0.5 Å RMS of them)")
 
 
 class OptimConfig(Section):

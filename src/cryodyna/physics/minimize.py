@@ -9,7 +9,7 @@ import torch
 from cryodyna.physics.forcefield import MartiniForceField
 
 
-def minimize(forcefield: MartiniForceField, coords: torch.Tensor, restraint_k: float = 1.0, steps: int = 500,
+def minimize(forcefield: MartiniForceField, coords: torch.Tensor, restraint_k: float = 10.0, steps: int = 500,
              tolerance: float = 1e-3) -> tuple[torch.Tensor, dict[str, float], dict[str, float]]:
     """Minimise ``E(x) + restraint_k/2 |x - x0|^2`` (kJ/mol, Å) from ``coords`` (N, 3) with L-BFGS
     (strong-Wolfe line search) in float64, for at most ``steps`` iterations or until the largest

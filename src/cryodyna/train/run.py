@@ -73,8 +73,12 @@ class _Stage:
         if self.kind == "atom":
             return residue_graph(structure, self.cfg, source)
         cached = run_dir / "inputs" / CG_MODEL
-        if distributed.is_main() and not cached.is_file():  # rank 0 maps and minimises once
+        settings = run_dir / "inputs" / "martini.json"
+        wanted = self.cfg.martini.model_dump_json()
+        fresh = cached.is_file() and settings.is_file() and settings.read_text() == wanted
+        if distributed.is_main() and not fresh:  # rank 0 maps and minimises once per martini settings
             prepare_cg(structure, self.cfg.martini, run_dir / "inputs", source)
+            settings.write_text(wanted)
         distributed.barrier()
         self.cg = load_cg(cached)
         return bead_graph(structure, self.cg, self.cfg)
