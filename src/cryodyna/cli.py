@@ -73,7 +73,7 @@ def info(
 
 
 @config_app.command("show")
-def config_show(kind: str = typer.Argument("train-atom", help="Command whose configuration to show.")) -> None:
+def config_show(kind: str = typer.Argument("train-atom", help="Command whose configuration to show: train-atom, train-cg or train-density.")) -> None:
     """Print the default configuration of KIND as commented YAML.
 
     Example: cryodyna config show train-atom > my.yaml
