@@ -131,7 +131,7 @@ def test_energy_gradients_pass_gradcheck():
         assert torch.autograd.gradcheck(f, (x,))
 
 
-def test_neighbour_list_matches_brute_force_and_batch_skin():
+def test_neighbour_list_matches_brute_force():
     rng = np.random.default_rng(2)
     x = rng.uniform(0, 20, (60, 3))
     excluded = np.array([[0, 1], [5, 3]])

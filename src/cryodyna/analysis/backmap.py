@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 from scipy.spatial import cKDTree
 
 from cryodyna.errors import CryodynaError, InputError
@@ -84,22 +85,18 @@ def geometry_report(reference: Structure, coords: np.ndarray) -> GeometryReport:
     """Bond-length and clash statistics of all-atom models (K, A, 3) against the reference geometry."""
     heavy = np.flatnonzero(reference.atomic_number > 1)
     x0 = reference.coords[heavy]
-    bonds = np.asarray(sorted(cKDTree(x0).query_pairs(1.9)), dtype=np.int64).reshape(-1, 2)
+    bonds = cKDTree(x0).query_pairs(1.9, output_type="ndarray").reshape(-1, 2)
     n = len(heavy)
-    adjacency = [set() for _ in range(n)]
-    for i, j in bonds:
-        adjacency[i].add(j)
-        adjacency[j].add(i)
-    near = [set(a) for a in adjacency]
-    for _ in range(2):  # within three bonds
-        near = [s | set().union(*(adjacency[j] for j in s)) for s in near]
+    link = sparse.coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
+    link = (link + link.T + sparse.identity(n)).tocsr()
+    near = link @ link @ link  # non-zero for atoms within three bonds
     ref_len = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
     devs, clashes = [], 0
     for model in np.asarray(coords)[:, heavy]:
         devs.append(np.linalg.norm(model[bonds[:, 0]] - model[bonds[:, 1]], axis=1) - ref_len)
-        clashing = {int(i) for i, j in cKDTree(model).query_pairs(2.2) if j not in near[i] and i != j}
-        clashing |= {int(j) for i, j in cKDTree(model).query_pairs(2.2) if j not in near[i] and i != j}
-        clashes += len(clashing)
+        close = cKDTree(model).query_pairs(2.2, output_type="ndarray")
+        far = np.asarray(near[close[:, 0], close[:, 1]]).reshape(-1) == 0
+        clashes += len(np.unique(close[far]))
     dev = np.concatenate(devs) if devs else np.zeros(1)
     return GeometryReport(float(np.sqrt((dev**2).mean())), float(np.abs(dev).max()), clashes / max(n * len(devs), 1))
 

@@ -51,7 +51,6 @@ class CentralSlice(nn.Module):
         half = torch.cat([dc, torch.nonzero((sign > 0) & inside).reshape(-1)])
         row, col = half[1:] // d, half[1:] % d
         mirror = (2 * (d // 2) - row) % d * d + (2 * (d // 2) - col) % d
-        self.d = d
         self.register_buffer("half_coords", k[half])
         self.register_buffer("order", torch.cat([half, mirror]))
 
@@ -79,10 +78,11 @@ def volume_from_fourier(evaluate: Callable[[torch.Tensor], torch.Tensor], d_trai
     """
     n = torch.arange(d_out, device=device) - d_out // 2
     kz, ky, kx = torch.meshgrid(n, n, n, indexing="ij")
-    k = torch.stack([kx, ky, kz], -1).reshape(-1, 3).float() * (apix_train / (apix_out * d_out))
+    index = torch.stack([kx, ky, kz], -1).reshape(-1, 3)
+    k = index.float() * (apix_train / (apix_out * d_out))
     keep = (k.norm(dim=-1) < 0.5 * radius) & (canonical_sign(k) >= 0)
-    if d_out % 2 == 0:
-        keep &= (torch.stack([kx, ky, kz], -1).reshape(-1, 3) > -(d_out // 2)).all(-1)
+    if d_out % 2 == 0:  # the -D/2 planes have no mirror partner in the grid
+        keep &= (index > -(d_out // 2)).all(-1)
     idx = torch.nonzero(keep).reshape(-1)
     values = torch.zeros(d_out**3, dtype=torch.complex64, device=device)
     for start in range(0, len(idx), chunk):

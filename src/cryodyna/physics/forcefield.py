@@ -50,12 +50,6 @@ class MartiniForceField(nn.Module):
         sigma_max = float(self.pair_parameters.sigma.max())
         self.cutoff = 2 ** (1 / 6) * sigma_max if nonbonded == "wca" else LJ_CUTOFF
 
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        device = self.bonds.device
-        self.pair_parameters.to(device)
-        return self
-
     def neighbours(self, x: torch.Tensor) -> torch.Tensor:
         """Non-excluded bead pairs (P, 2) within the cut-off in any structure of ``x`` (B, N, 3).
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+from torch import nn
 
 from cryodyna.errors import InputError
 from cryodyna.structure.pairs import exclude_pairs
@@ -87,39 +88,35 @@ def read_lj_table(path: str | Path, only: set[str] | None = None) -> LJTable:
     return LJTable(names, sigma, epsilon)
 
 
-class PairParameters:
-    """sigma/epsilon lookup for bead pairs through a (T, T) table over the T bead types present.
+class PairParameters(nn.Module):
+    """sigma/epsilon lookup for bead pairs through a (T, T) table over T bead classes: the bead types
+    present (Lennard-Jones table), or the bead size classes (fallback).  Memory O(T^2), never O(N^2).
 
     types (N,) bead type names; sizes (N,) LJ size of each bead (Å) for the fallback.
     """
 
     def __init__(self, types: np.ndarray, sizes: np.ndarray, use_table: bool = True):
+        super().__init__()
         present = sorted(set(types))
         path = find_martini3_table() if use_table else None
-        if path is not None:
-            table = read_lj_table(path, set(present))
-            missing = [t for t in present if t not in table.names]
-        if path is not None and not missing:
-            self.type_index = torch.as_tensor(table.index(types))
-            self.sigma = torch.as_tensor(table.sigma, dtype=torch.float32)
-            self.epsilon = torch.as_tensor(table.epsilon, dtype=torch.float32)
+        table = read_lj_table(path, set(present)) if path is not None else None
+        if table is not None and all(t in table.names for t in present):
+            index, sigma, epsilon = table.index(types), table.sigma, table.epsilon
             self.source = f"Martini 3 Lennard-Jones table {path}"
-            return
-        if use_table:
-            warnings.warn("no Martini 3 Lennard-Jones table for these beads (pip install martini-shaker for "
-                          f"{TABLE_NAME}); using a size-based WCA repulsion (epsilon {FALLBACK_EPSILON} kJ/mol)",
-                          stacklevel=2)
-        self.type_index = torch.arange(len(types))
-        s = torch.as_tensor(np.asarray(sizes, dtype=np.float32))
-        self.sigma = 0.5 * (s[:, None] + s[None, :])
-        self.epsilon = torch.full_like(self.sigma, FALLBACK_EPSILON)
-        self.source = "size-based WCA (regular / small / tiny bead sizes)"
+        else:
+            if use_table:
+                warnings.warn("no Martini 3 Lennard-Jones table for these beads (pip install martini-shaker for "
+                              f"{TABLE_NAME}); using a size-based WCA repulsion (epsilon {FALLBACK_EPSILON} kJ/mol)",
+                              stacklevel=2)
+            classes, index = np.unique(np.asarray(sizes, dtype=np.float64), return_inverse=True)
+            sigma = 0.5 * (classes[:, None] + classes[None, :])
+            epsilon = np.full_like(sigma, FALLBACK_EPSILON)
+            self.source = "size-based WCA (regular / small / tiny bead sizes)"
+        self.register_buffer("type_index", torch.as_tensor(np.asarray(index).reshape(-1), dtype=torch.int64))
+        self.register_buffer("sigma", torch.as_tensor(sigma, dtype=torch.float32))
+        self.register_buffer("epsilon", torch.as_tensor(epsilon, dtype=torch.float32))
 
-    def to(self, device) -> PairParameters:
-        self.type_index, self.sigma, self.epsilon = (t.to(device) for t in (self.type_index, self.sigma, self.epsilon))
-        return self
-
-    def __call__(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sigma (P,) Å, epsilon (P,) kJ/mol) of bead pairs (P, 2)."""
         ti, tj = self.type_index[pairs[:, 0]], self.type_index[pairs[:, 1]]
         return self.sigma[ti, tj], self.epsilon[ti, tj]

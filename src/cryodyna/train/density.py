@@ -4,8 +4,8 @@ theorem, the CTF and the particle shifts; and reloading a trained network (``sam
 
 from __future__ import annotations
 
-import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +13,8 @@ import torch
 
 from cryodyna.analysis.latent import kmeans_centres, pca_trajectories
 from cryodyna.analysis.sampling import render_volume
-from cryodyna.config import load_config
 from cryodyna.config.schema import AnalysisConfig, OptimConfig, TrainDensityConfig
-from cryodyna.errors import CryodynaError, InputError
+from cryodyna.errors import InputError
 from cryodyna.imaging.ctf import CTFParams, compute_ctf
 from cryodyna.imaging.fft import fft2_center
 from cryodyna.imaging.shift import phase_ramp
@@ -29,7 +28,7 @@ from cryodyna.train.loop import TrainingLoop, resolve_device
 from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.preflight import check_unique_images
 from cryodyna.train.run import load_latents
-from cryodyna.train.session import last_checkpoint, load_images, start_run, write_run_files
+from cryodyna.train.session import load_images, load_weights, read_run, start_run, write_run_files
 
 log = logging.getLogger("cryodyna")
 
@@ -82,7 +81,7 @@ class DensityTrainer(TrainingLoop):
     def write_evaluation(self, folder: Path, inputs) -> dict[str, float]:
         """Volumes at the k-means centres and along the principal components of z (or the single
         homogeneous volume ``vol.mrc``), with the latents and particle indices used."""
-        volume = self._volume_writer(folder)
+        volume = partial(self._write_volume, folder)
         if self.z is None:
             volume("vol.mrc", None)
         else:
@@ -102,23 +101,20 @@ class DensityTrainer(TrainingLoop):
         return {"holdout_fourier_mse": self.mean_error(self.holdout_idx),
                 "train_fourier_mse": self.mean_error(self.train_idx[: max(len(self.holdout_idx), 256)])}
 
-    def _volume_writer(self, folder: Path):
-        def write(name: str, z: np.ndarray | None) -> None:
-            vol = render_volume(self.model, z, self.data.apix, radius=self.fourier_radius)
-            write_volume(folder / name, vol, self.data.apix)
-        return write
+    def _write_volume(self, folder: Path, name: str, z: np.ndarray | None) -> None:
+        write_volume(folder / name, render_volume(self.model, z, self.data.apix, radius=self.fourier_radius), self.data.apix)
 
 
-def build_volume_model(cfg: TrainDensityConfig, d: int, z: np.ndarray | None) -> VolumeDecoder:
-    """A volume network for images of side ``d``; latents ``z`` (N, z_dim) set the input
-    normalisation (centred, divided by their overall RMS)."""
+def build_volume_model(cfg: TrainDensityConfig, d: int, z_dim: int, z: np.ndarray | None = None) -> VolumeDecoder:
+    """A volume network for images of side ``d`` and latents of size ``z_dim``; training latents
+    ``z`` (N, z_dim) set the input normalisation (centred, divided by their overall RMS), which a
+    checkpoint otherwise restores."""
     m = cfg.model
-    if z is None:
-        return VolumeDecoder(d, 0, m.hidden, m.layers, m.pe_features, m.pe_sigma, seed=cfg.optim.seed)
-    mean = z.mean(0)
-    scale = float(np.sqrt(((z - mean) ** 2).sum(1).mean())) or 1.0
-    return VolumeDecoder(d, z.shape[1], m.hidden, m.layers, m.pe_features, m.pe_sigma,
-                         torch.as_tensor(mean), scale, seed=cfg.optim.seed)
+    mean, scale = None, 1.0
+    if z is not None:
+        mean = torch.as_tensor(z.mean(0))
+        scale = float(np.sqrt(((z - z.mean(0)) ** 2).sum(1).mean())) or 1.0
+    return VolumeDecoder(d, z_dim, m.hidden, m.layers, m.pe_features, m.pe_sigma, mean, scale, seed=cfg.optim.seed)
 
 
 def read_particle_latents(path: Path, n_particles: int) -> np.ndarray:
@@ -149,35 +145,17 @@ def train_density(particles: Path, z_path: Path | None, run_dir: Path, cfg: Trai
         "task": "density", "particles": str(Path(particles).resolve()),
         "z": None if z_path is None else str(Path(z_path).resolve()), "z_dim": 0 if z is None else z.shape[1],
         "box": data.d, "apix": data.apix, "n_particles": len(data)})
-    trainer = DensityTrainer(build_volume_model(cfg, data.d, z), data, z, cfg.optim, cfg.analysis, run_dir,
-                             cfg.data.fourier_radius)
-    last = last_checkpoint(run_dir)
-    start_from = resume or (last if last.exists() else None)
-    if start_from is not None:
-        trainer.load(Path(start_from))
-    if eval_only:
-        return trainer.evaluate()
-    folder = trainer.fit(time_limit_minutes)
-    if folder is None:
-        log.info("nothing to train: the run already reached %d epochs", cfg.optim.epochs)
-        folder = max(run_dir.glob("epoch-*"), default=None)
-    return folder
+    model = build_volume_model(cfg, data.d, 0 if z is None else z.shape[1], z)
+    trainer = DensityTrainer(model, data, z, cfg.optim, cfg.analysis, run_dir, cfg.data.fourier_radius)
+    trainer.resume_or_start(resume)
+    return trainer.run(eval_only, time_limit_minutes)
 
 
 def load_density_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> tuple[VolumeDecoder, dict]:
     """The trained volume network of a ``train-density`` run and its ``run.json`` (box, apix, z_dim)."""
-    run_dir = Path(run_dir)
-    info_path = run_dir / "run.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if info.get("task") != "density":
-        raise CryodynaError(f"{run_dir}: not a train-density run folder (run.json missing or from another command)")
-    cfg = load_config("train-density", run_dir / "config.yaml")
-    z_dim = int(info["z_dim"])
-    model = build_volume_model(cfg, int(info["box"]), np.zeros((2, z_dim), np.float32) if z_dim else None)
-    ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
-    if not ckpt.is_file():
-        raise CryodynaError(f"{ckpt}: checkpoint not found")
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    info, cfg = read_run(run_dir, ("density",))
+    model = build_volume_model(cfg, int(info["box"]), int(info["z_dim"]))
+    load_weights(model, run_dir, checkpoint)
     info["fourier_radius"] = cfg.data.fourier_radius
     return model.to(resolve_device(device)).eval(), info
 

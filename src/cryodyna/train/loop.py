@@ -28,6 +28,7 @@ from cryodyna.train import distributed
 from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
 from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.particles import PreparedParticles
+from cryodyna.train.session import last_checkpoint
 
 log = logging.getLogger("cryodyna")
 
@@ -82,7 +83,7 @@ class TrainingLoop:
         if self.main:
             for stale in self.run_dir.glob(".epoch-*.tmp"):  # an evaluation interrupted by a crash
                 shutil.rmtree(stale, ignore_errors=True)
-        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        self.ckpt_path = last_checkpoint(self.run_dir)
 
     # ----------------------------------------------------------------- what a stage supplies
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -237,6 +238,24 @@ class TrainingLoop:
         tmp = self.run_dir / ".progress.json.tmp"
         tmp.write_text(json.dumps(state, indent=1))
         os.replace(tmp, self.run_dir / "progress.json")
+
+    def resume_or_start(self, resume: Path | None) -> bool:
+        """Load ``resume``, else ``checkpoints/last.pt`` when it exists; True when something was loaded."""
+        start_from = resume or (self.ckpt_path if self.ckpt_path.exists() else None)
+        if start_from is not None:
+            self.load(Path(start_from))
+        return start_from is not None
+
+    def run(self, eval_only: bool = False, time_limit_minutes: float | None = None) -> Path | None:
+        """One evaluation (``eval_only``) or :meth:`fit`; returns the last evaluation folder (the
+        newest existing one when the run had already reached ``optim.epochs``)."""
+        if eval_only:
+            return self.evaluate()
+        folder = self.fit(time_limit_minutes)
+        if folder is None:
+            log.info("nothing to train: the run already reached %d epochs", self.cfg.epochs)
+            folder = max(self.run_dir.glob("epoch-*"), default=None)
+        return folder
 
     def evaluate(self) -> Path:
         """Write one evaluation folder atomically (built under a temporary name, then renamed), with

@@ -3,7 +3,6 @@ reload a finished run to decode latents (``sample-structures``)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import warnings
@@ -28,7 +27,7 @@ from cryodyna.train.preflight import check_model_in_box, check_unique_images
 from cryodyna.train.bead_task import BeadTask
 from cryodyna.train.cg_prep import CG_MODEL, forcefield_of, load_cg, prepare_cg
 from cryodyna.train.residue_task import ResidueTask
-from cryodyna.train.session import last_checkpoint, load_images, start_run, write_run_files
+from cryodyna.train.session import load_images, load_weights, read_run, start_run, write_run_files
 from cryodyna.train.loop import resolve_device
 from cryodyna.train.trainer import DeformationTrainer
 
@@ -120,7 +119,6 @@ def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir:
     run_dir = Path(run_dir)
     distributed.setup()
     main = distributed.is_main()
-    last = last_checkpoint(run_dir)
     model_copy = run_dir / "inputs" / f"model{Path(model_path).suffix.lower() or '.pdb'}"
     start_run(run_dir, restart)
     if main:
@@ -147,20 +145,11 @@ def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir:
                              lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
     trainer = DeformationTrainer(stage.task(graph, device), model, image_model, data, cfg.optim, cfg.analysis, run_dir,
                                  image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout)
-    start_from = resume or (last if last.exists() else None)
-    if start_from is not None:
-        trainer.load(Path(start_from))
-    elif cfg.model.reference_init and not eval_only:
+    if not trainer.resume_or_start(resume) and cfg.model.reference_init and not eval_only:
         trainer.reference_init()
     if main:
         _check_contrast(trainer)
-    if eval_only:
-        return trainer.evaluate()
-    folder = trainer.fit(time_limit_minutes)
-    if folder is None:  # the run had already reached optim.epochs
-        log.info("nothing to train: the run already reached %d epochs", cfg.optim.epochs)
-        folder = max(run_dir.glob("epoch-*"), default=None)
-    return folder
+    return trainer.run(eval_only, time_limit_minutes)
 
 
 @torch.no_grad()
@@ -180,19 +169,11 @@ def _check_contrast(trainer: DeformationTrainer) -> None:
 def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
     """Rebuild the model and task of a ``train-atom`` or ``train-cg`` run and load its weights
     (``checkpoints/last.pt`` by default).  Returns (model in eval mode, task)."""
-    run_dir = Path(run_dir)
-    info_path = run_dir / "run.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if info.get("task") not in ("atom", "cg"):
-        raise CryodynaError(f"{run_dir}: not a train-atom or train-cg run folder (run.json missing or from another command)")
-    kind = info["task"]
-    stage = _Stage(kind, load_config(f"train-{kind}", run_dir / "config.yaml"))
-    graph = stage.graph(read_structure(info["model"]), run_dir, info["model"])
-    model = build_model(graph, stage.cfg, int(info["box"]))
-    ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
-    if not ckpt.is_file():
-        raise CryodynaError(f"{ckpt}: checkpoint not found")
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    info, cfg = read_run(run_dir, ("atom", "cg"))
+    stage = _Stage(info["task"], cfg)
+    graph = stage.graph(read_structure(info["model"]), Path(run_dir), info["model"])
+    model = build_model(graph, cfg, int(info["box"]))
+    load_weights(model, run_dir, checkpoint)
     dev = resolve_device(device)
     return model.to(dev).eval(), stage.task(graph, dev)
 

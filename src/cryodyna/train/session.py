@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from cryodyna.config import dump_yaml
+from cryodyna.config import dump_yaml, load_config
 from cryodyna.config.schema import ImageDataConfig
+from cryodyna.errors import CryodynaError
 from cryodyna.io.particles import ParticleTable
 from cryodyna.progress import progress_bar
 from cryodyna.train import distributed
@@ -75,6 +76,26 @@ def write_run_files(run_dir: Path, cfg: BaseModel, device: torch.device, info: d
     (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
     (run_dir / "environment.txt").write_text(environment_report(device))
     (run_dir / "run.json").write_text(json.dumps({**info, "processes": distributed.world_size()}, indent=2))
+
+
+def read_run(run_dir: Path, tasks: tuple[str, ...]) -> tuple[dict, BaseModel]:
+    """``run.json`` and the resolved config of a run folder written by one of ``tasks`` (e.g.
+    ``("atom", "cg")``); a clear error for any other folder."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if info.get("task") not in tasks:
+        names = " or ".join(f"train-{t}" for t in tasks)
+        raise CryodynaError(f"{run_dir}: not a {names} run folder (run.json missing or from another command)")
+    return info, load_config(f"train-{info['task']}", run_dir / "config.yaml")
+
+
+def load_weights(model: torch.nn.Module, run_dir: Path, checkpoint: Path | None = None) -> None:
+    """Load the model weights of ``checkpoint`` (default ``checkpoints/last.pt`` of ``run_dir``)."""
+    ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
+    if not ckpt.is_file():
+        raise CryodynaError(f"{ckpt}: checkpoint not found")
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
 
 
 def environment_report(device: torch.device) -> str:
