@@ -87,3 +87,37 @@ def tiny_adk(tmp_path_factory) -> Path:
         _, closed, opened = write_adk_models(out)
     simulate([closed, opened], SimulationSpec(n_particles=200, box=32, apix=4.0, snr=1.0, density="residue", seed=0), out)
     return out
+
+
+def write_protein_nucleic_model(path: Path, rna: bool = False, n_nucleotides: int = 5) -> Path:
+    """A protein-nucleic-acid model: AdK residues 1-8 (chain A, heavy atoms) and, 22 Å away, a strand
+    of the first ``n_nucleotides`` of the 1K5I RNA from MDAnalysisTests (chain B, heavy atoms, old
+    O1P/O2P names kept), as DNA (O2' removed, residues DG/DA/DC) or as RNA (G/A/C)."""
+    import gzip
+    import importlib.util
+
+    from cryodyna.io.structure import write_structure
+    from cryodyna.simulate.adk import adk_states
+
+    closed, _ = adk_states()
+    peptide = closed.select_atoms(np.flatnonzero((closed.residue < 8) & (closed.atomic_number > 1)))
+    write_structure(path, peptide)
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("ATOM")] + ["TER"]
+    root = importlib.util.find_spec("MDAnalysisTests").submodule_search_locations[0]
+    bases = {"GUA": "G", "ADE": "A", "CYT": "C", "URA": "U"}
+    rows = []
+    with gzip.open(Path(root) / "data" / "analysis" / "1k5i_c36.pdb.gz", "rt") as fh:
+        for line in fh:
+            atom = line[12:16].strip()
+            if (line.startswith("ATOM") and line[17:20].strip() in bases and int(line[22:26]) <= n_nucleotides
+                    and not atom.startswith("H") and (rna or atom != "O2'")):
+                xyz = [float(line[30 + 8 * k: 38 + 8 * k]) for k in range(3)]
+                rows.append((atom, bases[line[17:20].strip()], int(line[22:26]), xyz))
+    xyz = np.array([r[3] for r in rows])
+    xyz += peptide.coords.mean(0) + np.array([22.0, 0.0, 0.0]) - xyz.mean(0)
+    for k, ((atom, base, seq, _), x) in enumerate(zip(rows, xyz)):
+        name = base if rna else "D" + base
+        lines.append(f"ATOM  {k + 1:5d} {atom:<4s} {name:>3s} B{seq:4d}    {x[0]:8.3f}{x[1]:8.3f}{x[2]:8.3f}"
+                     f"  1.00  0.00           {atom[0]}")
+    path.write_text("\n".join(lines + ["END"]) + "\n")
+    return path

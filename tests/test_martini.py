@@ -190,10 +190,76 @@ def test_martinize_errors_are_clear(adk_cg, tmp_path):
     keep = ~((s.residue == leu) & np.isin(s.atom_name, ["CB", "CG", "CD1", "CD2"]))
     with pytest.raises(InputError, match=r"LEU .*bead SC1 has none of its atoms.*pdbfixer"):
         martinize(s.select_atoms(np.flatnonzero(keep)))
-    dna = s.select_atoms(np.arange(s.n_atoms))
-    dna.res_kind[-1] = "nucleic"
-    with pytest.raises(InputError, match="nucleotides"):
-        martinize(dna)
+
+
+DNA_BEADS = {"DG": 7, "DA": 7, "DC": 6}  # Martini-DNA beads per nucleotide (one fewer at the 5' end)
+
+
+def test_cg_prep_protein_dna(tmp_path):
+    from conftest import write_protein_nucleic_model
+
+    model = write_protein_nucleic_model(tmp_path / "complex.pdb")
+    structure = read_structure(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        protein_only = martinize(structure.select_atoms(np.flatnonzero(structure.res_kind[structure.residue] == "protein")))
+        r = CliRunner().invoke(app, ["cg-prep", str(model), "-o", str(tmp_path / "prep"), "--steps", "300"])
+    assert r.exit_code == 0, r.output
+    import pickle
+
+    with open(tmp_path / "prep" / "cg_model.pkl", "rb") as fh:
+        cg = pickle.load(fh)
+    nucleic = structure.res_kind[cg.residue] == "nucleic"
+    dna_res = [str(n) for n in structure.res_name[structure.res_kind == "nucleic"]]  # DG DG DA DC DC
+    assert nucleic.sum() == sum(DNA_BEADS[n] for n in dna_res) - 1
+    assert (~nucleic).sum() == protein_only.n_beads and not nucleic[: protein_only.n_beads].any()
+    names = cg.topology.names[nucleic].tolist()
+    assert names[:6] == ["BB2", "BB3", "SC1", "SC2", "SC3", "SC4"] and names[6:10] == ["BB1", "BB2", "BB3", "SC1"]
+    for name in ("molecule_0.itp", "nucleic_0.itp", "cg.pdb", "cg_min.pdb"):
+        assert (tmp_path / "prep" / name).is_file()
+    beads = read_models(tmp_path / "prep" / "cg_min.pdb")[0]
+    assert set(beads.res_name[beads.residue[beads.chain_id[beads.residue] == "B"]]) == {"DG", "DA", "DC"}
+    assert cg.electrons.sum() == structure.atomic_number[structure.atomic_number > 1].sum()
+    # the mapping agrees with the independent Martini-DNA bond lengths; minimisation makes them exact
+    t = cg.topology
+    pairs, b0 = np.concatenate([t.bonds, t.constraints]), np.concatenate([t.bond_b0, t.constraint_b0])
+    dna_pairs = nucleic[pairs[:, 0]]
+    for coords, tolerance in ((cg.mapped, 0.2), (cg.coords, 0.08)):
+        dev = np.linalg.norm(coords[pairs[:, 0]] - coords[pairs[:, 1]], axis=1) - b0
+        assert np.sqrt((dev[dna_pairs] ** 2).mean()) < tolerance
+    report = __import__("json").loads((tmp_path / "prep" / "energies.json").read_text())
+    assert report["energy_after_kj_mol"]["total"] < 0.5 * report["energy_before_kj_mol"]["total"]
+    # nucleotides hang on their sugar bead; back-mapping the mapped beads returns the reference
+    residues, backbone = cg.backbone_beads()
+    assert (cg.topology.names[backbone[structure.res_kind[residues] == "nucleic"]] == "BB3").all()
+    np.testing.assert_allclose(backmap(structure, cg, cg.mapped[None])[0], structure.coords, atol=1e-6)
+
+
+def test_nucleic_strands_rna_and_errors(tmp_path):
+    from conftest import write_protein_nucleic_model
+
+    from cryodyna.structure.martini_nucleic import map_fragment, martinize_nucleic, nucleic_fragments
+
+    rna = read_structure(write_protein_nucleic_model(tmp_path / "rna.pdb", rna=True, n_nucleotides=3))
+    strand = nucleic_fragments(rna)
+    assert len(strand) == 1 and len(strand[0]) == 3
+    with pytest.warns(UserWarning, match="RNA residues get the Martini DNA parameters"):
+        beads = martinize_nucleic(rna, strand[0], "rna")
+    assert beads.topology.n_beads == 6 + 7 + 7  # G(5' end) G A
+    # ribose O2' joins the sugar bead BB3
+    first = strand[0][0]
+    atoms = {str(n): a for n, a in zip(rna.atom_name, range(rna.n_atoms)) if rna.residue[a] == first}
+    group = [atoms[n] for n in ("C3'", "C2'", "C1'", "O2'")]
+    mass = np.array([12.011, 12.011, 12.011, 15.999])
+    np.testing.assert_allclose(beads.coords[1], mass @ rna.coords[group] / mass.sum(), atol=1e-9)
+    # a chain break (O3'-P > 2 Å) splits the strand; a lone nucleotide and a missing base are clear errors
+    broken = rna.with_coords(np.where((rna.residue == strand[0][2])[:, None], rna.coords + 8.0, rna.coords))
+    assert [len(f) for f in nucleic_fragments(broken)] == [2, 1]
+    with pytest.raises(InputError, match=r"not bonded to another nucleotide"):
+        martinize(broken)
+    keep = ~((rna.residue == strand[0][1]) & np.isin(rna.atom_name, ["N9", "C4"]))
+    with pytest.raises(InputError, match=r"G B2: bead SC1 has none of its atoms \(N9, C4\).*pdbfixer"):
+        map_fragment(rna.select_atoms(np.flatnonzero(keep)), strand[0])
 
 
 def test_forcefield_neighbours_cover_every_structure_of_a_batch(adk_cg):
@@ -229,3 +295,23 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     aa = read_models(tmp_path / "aa.pdb")
     assert len(aa) == len(models) and aa[0].n_atoms == read_structure(tiny_adk / "reference.pdb").n_atoms
     assert "bond lengths" in r.output
+
+
+def test_train_cg_on_a_protein_dna_complex(tmp_path):
+    from conftest import TINY_TRAIN_SETTINGS, write_protein_nucleic_model
+
+    from cryodyna.simulate.simulator import SimulationSpec, simulate
+
+    model = write_protein_nucleic_model(tmp_path / "complex.pdb")
+    structure = read_structure(model)
+    simulate([structure, structure], SimulationSpec(n_particles=64, box=32, apix=3.0, snr=1.0, density="residue", seed=0),
+             tmp_path)
+    cfg = load_config("train-cg", None, TINY_TRAIN_SETTINGS + ["optim.epochs=1", "martini.minimize_steps=50"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_cg(tmp_path / "particles.star", model, tmp_path / "run", cfg)
+    models = read_models(folder / "pca-1.pdb")
+    chain_b = models[0].res_name[models[0].residue][models[0].chain_id[models[0].residue] == "B"]
+    assert set(chain_b) == {"DG", "DA", "DC"} and np.isfinite(np.stack([m.coords for m in models])).all()
+    beads = models[0].atom_name[models[0].chain_id[models[0].residue] == "B"]
+    assert {"BB1", "BB2", "BB3", "SC4"} <= set(beads)

@@ -105,9 +105,12 @@ class PairParameters(nn.Module):
             self.source = f"Martini 3 Lennard-Jones table {path}"
         else:
             if use_table:
-                warnings.warn("no Martini 3 Lennard-Jones table for these beads (pip install martini-shaker for "
-                              f"{TABLE_NAME}); using a size-based WCA repulsion (epsilon {FALLBACK_EPSILON} kJ/mol)",
-                              stacklevel=2)
+                missing = sorted(set(present) - set(table.names)) if table is not None else []
+                reason = (f"{path} has no bead type(s) {', '.join(missing[:6])} (Martini 2 DNA beads have no Martini 3 "
+                          "parameters)" if missing else f"no Martini 3 Lennard-Jones table (pip install martini-shaker "
+                          f"for {TABLE_NAME})")
+                warnings.warn(f"{reason}; using a size-based WCA repulsion (epsilon {FALLBACK_EPSILON} kJ/mol) for "
+                              "all bead pairs", stacklevel=2)
             classes, index = np.unique(np.asarray(sizes, dtype=np.float64), return_inverse=True)
             sigma = 0.5 * (classes[:, None] + classes[None, :])
             epsilon = np.full_like(sigma, FALLBACK_EPSILON)

@@ -125,10 +125,8 @@ def build_bead_graph(
     chain_index = {c: i for i, c in enumerate(structure.chains)}
     res_chain = structure.chain_id
     chain = np.array([chain_index[c] for c in res_chain[cg.residue]], dtype=np.int64)
-    residues, first_bead, group = np.unique(cg.residue, return_index=True, return_inverse=True)
-    bb = np.flatnonzero(cg.topology.names == "BB")
-    if len(bb) == len(residues) and (cg.residue[bb] == residues).all():
-        first_bead = bb
+    residues, first_bead = cg.backbone_beads()
+    group = np.searchsorted(residues, cg.residue)
     group_coords = coords[first_bead]  # the backbone bead of each residue
     ss = secondary_structure(structure)[residues]
     block = assign_blocks(ss, res_chain[residues], min_block_length)

@@ -2,7 +2,8 @@
 as a subprocess of this Python; no external binaries) with secondary structure from pydssp.
 
 Martini 3 (``martini3001``) is the default; Martini 2.2 (``martini22``, the reference method's force
-field, run with ``-noscfix``) is selectable.  Proteins only: vermouth has no nucleotide mappings.  Bead amplitudes are the electrons of the heavy
+field, run with ``-noscfix``) is selectable for proteins; nucleic acids get Martini-DNA beads
+(:mod:`cryodyna.structure.martini_nucleic`).  Bead amplitudes are the electrons of the heavy
 atoms mapped to each bead (each heavy atom goes to the nearest bead of its residue); Gaussian widths
 are half the bead's Lennard-Jones size (regular / small / tiny beads).
 """
@@ -22,9 +23,12 @@ import numpy as np
 from cryodyna.errors import CryodynaError, InputError
 from cryodyna.io.itp import Topology, concatenate, read_itp
 from cryodyna.io.structure import Structure, write_structure
+from cryodyna.structure.martini_nucleic import martinize_nucleic, nucleic_fragments
 from cryodyna.structure.secondary import secondary_structure
 
 FORCE_FIELDS = {"martini3001": [], "martini22": ["-noscfix"]}
+BACKBONE_BEADS = ("BB", "BB3")
+NUCLEIC_FORCE_FIELD = "martini22"  # the Martini DNA parameters are Martini 2 ones, whatever the protein force field
 # Lennard-Jones sigma (Å) of regular, small and tiny beads
 BEAD_SIZES = {"martini3001": {"R": 4.7, "S": 4.1, "T": 3.4}, "martini22": {"R": 4.7, "S": 4.3, "T": 3.2}}
 
@@ -42,7 +46,8 @@ class CGModel:
     martinize2 mapped from the atoms (where the all-atom reference sits relative to the beads); topology: bead names/types and bonded terms;
     residue (N,) index of each bead's residue in the all-atom structure; chain_id (N,) str;
     electrons (N,) heavy-atom electrons per bead; sizes (N,) LJ sigma Å from the bead size class;
-    force_field; itp: the martinize2 molecule topologies (name -> text); ss: per-residue letters.
+    force_field (of the protein beads); itp: the molecule topologies (name -> text, martinize2 or
+    polyply); ss: per-residue secondary-structure letters ('N' for nucleotides).
     """
 
     coords: np.ndarray
@@ -69,6 +74,15 @@ class CGModel:
             atomic_number=np.full(self.n_beads, 6), residue=local.reshape(-1), res_name=structure.res_name[res],
             res_seq=structure.res_seq[res], ins_code=structure.ins_code[res], chain_id=structure.chain_id[res],
             res_kind=structure.res_kind[res])
+
+    def backbone_beads(self) -> tuple[np.ndarray, np.ndarray]:
+        """(residues (R,) with beads, in increasing order; index (R,) of each one's backbone bead: BB
+        for amino acids, BB3 (the sugar) for nucleotides, else its first bead)."""
+        residues, first = np.unique(self.residue, return_index=True)
+        backbone = np.flatnonzero(np.isin(self.topology.names, BACKBONE_BEADS))
+        position = np.searchsorted(residues, self.residue[backbone])
+        first[position] = backbone
+        return residues, first
 
     def with_coords(self, coords: np.ndarray) -> CGModel:
         """The same model with other bead positions (N, 3)."""
@@ -101,19 +115,23 @@ def _molecule_itps(top: Path) -> list[Path]:
     return [top.parent / f"{n}.itp" for n in names]
 
 
-def martinize(structure: Structure, force_field: str = "martini3001", source: str | Path | None = None) -> CGModel:
-    """Map ``structure`` (map frame, Å) to MARTINI beads and build its topology with martinize2."""
-    if force_field not in FORCE_FIELDS:
-        raise CryodynaError(f"force field {force_field!r} is not supported; choose one of {', '.join(FORCE_FIELDS)}")
-    if (structure.res_kind == "nucleic").any():
-        raise InputError(source, "the model contains nucleotides; vermouth's martinize2 ships no atomistic-to-MARTINI "
-                         "nucleotide mappings, so the bead level supports proteins only for now (use train-atom, "
-                         "which handles nucleic acids, or remove the nucleic-acid chains)")
-    ss_res = secondary_structure(structure)
-    ss = "".join("C" if s == "N" else s for s in ss_res)
+@dataclass
+class _Molecule:
+    """Beads of one molecule: coords (M, 3) Å, residue (M,), topology, itp name and text."""
+
+    coords: np.ndarray
+    residue: np.ndarray
+    topology: Topology
+    name: str
+    itp: str
+
+
+def _martinize_proteins(structure: Structure, force_field: str, ss: str, source) -> list[_Molecule]:
+    """The protein chains of ``structure`` through martinize2, one molecule per chain."""
+    protein = structure.select_atoms(np.flatnonzero(structure.res_kind[structure.residue] == "protein"))
     with tempfile.TemporaryDirectory(prefix="cryodyna-martinize-") as tmp:
         tmp = Path(tmp)
-        _write_input(structure, tmp / "aa.pdb")
+        _write_input(protein, tmp / "aa.pdb")
         cmd = [sys.executable, str(_martinize_script()), "-f", "aa.pdb", "-x", "cg.pdb", "-o", "topol.top",
                "-ff", force_field, "-ss", ss, *FORCE_FIELDS[force_field]]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
@@ -123,24 +141,54 @@ def martinize(structure: Structure, force_field: str = "martini3001", source: st
                              + ". Missing side-chain or backbone atoms are the usual cause: complete the model "
                              "(e.g. with pdbfixer) and try again")
         itps = _molecule_itps(tmp / "topol.top")
-        topology = concatenate([read_itp(p) for p in itps])
-        itp_text = {p.stem: p.read_text() for p in dict.fromkeys(itps)}
+        topologies = [read_itp(p) for p in itps]
+        texts = [p.read_text() for p in itps]
         cg = gemmi.read_structure(str(tmp / "cg.pdb"))
-    beads = [(ch.name, res.seqid.num, atom.name, atom.pos.tolist()) for ch in cg[0] for res in ch for atom in res]
-    if len(beads) != topology.n_beads:
-        raise CryodynaError(f"martinize2 wrote {len(beads)} beads but a topology of {topology.n_beads}")
-    coords = np.array([b[3] for b in beads], dtype=np.float64)
-    chain_id = np.array([b[0] for b in beads], dtype=object)
-    residue = _bead_residues(structure, chain_id, np.array([b[1] for b in beads]), source)
+    beads = [(ch.name, res.seqid.num, atom.pos.tolist()) for ch in cg[0] for res in ch for atom in res]
+    if len(beads) != sum(t.n_beads for t in topologies):
+        raise CryodynaError(f"martinize2 wrote {len(beads)} beads but topologies of {sum(t.n_beads for t in topologies)}")
+    coords = np.array([b[2] for b in beads], dtype=np.float64)
+    residue = _bead_residues(structure, np.array([b[0] for b in beads], dtype=object), np.array([b[1] for b in beads]), source)
     empty = np.flatnonzero(~np.isfinite(coords).all(1))
     if empty.size:
         r, b = int(residue[empty[0]]), int(empty[0])
+        names = np.concatenate([t.names for t in topologies])
         raise InputError(source, f"residue {structure.res_name[r]} {structure.chain_id[r]}{structure.res_seq[r]}: bead "
-                         f"{topology.names[b]} has none of its atoms in the model ({empty.size} bead(s) affected); "
+                         f"{names[b]} has none of its atoms in the model ({empty.size} bead(s) affected); "
                          "complete the missing side chains (e.g. with pdbfixer) and try again")
-    sizes = np.array([BEAD_SIZES[force_field][bead_size_class(t)] for t in topology.types])
-    return CGModel(coords, coords.copy(), topology, residue, chain_id, _bead_electrons(structure, coords, residue), sizes,
-                   force_field, itp_text, ss)
+    molecules, start = [], 0
+    for path, topology, text in zip(itps, topologies, texts):
+        stop = start + topology.n_beads
+        molecules.append(_Molecule(coords[start:stop], residue[start:stop], topology, path.stem, text))
+        start = stop
+    return molecules
+
+
+def martinize(structure: Structure, force_field: str = "martini3001", source: str | Path | None = None) -> CGModel:
+    """Map ``structure`` (map frame, Å) to MARTINI beads and build its topology: proteins with
+    martinize2 in ``force_field``, nucleic acids with the Martini 2 DNA library (polyply).  Molecules
+    (one per protein chain and per nucleic-acid strand) are ordered as their residues in the file."""
+    if force_field not in FORCE_FIELDS:
+        raise CryodynaError(f"force field {force_field!r} is not supported; choose one of {', '.join(FORCE_FIELDS)}")
+    protein = structure.res_kind == "protein"
+    ss_res = secondary_structure(structure)
+    molecules = []
+    if protein.any():
+        ss = "".join("C" if s == "N" else s for s in ss_res[protein])
+        molecules += _martinize_proteins(structure, force_field, ss, source)
+    for i, fragment in enumerate(nucleic_fragments(structure)):
+        beads = martinize_nucleic(structure, fragment, f"nucleic_{i}", source)
+        molecules.append(_Molecule(beads.coords, beads.residue, beads.topology, f"nucleic_{i}", beads.itp))
+    molecules.sort(key=lambda m: int(m.residue.min()))
+    topology = concatenate([m.topology for m in molecules])
+    coords = np.concatenate([m.coords for m in molecules])
+    residue = np.concatenate([m.residue for m in molecules])
+    nucleic = structure.res_kind[residue] == "nucleic"
+    sizes = np.array([BEAD_SIZES[NUCLEIC_FORCE_FIELD if n else force_field][bead_size_class(t)]
+                      for t, n in zip(topology.types, nucleic)])
+    return CGModel(coords, coords.copy(), topology, residue, structure.chain_id[residue].astype(object),
+                   _bead_electrons(structure, coords, residue), sizes, force_field, {m.name: m.itp for m in molecules},
+                   "".join(ss_res))
 
 
 def _bead_residues(structure: Structure, chain_id: np.ndarray, res_seq: np.ndarray, source) -> np.ndarray:
