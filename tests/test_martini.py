@@ -315,3 +315,30 @@ def test_train_cg_on_a_protein_dna_complex(tmp_path):
     assert set(chain_b) == {"DG", "DA", "DC"} and np.isfinite(np.stack([m.coords for m in models])).all()
     beads = models[0].atom_name[models[0].chain_id[models[0].residue] == "B"]
     assert {"BB1", "BB2", "BB3", "SC4"} <= set(beads)
+    r = CliRunner().invoke(app, ["backmap", str(folder / "pca-1.pdb"), "-o", str(tmp_path / "aa.pdb"), "--relax",
+                                 "--relax-iterations", "100"])
+    assert r.exit_code == 0, r.output
+    assert "relaxed: bond lengths" in r.output.replace("\n", " ")
+    relaxed = read_models(tmp_path / "aa.pdb")
+    assert len(relaxed) == len(models) and relaxed[0].n_atoms == structure.n_atoms
+
+
+def test_relax_repairs_back_mapping_distortions():
+    from scipy.spatial.transform import Rotation
+
+    from cryodyna.analysis.relax import relax
+    from cryodyna.simulate.adk import adk_states
+
+    closed, _ = adk_states()
+    s = closed.select_atoms(np.flatnonzero((closed.residue < 40) & (closed.atomic_number > 1)))
+    rng = np.random.default_rng(0)
+    x = s.coords.copy()
+    for r in range(s.n_residues):  # each residue rigidly displaced, as per-residue back-mapping does
+        m = s.residue == r
+        centre = x[m].mean(0)
+        x[m] = Rotation.from_rotvec(rng.normal(0, 0.08, 3)).apply(x[m] - centre) + centre + rng.normal(0, 0.4, 3)
+    before = geometry_report(s, x[None])
+    y = relax(s, x[None], restraint_k=1000.0, max_iterations=300)
+    after = geometry_report(s, y)
+    assert after.bond_rms_dev < 0.3 * before.bond_rms_dev and after.clash_fraction < 0.5 * before.clash_fraction
+    assert np.sqrt(((y[0] - x) ** 2).sum(1).mean()) < 1.0  # the conformation is kept

@@ -109,9 +109,12 @@ def _find_run(path: Path) -> Path | None:
     return None
 
 
-def backmap_run(source: Path, out: Path, run: Path | None = None) -> tuple[int, GeometryReport]:
+def backmap_run(source: Path, out: Path, run: Path | None = None, relax_iterations: int | None = None,
+                restraint_k: float = 1000.0) -> tuple[int, GeometryReport, GeometryReport | None]:
     """Back-map the bead models of ``source`` (a train-cg run folder: its latest ``pred.pdb``; or a
-    bead PDB) into ``out``; returns (number of models, geometry report)."""
+    bead PDB) into ``out``, relaxed with OpenMM when ``relax_iterations`` is given
+    (:func:`cryodyna.analysis.relax.relax`, restraint ``restraint_k`` kJ mol^-1 nm^-2); returns (number
+    of models, geometry report of the back-mapped models, report after relaxation or None)."""
     source = Path(source)
     run = Path(run) if run else _find_run(source)
     if run is None or not (run / "inputs" / CG_MODEL).is_file():
@@ -128,5 +131,12 @@ def backmap_run(source: Path, out: Path, run: Path | None = None) -> tuple[int, 
     if beads.shape[1] != cg.n_beads:
         raise InputError(source, f"has {beads.shape[1]} atoms per model but the run's CG model has {cg.n_beads} beads")
     coords = backmap(reference, cg, beads)
+    report = geometry_report(reference, coords)
+    relaxed = None
+    if relax_iterations is not None:
+        from cryodyna.analysis.relax import relax
+
+        coords = relax(reference, coords, restraint_k, relax_iterations)
+        relaxed = geometry_report(reference, coords)
     write_structure(out, reference, coords)
-    return len(coords), geometry_report(reference, coords)
+    return len(coords), report, relaxed
