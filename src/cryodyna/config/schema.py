@@ -103,6 +103,10 @@ class OptimConfig(Section):
     max_bad_steps: int = Field(20, ge=1, description="[steps] Stop with an error after this many consecutive steps with a non-finite loss or gradient (each is skipped)")
     seed: int = Field(1, description="Random seed")
     device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N")
+    loader_workers: int = Field(0, ge=0, description="Background processes reading batches from the image cache (useful when it is larger than the page cache); on a GPU batches are pinned and copied without blocking either way")
+    images_on_device: bool | None = Field(None, description="Hold all downsampled images in GPU memory (default: when they take under 30 % of the free GPU memory)")
+    compile: bool = Field(False, description="Compile the networks with torch.compile (faster steps on GPU after a slower start)")
+    compile_backend: str = Field("inductor", description="torch.compile backend (inductor; aot_eager needs no compiler)")
 
 
 class AnalysisConfig(Section):

@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cryodyna.config.schema import OptimConfig
 from cryodyna.errors import TrainingError
 from cryodyna.train import distributed
+from cryodyna.train.batches import iterate_batches
 from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
 from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.particles import PreparedParticles
@@ -69,6 +70,12 @@ class TrainingLoop:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=find_unused_parameters)
+        if optim.compile:
+            self.net = torch.compile(self.net, backend=optim.compile_backend)
+        if self.device.type == "cuda" and optim.images_on_device is not False:
+            free = torch.cuda.mem_get_info(self.device)[0]
+            if optim.images_on_device or particles.image_bytes < 0.3 * free:
+                particles.images_to(self.device)
         self.train_idx, self.holdout_idx = holdout_split(len(particles), optim.holdout_fraction, optim.seed)
         self.batch_size = max(1, min(optim.batch_size, len(self.train_idx) // self.world))
         self.steps_per_epoch = max(1, len(self.train_idx) // (self.batch_size * self.world))
@@ -196,11 +203,11 @@ class TrainingLoop:
             bar = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch, losses="")
             while self.epoch < self.cfg.epochs and not stop:
                 order = self._epoch_order(self.epoch)
-                while self.batch_in_epoch < self.steps_per_epoch:
-                    idx = self._batch_indices(order, self.batch_in_epoch)
-                    values = self.train_step(self.data.batch(idx, self.device))
+                remaining = [self._batch_indices(order, b) for b in range(self.batch_in_epoch, self.steps_per_epoch)]
+                for batch in iterate_batches(self.data, remaining, self.device, self.cfg.loader_workers):
+                    values = self.train_step(batch)
                     self.batch_in_epoch += 1
-                    seen += len(idx) * self.world
+                    seen += len(batch["index"]) * self.world
                     for k, v in values.items():
                         running[k] = running.get(k, 0.0) + v  # tensors: no device sync per step
                     n_run += 1

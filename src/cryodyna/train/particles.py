@@ -42,16 +42,44 @@ class PreparedParticles:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def __getstate__(self) -> dict:
+        """Pickled for DataLoader worker processes: a memory-mapped cache travels as its file name."""
+        state = dict(vars(self))
+        if isinstance(self.images, np.memmap):
+            state["images"] = Path(self.images.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["images"], Path):
+            state["images"] = np.load(state["images"], mmap_mode="r")
+        vars(self).update(state)
+
+    def rows(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The particles ``idx`` (B,) where the images are (CPU, or the device they were moved to)."""
+        if isinstance(self.images, torch.Tensor):
+            images = self.images[idx.to(self.images.device)]
+        else:
+            order = np.argsort(idx.numpy())  # read the cache in file order, then restore the batch order
+            images = torch.from_numpy(self.images[idx.numpy()[order]][np.argsort(order)])
+        return {"images": images * self.scale, "rotations": self.rotations[idx], "shifts": self.shifts[idx],
+                "ctf": self.ctf[idx], "index": idx}
+
     def batch(self, idx: torch.Tensor, device) -> dict[str, torch.Tensor]:
-        """The particles ``idx`` on ``device``."""
-        rows = self.images[idx] if isinstance(self.images, torch.Tensor) else torch.from_numpy(self.images[idx.numpy()])
-        return {
-            "images": (rows * self.scale).to(device, non_blocking=True),
-            "rotations": self.rotations[idx].to(device),
-            "shifts": self.shifts[idx].to(device),
-            "ctf": self.ctf[idx].to(device),
-            "index": idx.to(device),
-        }
+        """The particles ``idx`` (B,) on ``device``."""
+        return to_device(self.rows(idx), device)
+
+    def images_to(self, device: torch.device) -> None:
+        """Hold all images on ``device`` (read once from the cache): batches are then gathered there."""
+        self.images = torch.as_tensor(np.asarray(self.images)).to(device)
+
+    @property
+    def image_bytes(self) -> int:
+        return int(np.prod(self.images.shape)) * 4
+
+
+def to_device(rows: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """A batch on ``device``; copies from pinned memory do not block."""
+    return {k: v.to(device, non_blocking=True) for k, v in rows.items()}
 
 
 def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float, invert_contrast: bool,
