@@ -139,6 +139,11 @@ def test_neighbour_list_matches_brute_force():
     d = np.linalg.norm(x[:, None] - x[None], axis=-1)
     want = {(i, j) for i in range(60) for j in range(i + 1, 60) if d[i, j] < 5.0} - {(0, 1), (3, 5)}
     assert got == want
+    batch = np.stack([x, rng.uniform(0, 20, (60, 3))])  # a batch: the union over its structures
+    got = neighbour_pairs(batch, 5.0, excluded)
+    d = np.linalg.norm(batch[:, :, None] - batch[:, None], axis=-1).min(0)
+    want |= {(i, j) for i in range(60) for j in range(i + 1, 60) if d[i, j] < 5.0} - {(0, 1), (3, 5)}
+    assert {tuple(p) for p in got} == want and len(got) == len(want) and got.dtype == np.int64
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,6 @@ def neighbour_pairs(coords: np.ndarray, cutoff: float, excluded: np.ndarray) -> 
     (B, N, 3), minus the ``excluded`` pairs (E, 2).  KD-tree: O(N) memory and time per structure."""
     frames = coords[None] if coords.ndim == 2 else coords
     n = frames.shape[1]
-    found = [cKDTree(f).query_pairs(cutoff, output_type="ndarray") for f in frames]
-    pairs = np.unique(np.sort(np.concatenate(found), axis=1), axis=0).astype(np.int64).reshape(-1, 2)
-    return exclude_pairs(pairs, excluded, n)
+    found = [cKDTree(f).query_pairs(cutoff, output_type="ndarray").astype(np.int64) for f in frames]
+    keys = np.unique(np.concatenate([p[:, 0] * n + p[:, 1] for p in found]))  # query_pairs gives i < j
+    return exclude_pairs(np.stack(np.divmod(keys, n), axis=1), excluded, n)
