@@ -111,6 +111,10 @@ def test_energies_equal_hand_values():
         assert float(pair_energy(x, pair, sigma, eps, "wca")) == pytest.approx(wca, abs=1e-9)
         if morse is not None:
             assert float(pair_energy(x, pair, sigma, eps, "morse")) == pytest.approx(morse)
+    lj = lambda r: 4 * 3.0 * ((4.7 / r) ** 12 - (4.7 / r) ** 6)  # noqa: E731
+    for r, shifted in [(8.0, lj(8.0) - lj(11.0)), (12.0, 0.0)]:  # potential shift at the 11 Å cut-off
+        x = t([[[0.0, 0, 0], [r, 0, 0]]])
+        assert float(pair_energy(x, pair, sigma, eps, "lj", cutoff=11.0)) == pytest.approx(shifted, abs=1e-12)
 
 
 def test_energy_gradients_pass_gradcheck():
@@ -278,6 +282,31 @@ def test_forcefield_neighbours_cover_every_structure_of_a_batch(adk_cg):
     got = {tuple(p) for p in ff.neighbours(x).tolist()}
     want = {tuple(p) for p in neighbour_pairs(x.numpy(), ff.cutoff, cg.topology.excluded_pairs())}
     assert want <= got
+
+
+def test_bead_priors_of_a_batch_are_the_mean_of_its_structures(adk_cg):
+    """Each structure's energies are its own: pairs beyond the cut-off score 0 (LJ potential-shifted)
+    and the non-bonded sum is normalised by a fixed pair count, not by the batch's neighbour list."""
+    import pickle
+
+    from cryodyna.train.bead_task import BeadTask
+    from cryodyna.train.cg_prep import forcefield_of
+    from cryodyna.train.run import bead_graph
+
+    out, _ = adk_cg
+    with open(out / "prep" / "cg_model.pkl", "rb") as fh:
+        cg = pickle.load(fh)
+    structure = read_structure(out / "reference.pdb")
+    for form in ("wca", "lj"):
+        cfg = load_config("train-cg", None, [f"martini.nonbonded={form}", "martini.lj_table=false"])
+        task = BeadTask(bead_graph(structure, cg, cfg), forcefield_of(cg, cfg.martini), cfg.loss)
+        ref = torch.as_tensor(cg.coords, dtype=torch.float32)
+        squeezed = ref.mean(0) + 0.85 * (ref - ref.mean(0))  # overlapping beads: non-zero WCA energy
+        shifted = ref + torch.tensor([0.0, 0.0, 40.0]) * (torch.arange(cg.n_beads) > cg.n_beads // 2)[:, None]
+        single = [task.priors(x[None])["nonbonded"][1] for x in (squeezed, shifted)]
+        both = task.priors(torch.stack([squeezed, shifted]))["nonbonded"][1]
+        assert float(single[0]) > 0
+        assert float(both) == pytest.approx(float(sum(single)) / 2, rel=1e-5)
 
 
 def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):

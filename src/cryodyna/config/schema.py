@@ -76,12 +76,12 @@ class BeadLossConfig(ElasticLossConfig):
     angle_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI angle energy (mean per angle, kT)")
     dihedral_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI proper-dihedral energy (mean per dihedral term, kT)")
     improper_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI improper-dihedral energy (mean per improper, kT)")
-    nonbonded_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI non-bonded energy (mean per neighbour pair, kT)")
+    nonbonded_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI non-bonded energy (kT, summed over pairs and divided by the reference's neighbour-pair count)")
 
 
 class MartiniConfig(Section):
     force_field: Literal["martini3001", "martini22"] = Field("martini3001", description="MARTINI force field of martinize2: Martini 3 or Martini 2.2 (the reference method's)")
-    nonbonded: Literal["wca", "lj", "morse"] = Field("wca", description="Non-bonded form: repulsive WCA, full Lennard-Jones, or Morse with the LJ minimum")
+    nonbonded: Literal["wca", "lj", "morse"] = Field("wca", description="Non-bonded form: repulsive WCA, full Lennard-Jones, or Morse with the LJ minimum (both potential-shifted at 11 Å)")
     lj_table: bool = Field(True, description="Use the Martini 3 Lennard-Jones table when an installed package provides it (martini-shaker); else size-based WCA")
     minimize: bool = Field(True, description="Minimise the mapped reference in its force field (L-BFGS, restrained to the map frame) before training")
     minimize_steps: int = Field(500, ge=1, description="[iterations] L-BFGS iterations of the minimisation")

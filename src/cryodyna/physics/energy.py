@@ -68,22 +68,32 @@ def improper_energy(x: torch.Tensor, quads: torch.Tensor, xi0: torch.Tensor, k: 
     return 0.5 * k * d * d
 
 
+def _attractive_pair(r: torch.Tensor, sigma: torch.Tensor, epsilon: torch.Tensor, form: str, morse_a: float) -> torch.Tensor:
+    if form == "morse":
+        return epsilon * ((1 - torch.exp(-morse_a * (r - 2 ** (1 / 6) * sigma))) ** 2 - 1)
+    s6 = (sigma / r) ** 6
+    return 4 * epsilon * (s6 * s6 - s6)
+
+
 def pair_energy(x: torch.Tensor, pairs: torch.Tensor, sigma: torch.Tensor, epsilon: torch.Tensor,
-                form: str = "wca", morse_a: float = 1.0) -> torch.Tensor:
+                form: str = "wca", morse_a: float = 1.0, cutoff: float | None = None) -> torch.Tensor:
     """Non-bonded pair energy.
 
     ``lj``: ``4 eps ((s/r)^12 - (s/r)^6)``; ``wca``: the repulsive part, LJ + eps for
     ``r < 2^(1/6) s`` and 0 beyond; ``morse``: ``eps ((1 - exp(-a (r - r0)))^2 - 1)`` with
-    ``r0 = 2^(1/6) s`` (same minimum as LJ), ``a`` in 1/Å.  Distances below 0.3 s are clamped so
-    that overlapping beads give a large but finite energy.
+    ``r0 = 2^(1/6) s`` (same minimum as LJ), ``a`` in 1/Å.  With a ``cutoff`` (Å), ``lj`` and
+    ``morse`` are cut there with GROMACS's potential shift (``E(r) - E(cutoff)`` inside, 0
+    beyond), so a pair's energy does not depend on which other pairs are listed.  Distances below
+    0.3 s are clamped so that overlapping beads give a large but finite energy.
     """
+    if form not in ("lj", "wca", "morse"):
+        raise ValueError(f"unknown non-bonded form {form!r}; expected 'lj', 'wca' or 'morse'")
     r = torch.maximum(_distances(x, pairs), 0.3 * sigma)
-    if form == "morse":
-        return epsilon * ((1 - torch.exp(-morse_a * (r - 2 ** (1 / 6) * sigma))) ** 2 - 1)
-    s6 = (sigma / r) ** 6
-    lj = 4 * epsilon * (s6 * s6 - s6)
-    if form == "lj":
-        return lj
     if form == "wca":
+        lj = _attractive_pair(r, sigma, epsilon, "lj", morse_a)
         return torch.where(r < 2 ** (1 / 6) * sigma, lj + epsilon, torch.zeros_like(lj))
-    raise ValueError(f"unknown non-bonded form {form!r}; expected 'lj', 'wca' or 'morse'")
+    energy = _attractive_pair(r, sigma, epsilon, form, morse_a)
+    if cutoff is None:
+        return energy
+    shift = _attractive_pair(torch.full_like(r, cutoff), sigma, epsilon, form, morse_a)
+    return torch.where(r < cutoff, energy - shift, torch.zeros_like(energy))

@@ -18,9 +18,11 @@ LJ_CUTOFF = 11.0  # Å, the MARTINI cut-off
 class MartiniForceField(nn.Module):
     """Energies of bead coordinates (B, N, 3) Å under a topology.
 
-    nonbonded: ``wca`` (repulsive only; default for training), ``lj`` or ``morse``; the neighbour
-    list covers ``2^(1/6) sigma_max`` for WCA and ``LJ_CUTOFF`` otherwise, minus the 1-2 and
-    ``[ exclusions ]`` pairs, and is rebuilt from the coordinates at every call (KD-tree, O(N)).
+    nonbonded: ``wca`` (repulsive only; default for training), ``lj`` or ``morse`` (potential-shifted
+    at ``LJ_CUTOFF``); the neighbour list covers ``2^(1/6) sigma_max`` for WCA and ``LJ_CUTOFF``
+    otherwise, minus the 1-2 and ``[ exclusions ]`` pairs, and is rebuilt from the coordinates at
+    every call (KD-tree, O(N)).  Pairs beyond the cut-off score 0, so the energy of a structure
+    does not depend on the batch it is scored in.
     """
 
     def __init__(self, topology: Topology, sizes: np.ndarray, nonbonded: str = "wca", use_lj_table: bool = True):
@@ -77,7 +79,7 @@ class MartiniForceField(nn.Module):
         }
         pairs = self.neighbours(x)
         sigma, eps = self.pair_parameters(pairs)
-        out["nonbonded"] = pair_energy(x, pairs, sigma.to(dtype), eps.to(dtype), self.nonbonded_form)
+        out["nonbonded"] = pair_energy(x, pairs, sigma.to(dtype), eps.to(dtype), self.nonbonded_form, cutoff=self.cutoff)
         return out
 
     def totals(self, x: torch.Tensor) -> dict[str, float]:

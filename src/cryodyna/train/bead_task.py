@@ -30,10 +30,14 @@ class BeadTask:
         t = graph.tensors(device)
         self.elastic, self.elastic_group = t["elastic"], t["elastic_group"]
         self.elastic_ref = pair_distances(t["coords"].unsqueeze(0), self.elastic)[0]
+        # the non-bonded sum is divided by the reference's pair count, not by the length of the
+        # batch's neighbour list, so that a structure's prior does not depend on its batch
+        self.pair_norm = max(1, len(self.forcefield.neighbours(t["coords"].unsqueeze(0))))
 
     def priors(self, x: torch.Tensor, gather=None) -> dict[str, tuple[float, torch.Tensor]]:
         """Weighted prior terms for bead coordinates (B, N, 3): name -> (weight, value).  Energies
-        are means per tuple in kT; the elastic term is in Å^2 as at residue level."""
+        are in kT per tuple: bonded terms averaged over their tuples, the non-bonded sum over the
+        reference's neighbour-pair count; the elastic term is in Å^2 as at residue level."""
         x = x.float()
         c = self.cfg
         terms: dict[str, tuple[float, torch.Tensor]] = {}
@@ -41,7 +45,9 @@ class BeadTask:
             terms["elastic"] = (c.elastic_weight, elastic_energy(x, self.elastic, self.elastic_ref, self.elastic_group,
                                                                  c.elastic_keep_ratio, gather))
         for name, energy in self.forcefield.terms(x).items():
-            if energy.numel():
+            if name == "nonbonded":
+                terms[name] = (c.nonbonded_weight, energy.sum(1).mean() / (self.pair_norm * KT_300K))
+            elif energy.numel():
                 terms[name] = (getattr(c, TERM_WEIGHTS[name]), energy.mean() / KT_300K)
         return terms
 
