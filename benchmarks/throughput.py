@@ -10,6 +10,7 @@ on the device, in a fresh process (so that its peak memory is its own).
 Example:
     python benchmarks/throughput.py                       # all sizes, both stages, default device
     python benchmarks/throughput.py --stages atom --boxes 128 --copies 1 --device cuda --batch 256
+    python benchmarks/throughput.py --device cuda --set optim.precision=bf16 --set optim.compile=true
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def tiled_cg(cg: CGModel, n_residues: int, copies: int) -> CGModel:
         electrons=np.tile(cg.electrons, copies), sizes=np.tile(cg.sizes, copies), itp={}, ss=cg.ss * copies)
 
 
-def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batch: int, device: str, steps: int) -> dict:
-    overrides = [f"optim.batch_size={batch}", f"optim.device={device}", "optim.holdout_fraction=0"]
+def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batch: int, device: str, steps: int,
+            settings: list[str]) -> dict:
+    overrides = [f"optim.batch_size={batch}", f"optim.device={device}", "optim.holdout_fraction=0", *settings]
     cfg = load_config("train-atom" if stage == "atom" else "train-cg", overrides=overrides)
     dev = trainer_device(device)
     with warnings.catch_warnings():
@@ -123,6 +125,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--set", action="append", default=[], help="config override, e.g. optim.precision=bf16, optim.compile=true")
     args = p.parse_args()
     closed = adk_states()[0]
     cg = None
@@ -138,7 +141,7 @@ def main() -> None:
             for box in args.boxes:
                 batch = args.batch if copies < 100 else max(1, args.batch // 4)
                 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:  # own peak memory
-                    rows.append(fresh.submit(measure, stage, structure, cg_copies, box, batch, args.device, args.steps).result())
+                    rows.append(fresh.submit(measure, stage, structure, cg_copies, box, batch, args.device, args.steps, args.set).result())
                 print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
     print()
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
