@@ -46,8 +46,9 @@ class FusionRound(nn.Module):
         pre = self.msg_block(m).index_select(1, flat).view(b, n, l, -1)
         pre = pre + self.msg_node(u).unsqueeze(2) + self.msg_vec(g["link_vec"])
         msg = torch.sigmoid(self.msg_out(pre))
-        mask = g["link_mask"].to(u.dtype)[None, :, :, None]
-        agg = (msg * linked * mask).sum(2) / mask.sum(2).clamp(min=1)
+        mask = g["link_mask"].to(u.dtype)
+        weights = (mask / mask.sum(1, keepdim=True).clamp(min=1)).expand(b, n, l).reshape(b * n, 1, l)
+        agg = torch.bmm(weights, (msg * linked).view(b * n, l, -1)).view(b, n, -1)  # mean over valid links
         return self.out(u + gate * own + agg)
 
 

@@ -47,4 +47,6 @@ class DenseGATv2(nn.Module):
         e = self.edge(edge_attr.unsqueeze(-1)).view(1, m, -1, h, c)
         logits = (nn.functional.leaky_relu(xj + xi + e, 0.2) * self.att).sum(-1)  # (B, M, K, H)
         alpha = torch.softmax(logits, dim=2)
-        return (alpha.unsqueeze(-1) * xj).sum(2).mean(2) + self.bias
+        # sum over neighbours and heads as one batched matmul on the contiguous (K H, C) rows of xj
+        out = torch.bmm(alpha.reshape(b * m, 1, -1), xj.reshape(b * m, -1, c)).view(b, m, c)
+        return out / h + self.bias
