@@ -36,6 +36,7 @@ from cryodyna.structure.martini import CGModel, martinize
 from cryodyna.train.bead_task import BeadTask
 from cryodyna.train.cg_prep import forcefield_of
 from cryodyna.train.image_model import ImageModel
+from cryodyna.train.loop import resolve_device
 from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.residue_task import ResidueTask
 from cryodyna.train.run import bead_graph, build_model, residue_graph
@@ -78,7 +79,7 @@ def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batc
             settings: list[str]) -> dict:
     overrides = [f"optim.batch_size={batch}", f"optim.device={device}", "optim.holdout_fraction=0", *settings]
     cfg = load_config("train-atom" if stage == "atom" else "train-cg", overrides=overrides)
-    dev = trainer_device(device)
+    dev = resolve_device(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = residue_graph(structure, cfg) if stage == "atom" else bead_graph(structure, cg, cfg)
@@ -109,12 +110,6 @@ def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batc
     return {"stage": stage, "device": str(trainer.device), "box": box, "residues": structure.n_residues, "nodes": graph.n_nodes,
             "blocks": graph.n_blocks, "batch": batch, "images_per_s": steps * batch / elapsed, "step_ms": 1000 * elapsed / steps,
             "peak_memory_gb": peak}
-
-
-def trainer_device(name: str) -> torch.device:
-    from cryodyna.train.loop import resolve_device
-
-    return resolve_device(name)
 
 
 def main() -> None:

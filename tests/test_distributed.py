@@ -72,8 +72,9 @@ def test_density_two_gloo_processes_match_one_process(tiny_adk, tmp_path):
 
 
 def test_bead_stage_two_gloo_processes_match_one_process(tiny_adk, tmp_path):
-    """train-cg: rank 0 maps and minimises the model once; the MARTINI priors of a structure do not
-    depend on how the batch is split (non-bonded energy normalised by the reference's pair count)."""
+    """train-cg under torchrun: rank 0 maps and minimises the model once, the others read it; weights and
+    gathered latents match one process.  (The tiny run has few bead contacts, so the batch independence
+    of the non-bonded prior is tested directly in test_martini.)"""
     settings = ["optim.epochs=1", "optim.eval_every=1", "martini.minimize_steps=30"]
     train(tiny_adk, tmp_path / "single", 32, 1, "train-cg", settings)
     train(tiny_adk, tmp_path / "ddp", 16, 2, "train-cg", settings)

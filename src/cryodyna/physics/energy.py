@@ -68,7 +68,8 @@ def improper_energy(x: torch.Tensor, quads: torch.Tensor, xi0: torch.Tensor, k: 
     return 0.5 * k * d * d
 
 
-def _attractive_pair(r: torch.Tensor, sigma: torch.Tensor, epsilon: torch.Tensor, form: str, morse_a: float) -> torch.Tensor:
+def _lj_or_morse(r: torch.Tensor, sigma: torch.Tensor, epsilon: torch.Tensor, form: str, morse_a: float) -> torch.Tensor:
+    """Unshifted ``lj`` or ``morse`` energy at distances ``r`` (broadcast with sigma, epsilon)."""
     if form == "morse":
         return epsilon * ((1 - torch.exp(-morse_a * (r - 2 ** (1 / 6) * sigma))) ** 2 - 1)
     s6 = (sigma / r) ** 6
@@ -90,10 +91,10 @@ def pair_energy(x: torch.Tensor, pairs: torch.Tensor, sigma: torch.Tensor, epsil
         raise ValueError(f"unknown non-bonded form {form!r}; expected 'lj', 'wca' or 'morse'")
     r = torch.maximum(_distances(x, pairs), 0.3 * sigma)
     if form == "wca":
-        lj = _attractive_pair(r, sigma, epsilon, "lj", morse_a)
+        lj = _lj_or_morse(r, sigma, epsilon, "lj", morse_a)
         return torch.where(r < 2 ** (1 / 6) * sigma, lj + epsilon, torch.zeros_like(lj))
-    energy = _attractive_pair(r, sigma, epsilon, form, morse_a)
+    energy = _lj_or_morse(r, sigma, epsilon, form, morse_a)
     if cutoff is None:
         return energy
-    shift = _attractive_pair(torch.full_like(r, cutoff), sigma, epsilon, form, morse_a)
+    shift = _lj_or_morse(r.new_tensor(cutoff), sigma, epsilon, form, morse_a)
     return torch.where(r < cutoff, energy - shift, torch.zeros_like(energy))
