@@ -1,6 +1,6 @@
 """Benchmark of ``train-cg`` (MARTINI beads) against ``train-atom`` on the same AdK closed <-> open data.
 
-Simulates the AdK path from all-atom density with CTF (as ``adk_residue.py``), trains ``train-cg`` and
+Simulates the AdK path from all-atom density with CTF (as the former ``adk_residue.py``), trains ``train-cg`` and
 ``train-atom`` for the same wall-clock budget, decodes one structure per particle and prints:
 |Spearman(PC1, true path coordinate)|, median / 90th-percentile RMSD of the backbone beads (BB) to the
 true BB positions (the true all-atom structure of each particle mapped by martinize2; map frame, no

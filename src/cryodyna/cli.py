@@ -100,7 +100,7 @@ def simulate_cmd(
     models: List[Path] = typer.Argument(..., help="One multi-model PDB/mmCIF, or several PDB/mmCIF files (one state each)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
     mode: str = typer.Option("interpolate", help="interpolate: continuous path through the states; discrete: one state per particle."),
-    weights: Optional[str] = typer.Option(None, help="Comma-separated state weights for --mode discrete."),
+    weights: Optional[str] = typer.Option(None, help="Comma-separated occupancy per state: for discrete, the state probabilities; for interpolate, the density along the path at each state (e.g. 1,0.2,1: populated ends, sparse middle)."),
     n_particles: int = typer.Option(1000, "-n", "--n-particles", help="Number of particles."),
     box: int = typer.Option(64, help="Image side (px)."),
     apix: float = typer.Option(2.0, help="Pixel size (Å)."),
@@ -112,8 +112,16 @@ def simulate_cmd(
     max_shift: float = typer.Option(4.0, help="Maximum particle offset per axis (Å)."),
     bfactor: float = typer.Option(0.0, help="CTF B-factor envelope (Å^2)."),
     seed: int = typer.Option(0, help="Random seed."),
+    normal_modes: int = typer.Option(0, help="Elastic-network (ANM) normal modes of the first state added to every conformation (0 = none)."),
+    mode_amplitude: float = typer.Option(3.0, help="Amplitude range of each normal mode (Å RMS displacement)."),
+    mode_path: str = typer.Option("independent", help="independent: amplitudes uniform in -A..A per mode (a K-D landscape); arc: a curved 1-D motion on a half circle of the first two modes."),
+    mode_cutoff: float = typer.Option(15.0, help="Spring cut-off of the elastic network (Å)."),
 ) -> None:
     """Simulate a RELION 3.1 dataset (STAR + MRCS + ground_truth.npz) from one or more conformations.
+
+    The states form a path (--mode interpolate; a multi-model trajectory gives a curved one) or a
+    discrete set, with occupancy --weights; --normal-modes adds elastic-network motions (one model
+    and two modes: a 2-D landscape; discrete states and one mode: states mixed with a motion).
 
     Example: cryodyna simulate closed.pdb open.pdb -o sim -n 10000 --box 128 --apix 1.0 --snr 0.05
     """
@@ -128,7 +136,8 @@ def simulate_cmd(
     star, speed = _simulate(
         states, "simulating", out, mode, w, n_particles=n_particles, box=box, apix=apix, snr=snr or None,
         density=density, atom_sigma=atom_sigma, defocus_min=defocus_min, defocus_max=defocus_max, max_shift=max_shift,
-        bfactor=bfactor, seed=seed,
+        bfactor=bfactor, seed=seed, normal_modes=normal_modes, mode_amplitude=mode_amplitude, mode_path=mode_path,
+        mode_cutoff=mode_cutoff,
     )
     console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s)")
 

@@ -123,6 +123,11 @@ class VolumeModelConfig(Section):
     pe_sigma: float = Field(0.5, gt=0, description="Standard deviation of the random feature frequencies (cryoDRGN's feat_sigma)")
 
 
+class DeformationOptimConfig(OptimConfig):
+    refine_steps: int = Field(0, ge=0, description="[Adam steps] At the final evaluation, refine each particle's latent on its own image with the decoder frozen (0 = encoder latents only)")
+    refine_lr: float = Field(0.05, gt=0, description="[std of each latent dimension] Step size of the latent refinement")
+
+
 class DensityOptimConfig(OptimConfig):
     epochs: int = Field(20, ge=1, description="Training epochs")
     batch_size: int = Field(8, ge=1, description="Particles per step (per process)")
@@ -147,7 +152,7 @@ class TrainCGConfig(Section):
     model: DeformationModelConfig = DeformationModelConfig()
     martini: MartiniConfig = MartiniConfig()
     loss: BeadLossConfig = BeadLossConfig()
-    optim: OptimConfig = OptimConfig()
+    optim: DeformationOptimConfig = DeformationOptimConfig()
     analysis: AnalysisConfig = AnalysisConfig()
 
 
@@ -157,5 +162,5 @@ class TrainAtomConfig(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
-    optim: OptimConfig = OptimConfig()
+    optim: DeformationOptimConfig = DeformationOptimConfig()
     analysis: AnalysisConfig = AnalysisConfig()

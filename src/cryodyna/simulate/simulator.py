@@ -26,6 +26,7 @@ from cryodyna.io.mrc import StackWriter
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.star import write_star
 from cryodyna.io.structure import Structure
+from cryodyna.simulate.landscape import Landscape, anm_modes
 from cryodyna.structure.nodes import residue_nodes
 
 
@@ -39,7 +40,9 @@ class SimulationSpec:
     defocus_min/max [Å] (uniform), astigmatism_max [Å] (dfU - dfV uniform in [0, max]),
     voltage [kV], cs [mm], amp_contrast; bfactor [Å^2] CTF envelope (0 = none);
     max_shift [Å] (origins uniform in [-max, max] on x and y); seed; batch_size (small batches keep
-    the projection in cache: 8 is fastest on CPU).
+    the projection in cache: 8 is fastest on CPU); normal_modes, mode_amplitude [Å RMS per mode],
+    mode_path, mode_cutoff [Å]: elastic-network motions added to every conformation (see
+    :mod:`cryodyna.simulate.landscape`).
     """
 
     n_particles: int = 1000
@@ -59,6 +62,10 @@ class SimulationSpec:
     max_shift: float = 4.0
     seed: int = 0
     batch_size: int = 8
+    normal_modes: int = 0
+    mode_amplitude: float = 3.0
+    mode_path: Literal["independent", "arc"] = "independent"
+    mode_cutoff: float = 15.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -70,35 +77,12 @@ class SimulationSpec:
             problems.append(f"snr must be positive (or None for noiseless images), not {self.snr}")
         if not 0 <= self.defocus_min <= self.defocus_max:
             problems.append(f"need 0 <= defocus_min <= defocus_max, got {self.defocus_min}, {self.defocus_max}")
+        if self.normal_modes < 0 or self.mode_amplitude < 0 or self.mode_cutoff <= 0:
+            problems.append("normal_modes >= 0, mode_amplitude >= 0 Å and mode_cutoff > 0 Å are required")
+        if self.mode_path not in ("independent", "arc"):
+            problems.append(f"mode_path must be 'independent' or 'arc', not {self.mode_path!r}")
         if problems:
             raise CryodynaError("invalid simulation settings: " + "; ".join(problems))
-
-
-def sample_path(n: int, n_states: int, mode: Literal["interpolate", "discrete"], weights, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Per-particle conformation: (state index (n,), coordinate (n,)).
-
-    ``interpolate``: coordinate ``u`` uniform in [0, 1] along the piecewise-linear path through the
-    states; state index = nearest state.  ``discrete``: state drawn with ``weights``; coordinate =
-    state / (n_states - 1).
-    """
-    if mode == "interpolate":
-        if n_states < 2:
-            raise ValueError("interpolation needs at least two states")
-        u = rng.uniform(0.0, 1.0, n)
-        return np.rint(u * (n_states - 1)).astype(np.int64), u
-    p = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
-    state = rng.choice(n_states, size=n, p=p)
-    return state, state / max(n_states - 1, 1)
-
-
-def _coords_at(states: np.ndarray, u: np.ndarray, mode: str, state: np.ndarray) -> np.ndarray:
-    """Coordinates (n, A, 3) of particles at path coordinate ``u`` (interpolate) or ``state``."""
-    if mode == "discrete":
-        return states[state]
-    pos = u * (states.shape[0] - 1)
-    seg = np.minimum(np.floor(pos).astype(np.int64), states.shape[0] - 2)
-    frac = (pos - seg)[:, None, None]
-    return states[seg] * (1 - frac) + states[seg + 1] * frac
 
 
 def simulate(
@@ -117,22 +101,14 @@ def simulate(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_states(states, same_atoms=mode == "interpolate" or spec.density == "atom")
+    landscape = build_landscape(states, spec, mode, weights)
     rng = np.random.default_rng(spec.seed)
     torch.manual_seed(spec.seed)
     n = spec.n_particles
-    nodes = [residue_nodes(s) for s in states]
-    if spec.density == "atom":
-        rep = np.stack([s.coords for s in states])
-        amps = torch.as_tensor(states[0].atomic_number, dtype=torch.float32)
-        sig = torch.full_like(amps, spec.atom_sigma)
-    else:
-        rep = np.stack([nd.coords for nd in nodes])
-        amps = torch.as_tensor(nodes[0].electrons, dtype=torch.float32)
-        sig = torch.full_like(amps, spec.residue_sigma)
-    node_states = np.stack([nd.coords for nd in nodes])
-
-    state, u = sample_path(n, len(states), mode, weights, rng)
+    amps = torch.as_tensor(states[0].atomic_number if spec.density == "atom" else residue_nodes(states[0]).electrons,
+                           dtype=torch.float32)
+    sig = torch.full_like(amps, spec.atom_sigma if spec.density == "atom" else spec.residue_sigma)
+    params = landscape.sample(n, rng)
     rotations = random_rotations(n, rng)
     shifts = rng.uniform(-spec.max_shift, spec.max_shift, size=(n, 2))
     dfu = rng.uniform(spec.defocus_min, spec.defocus_max, n)
@@ -143,18 +119,15 @@ def simulate(
     shift_px = torch.as_tensor(shifts / spec.apix, dtype=torch.float32)
 
     def render(sl: slice) -> torch.Tensor:
-        """Noiseless CTF-modulated, shifted images (b, D, D) of particles ``sl``."""
         b = sl.stop - sl.start
-        coords = torch.as_tensor(_coords_at(rep, u[sl], mode, state[sl]), dtype=torch.float32)
-        img = project_gaussians(coords, amps, sig, rot_t[sl], spec.box, spec.apix, norm="mass", pixel_average=True)
-        params = CTFParams(
+        ctf = CTFParams(
             defocus_u=torch.as_tensor(dfu[sl]), defocus_v=torch.as_tensor(dfv[sl]), astig_angle=torch.as_tensor(ang[sl]),
             voltage=torch.full((b,), spec.voltage), cs=torch.full((b,), spec.cs),
             amp_contrast=torch.full((b,), spec.amp_contrast), phase_shift=torch.zeros(b),
             bfactor=torch.full((b,), spec.bfactor) if spec.bfactor > 0 else None,
         )
-        f = fft2_center(img) * compute_ctf(params, spec.box, spec.apix)
-        return ifft2_center(apply_origin(f, shift_px[sl])).real
+        coords = torch.as_tensor(landscape.points(params[sl]), dtype=torch.float32)
+        return render_images(coords, amps, sig, rot_t[sl], ctf, shift_px[sl], spec.box, spec.apix)
 
     batches = [slice(i, min(i + spec.batch_size, n)) for i in range(0, n, spec.batch_size)]
     noise_std = 0.0
@@ -183,14 +156,55 @@ def simulate(
     )
     star = out / "particles.star"
     write_star(star, table)
+    n_states = len(states)
+    u = landscape.path_coordinate(params)
+    state = np.rint(params[:, 0] if landscape.base == "discrete" or n_states == 1 else u * (n_states - 1)).astype(np.int64)
     np.savez_compressed(
         out / "ground_truth.npz",
-        state=state, path_coordinate=u, rotations=rotations.astype(np.float32), shifts=shifts.astype(np.float32),
-        node_coords=_coords_at(node_states, u, mode, state).astype(np.float32), state_node_coords=node_states.astype(np.float32),
-        noise_std=np.float64(noise_std), mode=mode,
-        spec=np.array(repr(asdict(spec))),
+        state=state, path_coordinate=u, params=params, rotations=rotations.astype(np.float32), shifts=shifts.astype(np.float32),
+        node_coords=landscape.nodes(params).astype(np.float32), point_amplitudes=amps.numpy(), point_sigmas=sig.numpy(),
+        ctf_bfactor=np.float64(spec.bfactor),
+        noise_std=np.float64(noise_std), mode=mode, density=np.array(spec.density), spec=np.array(repr(asdict(spec))),
+        **landscape.arrays(),
     )
     return star
+
+
+def render_images(coords: torch.Tensor, amplitudes: torch.Tensor, sigmas: torch.Tensor, rotations: torch.Tensor,
+                  ctf: CTFParams, shifts_px: torch.Tensor, box: int, apix: float) -> torch.Tensor:
+    """Noiseless images (B, D, D) of the simulator's forward model: Gaussian points ``coords``
+    (B, P, 3) Å with ``amplitudes``/``sigmas`` (P,) projected at ``rotations`` (B, 3, 3)
+    (pixel-averaged, mass-normalised), CTF ``ctf`` (B rows), RELION origins ``shifts_px`` (B, 2) px."""
+    img = project_gaussians(coords, amplitudes, sigmas, rotations, box, apix, norm="mass", pixel_average=True)
+    f = fft2_center(img) * compute_ctf(ctf, box, apix)
+    return ifft2_center(apply_origin(f, shifts_px)).real
+
+
+def build_landscape(states: list[Structure], spec: SimulationSpec, mode: str = "interpolate",
+                    weights: list[float] | None = None) -> Landscape:
+    """The landscape of ``simulate``: the states as a path or discrete set (``weights`` = occupancy
+    per state) plus ``spec.normal_modes`` ANM modes of the first state."""
+    if mode not in ("interpolate", "discrete"):
+        raise CryodynaError(f"mode must be 'interpolate' or 'discrete', not {mode!r}")
+    _check_states(states, same_atoms=mode == "interpolate" or spec.density == "atom")
+    nodes = [residue_nodes(s) for s in states]
+    if spec.density == "atom":
+        points = np.stack([s.coords for s in states])
+        point_node = states[0].residue.astype(np.int64)  # one node per residue, in residue order
+    else:
+        points = np.stack([nd.coords for nd in nodes])
+        point_node = np.arange(len(nodes[0]))
+    if weights is not None and len(weights) != len(states):
+        raise CryodynaError(f"{len(weights)} state weights for {len(states)} states")
+    if len(states) == 1 and mode == "interpolate" and spec.normal_modes == 0:
+        raise CryodynaError("a single state needs normal modes (normal_modes >= 1) or --mode discrete")
+    try:
+        modes = anm_modes(nodes[0].coords, spec.normal_modes, spec.mode_cutoff)
+        return Landscape(state_coords=points, point_node=point_node, node_of_state=np.stack([nd.coords for nd in nodes]),
+                         base=mode, weights=np.ones(len(states)) if weights is None else np.asarray(weights, np.float64),
+                         modes=modes, amplitude=spec.mode_amplitude, mode_path=spec.mode_path)
+    except ValueError as err:
+        raise CryodynaError(f"invalid landscape: {err}") from None
 
 
 def _check_states(states: list[Structure], same_atoms: bool) -> None:

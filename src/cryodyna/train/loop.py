@@ -97,9 +97,9 @@ class TrainingLoop:
         """(total loss to minimise, detached named values for the metrics) of one batch."""
         raise NotImplementedError
 
-    def evaluation_inputs(self):
+    def evaluation_inputs(self, final: bool):
         """Run on every rank before an evaluation (e.g. encode all particles); the result is passed
-        to :meth:`write_evaluation` on rank 0."""
+        to :meth:`write_evaluation` on rank 0.  ``final``: the last evaluation of the run."""
         return None
 
     def write_evaluation(self, folder: Path, inputs) -> dict[str, float]:
@@ -230,9 +230,10 @@ class TrainingLoop:
                 if not stop:
                     self.epoch += 1
                     self.batch_in_epoch = 0
-                if stop or self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs:
+                final = stop or self.epoch == self.cfg.epochs
+                if final or self.epoch % self.cfg.eval_every == 0:
                     self.save()
-                    last_eval = self.evaluate()
+                    last_eval = self.evaluate(final)
         return last_eval
 
     def _write_progress(self, means: dict[str, float], steps_per_s: float) -> None:
@@ -257,31 +258,31 @@ class TrainingLoop:
         """One evaluation (``eval_only``) or :meth:`fit`; returns the last evaluation folder (the
         newest existing one when the run had already reached ``optim.epochs``)."""
         if eval_only:
-            return self.evaluate()
+            return self.evaluate(final=True)
         folder = self.fit(time_limit_minutes)
         if folder is None:
             log.info("nothing to train: the run already reached %d epochs", self.cfg.epochs)
             folder = max(self.run_dir.glob("epoch-*"), default=None)
         return folder
 
-    def evaluate(self) -> Path:
+    def evaluate(self, final: bool = False) -> Path:
         """Write one evaluation folder atomically (built under a temporary name, then renamed), with
-        the stage's outputs and ``ckpt.pt``."""
+        the stage's outputs and ``ckpt.pt``; ``final`` marks the run's last evaluation."""
         name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
-        final = self.run_dir / name
-        inputs = self.evaluation_inputs()
+        inputs = self.evaluation_inputs(final)
+        folder = self.run_dir / name
         if not self.main:
             distributed.barrier()
-            return final
+            return folder
         tmp = self.run_dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         metrics = self.write_evaluation(tmp, inputs)
         self.metrics.write(self.step, self.epoch, "eval", metrics)
         save_atomic(self.state(), tmp / "ckpt.pt")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        log.info("evaluation written to %s (%s)", final, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        log.info("evaluation written to %s (%s)", folder, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         distributed.barrier()
-        return final
+        return folder

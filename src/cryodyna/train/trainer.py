@@ -16,12 +16,13 @@ import torch
 from cryodyna.analysis.figures import image_grid, latent_plot
 from cryodyna.analysis.latent import kmeans_centres, pca_trajectories, umap_embedding
 from cryodyna.analysis.sampling import decode_latents
-from cryodyna.config.schema import AnalysisConfig, OptimConfig
+from cryodyna.config.schema import AnalysisConfig, DeformationOptimConfig
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.train import distributed
 from cryodyna.train.image_model import ImageModel
 from cryodyna.train.loop import TrainingLoop
 from cryodyna.train.particles import PreparedParticles
+from cryodyna.train.refine import refine_latents
 
 log = logging.getLogger("cryodyna")
 
@@ -31,7 +32,7 @@ class DeformationTrainer(TrainingLoop):
     latents are gathered across processes in particle order."""
 
     def __init__(self, task, model: DeformationModel, image_model: ImageModel, particles: PreparedParticles,
-                 optim: OptimConfig, analysis: AnalysisConfig, run_dir: Path, image_weight: float = 1.0,
+                 optim: DeformationOptimConfig, analysis: AnalysisConfig, run_dir: Path, image_weight: float = 1.0,
                  context_dropout: float = 0.5):
         unused = context_dropout > 0 and len(model.encoder.attention) > 0  # q/k idle without context
         super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused)
@@ -82,24 +83,45 @@ class DeformationTrainer(TrainingLoop):
         return steps
 
     # ----------------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def encode_all(self) -> np.ndarray:
-        """Latents (N_particles, z_dim) in particle order, deterministic (eval mode, batches of the
-        training batch size in particle order); under torchrun each rank encodes a contiguous shard
-        and the shards are gathered."""
-        self.model.eval()
+    def _shard(self) -> tuple[int, int, int]:
+        """(lo, hi, shard size) of this process's contiguous share of the particles."""
         n = len(self.data)
         shard = -(-n // self.world)
-        lo, hi = min(self.rank * shard, n), min((self.rank + 1) * shard, n)
+        return min(self.rank * shard, n), min((self.rank + 1) * shard, n), shard
+
+    def _gather_shards(self, mine: torch.Tensor) -> np.ndarray:
+        """Rows of every process's shard, in particle order (N_particles, C)."""
+        padded = torch.zeros(self._shard()[2], mine.shape[1], device=self.device)
+        padded[: len(mine)] = mine
+        return distributed.gather_rows(padded)[: len(self.data)].cpu().numpy()
+
+    @torch.no_grad()
+    def encode_all(self) -> np.ndarray:
+        """Latents (N_particles, z_dim) in particle order.  Each image is encoded alone (eval mode,
+        no cross-view attention), so a particle's latent does not depend on the batch size, the
+        order or the number of processes; each rank encodes a contiguous shard."""
+        self.model.eval()
+        lo, hi, _ = self._shard()
         out = [torch.zeros(0, self.model.encoder.out.out_features, device=self.device)]
         for start in range(lo, hi, self.batch_size):
             idx = torch.arange(start, min(start + self.batch_size, hi))
             with self._autocast():
-                out.append(self.model.encode(self.data.batch(idx, self.device)["images"]).float())
-        mine = torch.cat(out)
-        padded = torch.zeros(shard, mine.shape[1], device=self.device)
-        padded[: len(mine)] = mine
-        return distributed.gather_rows(padded)[:n].cpu().numpy()
+                out.append(self.model.encode(self.data.batch(idx, self.device)["images"], context=False).float())
+        return self._gather_shards(torch.cat(out))
+
+    def refine_all(self, z: np.ndarray) -> np.ndarray:
+        """Latents after per-particle refinement (:func:`refine_latents`, ``optim.refine_steps``
+        Adam steps on each particle's own image, decoder frozen); each rank refines its shard."""
+        lo, hi, _ = self._shard()
+        zt = torch.as_tensor(z, device=self.device)
+        scale = zt.std(0).clamp(min=1e-6) if len(zt) > 1 else torch.ones_like(zt[0])
+        refined, before, after = refine_latents(
+            self.model, self.image_model, zt[lo:hi], lambda rows: self.data.batch(rows + lo, self.device),
+            self.cfg.refine_steps, self.cfg.refine_lr, scale)
+        self.model.train()
+        stats = self._gather_shards(torch.stack([before, after], 1).float())
+        log.info("latent refinement (%d steps): mean image loss %.5f -> %.5f", self.cfg.refine_steps, *stats.mean(0))
+        return self._gather_shards(refined)
 
     @torch.no_grad()
     def image_losses(self, idx: np.ndarray, z: np.ndarray) -> float:
@@ -113,8 +135,10 @@ class DeformationTrainer(TrainingLoop):
             losses.append(self.image_model.loss(pred, self.image_model.target(batch["images"]), reduce=False).cpu())
         return float(torch.cat(losses).mean()) if losses else float("nan")
 
-    def evaluation_inputs(self) -> np.ndarray:
-        return self.encode_all()
+    def evaluation_inputs(self, final: bool) -> np.ndarray:
+        """All latents; refined per particle at the final evaluation when ``optim.refine_steps`` > 0."""
+        z = self.encode_all()
+        return self.refine_all(z) if final and self.cfg.refine_steps > 0 else z
 
     def write_evaluation(self, folder: Path, z: np.ndarray) -> dict[str, float]:
         """z.npy, structures at k-means centres (pred.pdb) and along PCs (pca-K.pdb), latent plot,

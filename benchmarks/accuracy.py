@@ -1,0 +1,111 @@
+"""Per-particle accuracy of ``train-atom`` on the benchmark sets (``accuracy_sets.py``), next to the ceiling.
+
+For each set and SNR: simulate (reused when present), train for ``--epochs`` epochs, decode one
+structure per particle from the final latents and print |Spearman(PC1, true path coordinate)|, the
+median / 90th-percentile CA RMSD to each particle's true structure (map frame, no superposition),
+the reference-only baseline (the reference model for every particle), CA-CA bond deviation, clash
+fraction, images/s, and the ceiling (``cryodyna.simulate.ceiling``) with the training image model
+and, with ``--density-ceiling``, with the simulator's all-atom density.
+
+Example (the issue's budget: 10 epochs of 6,000 particles):
+    python benchmarks/accuracy.py --sets adk-curved adk-mid adk-2d --snr 0.05 0.01 --particles 6000 --epochs 10
+    python benchmarks/accuracy.py --sets complex --snr 0.05 --particles 3000 --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from accuracy_sets import SETS, build
+from adk_data import images_per_s
+from scipy.spatial import cKDTree
+from scipy.stats import spearmanr
+from sklearn.decomposition import PCA
+
+from cryodyna.analysis.sampling import decode_latents
+from cryodyna.io.structure import read_structure
+from cryodyna.simulate.ceiling import accuracy_ceiling, node_rmsd
+from cryodyna.structure.nodes import residue_nodes
+from cryodyna.train.run import load_run, resolved_config, train_atom
+
+
+def structure_metrics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Accuracy and geometry of predicted node coordinates (K, N, 3) against the truth (K, N, 3)."""
+    rmsd = node_rmsd(pred, truth)
+    ref_bonds = np.linalg.norm(reference[1:] - reference[:-1], axis=-1)
+    bonds = np.linalg.norm(pred[:, 1:] - pred[:, :-1], axis=-1)
+    clashes, pairs = 0, 0
+    for x in pred[:: max(1, len(pred) // 300)]:
+        close = np.asarray(sorted(cKDTree(x).query_pairs(3.5)), dtype=np.int64).reshape(-1, 2)
+        clashes += int((np.abs(close[:, 0] - close[:, 1]) > 1).sum())
+        pairs += len(x) * (len(x) - 1) // 2 - (len(x) - 1)
+    return {
+        "median_rmsd": float(np.median(rmsd)),
+        "p90_rmsd": float(np.percentile(rmsd, 90)),
+        "reference_rmsd": float(np.median(node_rmsd(reference[None], truth))),
+        "bond_dev": float(np.sqrt(((bonds - ref_bonds) ** 2).mean())),
+        "clashes": clashes / max(pairs, 1),
+    }
+
+
+def run(name: str, snr: float, args) -> dict[str, float]:
+    out = Path(args.out) / f"{name}_snr{snr}_n{args.particles}"
+    data = build(name, out / "data", args.particles, snr, args.seed)
+    cfg = resolved_config(None, args.set, args.epochs)
+    tag = "run" if not args.tag else f"run-{args.tag}"
+    shutil.rmtree(out / tag, ignore_errors=True)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_atom(data / "particles.star", data / "reference.pdb", out / tag, cfg)
+    minutes = (time.perf_counter() - start) / 60
+    gt = np.load(data / "ground_truth.npz")
+    z = np.load(folder / "z.npy")
+    pcs = PCA(n_components=min(2, z.shape[1])).fit_transform(z)
+    model, _ = load_run(out / tag)
+    pred = decode_latents(model, z)
+    reference = residue_nodes(read_structure(data / "reference.pdb")).coords
+    row = {"set": name, "snr": snr, "spearman_pc1": abs(spearmanr(pcs[:, 0], gt["path_coordinate"]).statistic),
+           **structure_metrics(pred, gt["node_coords"], reference),
+           "images_per_s": images_per_s(out / tag), "minutes": minutes}
+    if not args.no_ceiling:
+        c = accuracy_ceiling(data, "image", n_queries=args.ceiling_queries, n_candidates=args.ceiling_candidates)
+        row.update(ceiling_spearman=c.spearman, ceiling_rmsd=c.median_rmsd)
+        if args.density_ceiling:
+            d = accuracy_ceiling(data, "density", n_queries=args.ceiling_queries // 2, n_candidates=args.ceiling_candidates // 2)
+            row.update(bayes_spearman=d.spearman, bayes_rmsd=d.median_rmsd)
+        row["rmsd_over_ceiling"] = row["median_rmsd"] / max(c.median_rmsd, 1e-6)
+    row["rmsd_over_reference"] = row["median_rmsd"] / row["reference_rmsd"]
+    print(pd.DataFrame([row]).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sets", nargs="+", default=["adk-curved", "adk-mid", "adk-2d"], choices=sorted(SETS))
+    p.add_argument("--snr", type=float, nargs="+", default=[0.05, 0.01])
+    p.add_argument("--particles", type=int, default=6000)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--set", action="append", default=[], help="config override, e.g. --set model.z_dim=8")
+    p.add_argument("--tag", default="", help="name suffix of the run folder (ablations)")
+    p.add_argument("--no-ceiling", action="store_true")
+    p.add_argument("--density-ceiling", action="store_true", help="also the Bayes ceiling with the all-atom density (slow)")
+    p.add_argument("--ceiling-queries", type=int, default=200)
+    p.add_argument("--ceiling-candidates", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench_runs/accuracy")
+    args = p.parse_args()
+    rows = [run(name, snr, args) for name in args.sets for snr in args.snr]
+    pd.set_option("display.width", 250)
+    print("\nsummary")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()

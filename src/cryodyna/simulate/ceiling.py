@@ -1,0 +1,105 @@
+"""The accuracy ceiling of a simulated dataset: the best any method can do, knowing the landscape.
+
+For a sample of particles, every candidate true conformation (the true conformations of a random
+sample of the dataset's particles, the queried particles' own among them) is rendered in the
+particle's own pose, CTF and shift and scored against its image; the best-scoring candidate is the
+estimate.  Two image models score the candidates:
+
+* ``image``: the training image model (one Gaussian per residue, CTF, low-pass, masked
+  correlation), i.e. the best a model of residue Gaussians can do;
+* ``density``: the simulator's own forward model (every point of the simulated density) and the
+  Gaussian log-likelihood of the image (least squares), i.e. the Bayes-optimal estimate.
+
+Reported: |Spearman| between the estimate's and the truth's path coordinate, and the median /
+90th-percentile node RMSD (Å, map frame) of the estimate to the particle's true conformation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from cryodyna.data.dataset import ParticleDataset
+from cryodyna.imaging.ctf import CTFParams
+from cryodyna.io.read import read_particles
+from cryodyna.simulate.landscape import Landscape
+from cryodyna.simulate.simulator import render_images
+from cryodyna.train.image_model import ImageModel
+
+
+@dataclass
+class Ceiling:
+    """Best achievable accuracy on ``n_queries`` particles with ``n_candidates`` candidates."""
+
+    model: str
+    spearman: float
+    median_rmsd: float
+    p90_rmsd: float
+    n_queries: int
+    n_candidates: int
+
+
+def node_rmsd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """RMSD (Å) between node sets (..., N, 3), no superposition."""
+    return np.sqrt(((a - b) ** 2).sum(-1).mean(-1))
+
+
+def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image", n_queries: int = 200,
+                     n_candidates: int = 600, seed: int = 0, lowpass: float | None = None,
+                     node_sigma: float = 2.0, chunk: int = 100) -> Ceiling:
+    """Ceiling of the dataset simulated into ``data_dir`` (``particles.star`` + ``ground_truth.npz``).
+
+    lowpass [Å] of the ``image`` model (default: the training default for the pixel size);
+    node_sigma [Å]: width of the residue Gaussians of the ``image`` model.
+    """
+    from cryodyna.train.run import default_lowpass
+
+    data_dir = Path(data_dir)
+    gt = np.load(data_dir / "ground_truth.npz")
+    landscape = Landscape.from_arrays(gt)
+    params, truth = gt["params"], gt["node_coords"]
+    ds = ParticleDataset(read_particles(data_dir / "particles.star"))
+    n = len(ds)
+    rng = np.random.default_rng(seed)
+    cands = rng.choice(n, size=min(n_candidates, n), replace=False)
+    queries = cands[: min(n_queries, len(cands))]
+    apix = float(ds.apix[0])
+    amps = torch.as_tensor(gt["point_amplitudes"], dtype=torch.float32)
+    if model == "image":
+        node_amps = torch.as_tensor(np.bincount(landscape.point_node, weights=gt["point_amplitudes"]), dtype=torch.float32)
+        scorer = ImageModel(ds.box, apix, node_amps, torch.full_like(node_amps, node_sigma),
+                            lowpass or default_lowpass(apix), 2.0, 0.9375)
+        cand_coords = torch.as_tensor(truth[cands], dtype=torch.float32)
+    else:
+        sig = torch.as_tensor(gt["point_sigmas"], dtype=torch.float32)
+        cand_coords = torch.as_tensor(landscape.points(params[cands]), dtype=torch.float32)
+    best = np.zeros(len(queries), dtype=np.int64)
+    with torch.no_grad():
+        for qi, q in enumerate(queries):
+            item = ds[int(q)]
+            scores = []
+            for start in range(0, len(cands), chunk):
+                x = cand_coords[start : start + chunk]
+                b = len(x)
+                rot = item["rotation"].expand(b, 3, 3)
+                shift = item["shift"].expand(b, 2)
+                ctf_row = item["ctf"].expand(b, 7)
+                if model == "image":
+                    pred = scorer.predict(x, rot, shift, ctf_row)
+                    scores.append(1 - scorer.loss(pred, scorer.target(item["image"][None]).expand(b, -1, -1), reduce=False))
+                else:
+                    bf = float(gt["ctf_bfactor"])
+                    ctf = CTFParams(*ctf_row.double().T, bfactor=torch.full((b,), bf, dtype=torch.float64) if bf > 0 else None)
+                    pred = render_images(x, amps, sig, rot, ctf, shift, ds.box, apix)
+                    scores.append(-((pred - item["image"]) ** 2).sum((-2, -1)))
+            best[qi] = cands[int(torch.cat(scores).argmax())]
+    u = gt["path_coordinate"]
+    rmsd = node_rmsd(truth[best], truth[queries])
+    rho = spearmanr(u[best], u[queries]).statistic if np.ptp(u[queries]) > 0 else float("nan")
+    return Ceiling(model=model, spearman=float(abs(rho)), median_rmsd=float(np.median(rmsd)),
+                   p90_rmsd=float(np.percentile(rmsd, 90)), n_queries=len(queries), n_candidates=len(cands))
