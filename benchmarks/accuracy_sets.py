@@ -13,7 +13,6 @@ a CTF (``cryodyna.simulate``).  None uses MDAnalysisTests' ``adk_dims`` trajecto
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import shutil
 import warnings
@@ -63,16 +62,9 @@ def sequential_path(closed: Structure, opened: Structure, frames: int = 21) -> l
 def complex_structure() -> Structure:
     """1BD2 (TCR-peptide-MHC, five chains) from MDAnalysisTests, centred at its atom centroid."""
     spec = importlib.util.find_spec("MDAnalysisTests")
-    src = Path(next(iter(spec.submodule_search_locations))) / "data" / "mmcif" / "1BD2.pdb.gz"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gzip.open(src, "rb") as f:
-            tmp = Path(f"/tmp/cryodyna_1bd2_{np.random.default_rng().integers(1 << 30)}.pdb")
-            tmp.write_bytes(f.read())
-        try:
-            s = read_structure(tmp)
-        finally:
-            tmp.unlink()
+        warnings.simplefilter("ignore")  # dropped waters and ligands
+        s = read_structure(Path(next(iter(spec.submodule_search_locations))) / "data" / "mmcif" / "1BD2.pdb.gz")
     return s.with_coords(s.coords - s.coords.mean(0))
 
 

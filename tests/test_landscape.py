@@ -72,13 +72,16 @@ def test_discrete_states_mixed_with_a_mode_and_atoms_follow_their_residue(adk):
     np.testing.assert_allclose(atoms[:, ca], nodes, atol=1e-9)
 
 
-def test_landscape_errors():
-    with pytest.raises(CryodynaError, match="normal modes"):
-        from cryodyna.simulate.adk import adk_states
+def test_single_state_without_motion_is_a_homogeneous_set(adk):
+    lands = build_landscape([adk[0]], SimulationSpec(density="residue"), mode="discrete")
+    params = lands.sample(5, np.random.default_rng(0))
+    np.testing.assert_array_equal(lands.path_coordinate(params), 0.0)
+    np.testing.assert_allclose(lands.nodes(params), np.broadcast_to(residue_nodes(adk[0]).coords, (5, 214, 3)))
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            build_landscape([adk_states()[0]], SimulationSpec(density="residue"))
+
+def test_landscape_errors(adk):
+    with pytest.raises(CryodynaError, match="normal modes"):
+        build_landscape([adk[0]], SimulationSpec(density="residue"))
     with pytest.raises(CryodynaError, match="mode_path"):
         SimulationSpec(mode_path="circle")
     with pytest.raises(ValueError, match="arc"):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from cryodyna.config.schema import DataConfig, ModelConfig
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.imaging.ctf import CTFParams
 from cryodyna.io.read import read_particles
@@ -50,12 +51,11 @@ def node_rmsd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image", n_queries: int = 200,
-                     n_candidates: int = 600, seed: int = 0, lowpass: float | None = None,
-                     node_sigma: float = 2.0, chunk: int = 100) -> Ceiling:
+                     n_candidates: int = 600, seed: int = 0, lowpass: float | None = None, chunk: int = 100) -> Ceiling:
     """Ceiling of the dataset simulated into ``data_dir`` (``particles.star`` + ``ground_truth.npz``).
 
-    lowpass [Å] of the ``image`` model (default: the training default for the pixel size);
-    node_sigma [Å]: width of the residue Gaussians of the ``image`` model.
+    lowpass [Å] of the ``image`` model (default: the training default for the pixel size); its
+    residue widths, low-pass fall-off and loss mask are ``train-atom``'s defaults.
     """
     from cryodyna.train.run import default_lowpass
 
@@ -72,16 +72,19 @@ def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image
     amps = torch.as_tensor(gt["point_amplitudes"], dtype=torch.float32)
     if model == "image":
         node_amps = torch.as_tensor(np.bincount(landscape.point_node, weights=gt["point_amplitudes"]), dtype=torch.float32)
-        scorer = ImageModel(ds.box, apix, node_amps, torch.full_like(node_amps, node_sigma),
-                            lowpass or default_lowpass(apix), 2.0, 0.9375)
+        data_cfg = DataConfig()
+        scorer = ImageModel(ds.box, apix, node_amps, torch.full_like(node_amps, ModelConfig().gaussian_sigma),
+                            lowpass or default_lowpass(apix), data_cfg.lowpass_soft_width, data_cfg.loss_mask_radius)
         cand_coords = torch.as_tensor(truth[cands], dtype=torch.float32)
     else:
         sig = torch.as_tensor(gt["point_sigmas"], dtype=torch.float32)
+        bfactor = float(gt["ctf_bfactor"])
         cand_coords = torch.as_tensor(landscape.points(params[cands]), dtype=torch.float32)
     best = np.zeros(len(queries), dtype=np.int64)
     with torch.no_grad():
         for qi, q in enumerate(queries):
             item = ds[int(q)]
+            target = scorer.target(item["image"][None]) if model == "image" else item["image"]
             scores = []
             for start in range(0, len(cands), chunk):
                 x = cand_coords[start : start + chunk]
@@ -91,12 +94,11 @@ def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image
                 ctf_row = item["ctf"].expand(b, 7)
                 if model == "image":
                     pred = scorer.predict(x, rot, shift, ctf_row)
-                    scores.append(1 - scorer.loss(pred, scorer.target(item["image"][None]).expand(b, -1, -1), reduce=False))
+                    scores.append(1 - scorer.loss(pred, target.expand(b, -1, -1), reduce=False))
                 else:
-                    bf = float(gt["ctf_bfactor"])
-                    ctf = CTFParams(*ctf_row.double().T, bfactor=torch.full((b,), bf, dtype=torch.float64) if bf > 0 else None)
-                    pred = render_images(x, amps, sig, rot, ctf, shift, ds.box, apix)
-                    scores.append(-((pred - item["image"]) ** 2).sum((-2, -1)))
+                    bf = torch.full((b,), bfactor, dtype=torch.float64) if bfactor > 0 else None
+                    pred = render_images(x, amps, sig, rot, CTFParams(*ctf_row.double().T, bfactor=bf), shift, ds.box, apix)
+                    scores.append(-((pred - target) ** 2).sum((-2, -1)))
             best[qi] = cands[int(torch.cat(scores).argmax())]
     u = gt["path_coordinate"]
     rmsd = node_rmsd(truth[best], truth[queries])

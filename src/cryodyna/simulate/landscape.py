@@ -124,14 +124,12 @@ class Landscape:
         return coords[seg] * (1 - frac) + coords[seg + 1] * frac
 
     def _motion(self, params: np.ndarray) -> np.ndarray:
-        """Node displacements (n, N, 3) of the mode amplitudes."""
-        return np.einsum("nk,kjc->njc", params[:, 1:], self.modes) if self.n_modes else 0.0
+        """Node displacements (n, N, 3) of the mode amplitudes (zeros without modes)."""
+        return np.einsum("nk,kjc->njc", params[:, 1:], self.modes)
 
     def points(self, params: np.ndarray) -> np.ndarray:
         """Rendered points (n, P, 3) Å of conformations ``params``."""
-        motion = self._motion(params)
-        base = self._base(self.state_coords, params)
-        return base + (motion[:, self.point_node] if self.n_modes else 0.0)
+        return self._base(self.state_coords, params) + self._motion(params)[:, self.point_node]
 
     def nodes(self, params: np.ndarray) -> np.ndarray:
         """Node coordinates (n, N, 3) Å of conformations ``params``."""
@@ -139,10 +137,10 @@ class Landscape:
 
     def path_coordinate(self, params: np.ndarray) -> np.ndarray:
         """One scalar per particle ordering the dominant motion, in [0, 1]: ``u`` (interpolate),
-        state / (S - 1) (discrete), else the arc angle / pi or the first amplitude rescaled."""
+        state / (S - 1) (discrete; 0 for a single state), else the arc angle / pi or the first amplitude rescaled."""
         s = len(self.state_coords)
-        if s > 1:
-            return params[:, 0] if self.base == "interpolate" else params[:, 0] / (s - 1)
+        if s > 1 or self.n_modes == 0:  # one state and no motion: 0 for every particle
+            return params[:, 0] if self.base == "interpolate" else params[:, 0] / max(s - 1, 1)
         if self.mode_path == "arc":
             return np.arctan2(params[:, 2], params[:, 1]) / np.pi
         return (params[:, 1] + self.amplitude) / (2 * self.amplitude)
