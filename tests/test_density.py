@@ -118,13 +118,14 @@ def test_train_density_outputs_cli_and_errors(tiny_adk, tmp_path):
     u = np.load(tiny_adk / "ground_truth.npz")["path_coordinate"]
     np.save(tmp_path / "z.npy", np.stack([u, u**2], 1).astype(np.float32))
     args = ["train-density", str(tiny_adk / "particles.star"), "--z", str(tmp_path / "z.npy"), "-o", str(tmp_path / "run"),
-            "--epochs", "2"] + [x for s in SMALL_NET + ["analysis.kmeans=3", "analysis.pc_frames=4", "analysis.pcs=2"]
+            "--epochs", "2"] + [x for s in SMALL_NET + ["analysis.kmeans=3", "analysis.pc_frames=4", "analysis.pcs=2",
+                                                        "optim.refine_poses=true"]
                                 for x in ("--set", s)]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     folder = sorted((tmp_path / "run").glob("epoch-*"))[-1]
     names = {p.name for p in folder.iterdir()}
-    assert {"ckpt.pt", "z.npy", "z_kmeans.txt", "z_kmeans_ind.txt", "z_pca_1.txt", "z_pca_ind_2.txt"} <= names
+    assert {"ckpt.pt", "z.npy", "z_kmeans.txt", "z_kmeans_ind.txt", "z_pca_1.txt", "z_pca_ind_2.txt", "particles_refined.star"} <= names
     assert {f"vol_kmeans_{i:03d}.mrc" for i in range(3)} | {f"vol_pca_{k}_{i:03d}.mrc" for k in (1, 2) for i in range(4)} <= names
     assert np.loadtxt(folder / "z_pca_1.txt").shape == (4, 2) and np.loadtxt(folder / "z_kmeans_ind.txt").shape == (3,)
     vol, apix, origin = read_volume(folder / "vol_kmeans_000.mrc")

@@ -312,14 +312,16 @@ def test_bead_priors_of_a_batch_are_the_mean_of_its_structures(adk_cg):
 def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     from conftest import TINY_TRAIN_SETTINGS
 
-    cfg = load_config("train-cg", None, TINY_TRAIN_SETTINGS + ["optim.epochs=2", "martini.minimize_steps=50"])
+    cfg = load_config("train-cg", None, TINY_TRAIN_SETTINGS + ["optim.epochs=2", "martini.minimize_steps=50",
+                                                               "optim.refine_poses=true"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = train_cg(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
     import pandas as pd
 
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
-    assert {"image", "elastic", "bond", "angle", "proper", "improper", "nonbonded"} <= set(metrics.name)
+    assert {"image", "elastic", "bond", "angle", "proper", "improper", "nonbonded", "pose_prior"} <= set(metrics.name)
+    assert (folder / "particles_refined.star").is_file()
     models = read_models(folder / "pca-1.pdb")
     assert models[0].n_atoms == 476 and "SC1" in set(models[0].atom_name)
     model, task = load_run(tmp_path / "run")

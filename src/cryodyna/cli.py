@@ -116,6 +116,8 @@ def simulate_cmd(
     mode_amplitude: float = typer.Option(3.0, help="Amplitude range of each normal mode (Å RMS displacement)."),
     mode_path: str = typer.Option("independent", help="independent: amplitudes uniform in -A..A per mode (a K-D landscape); arc: a curved 1-D motion on a half circle of the first two modes."),
     mode_cutoff: float = typer.Option(15.0, help="Spring cut-off of the elastic network (Å)."),
+    pose_error_deg: float = typer.Option(0.0, help="RMS rotation error of the poses written to the STAR file (degrees; images and ground truth keep the true poses)."),
+    shift_error_a: float = typer.Option(0.0, help="RMS in-plane shift error of the STAR file's origins (Å)."),
 ) -> None:
     """Simulate a RELION 3.1 dataset (STAR + MRCS + ground_truth.npz) from one or more conformations.
 
@@ -137,7 +139,7 @@ def simulate_cmd(
         states, "simulating", out, mode, w, n_particles=n_particles, box=box, apix=apix, snr=snr or None,
         density=density, atom_sigma=atom_sigma, defocus_min=defocus_min, defocus_max=defocus_max, max_shift=max_shift,
         bfactor=bfactor, seed=seed, normal_modes=normal_modes, mode_amplitude=mode_amplitude, mode_path=mode_path,
-        mode_cutoff=mode_cutoff,
+        mode_cutoff=mode_cutoff, pose_error_deg=pose_error_deg, shift_error_a=shift_error_a,
     )
     console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s)")
 

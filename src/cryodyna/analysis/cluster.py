@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,16 @@ from cryodyna.io.star import write_star
 
 
 def run_particles(run_dir: Path):
-    """The particle table a run was trained on (paths and options from its run.json/config)."""
+    """The particle table a run was trained on (paths and options from its run.json/config), with
+    the refined poses of its newest evaluation when it refined them (``optim.refine_poses``)."""
     info = json.loads((Path(run_dir) / "run.json").read_text())
     cfg = load_config("train-atom", Path(run_dir) / "config.yaml")
-    return read_particles(info["particles"], datadir=cfg.data.datadir, apix=cfg.data.apix)
+    table = read_particles(info["particles"], datadir=cfg.data.datadir, apix=cfg.data.apix)
+    newest = max(Path(run_dir).glob("epoch-*"), default=None)
+    if newest is not None and (newest / "particles_refined.star").is_file():
+        refined = read_particles(newest / "particles_refined.star")
+        table = replace(table, rotations=refined.rotations, shifts=refined.shifts)
+    return table
 
 
 def kmeans_subsets(z: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:

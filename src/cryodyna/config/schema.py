@@ -107,6 +107,13 @@ class OptimConfig(Section):
     images_on_device: bool | None = Field(None, description="Hold all downsampled images in GPU memory (default: when they take under 30 % of the free GPU memory)")
     compile: bool = Field(False, description="Compile the networks with torch.compile (faster steps on GPU after a slower start)")
     compile_backend: str = Field("inductor", description="torch.compile backend (inductor; aot_eager needs no compiler)")
+    refine_poses: bool = Field(False, description="Learn a per-particle rotation and shift correction of the given poses (written as particles_refined.star with each evaluation)")
+    pose_warmup_epochs: int = Field(1, ge=0, description="[epochs] Train with the given poses this long before refining them")
+    pose_lr_deg: float = Field(0.5, gt=0, description="[degrees] Adam step size of the rotation corrections (per visit of a particle)")
+    pose_lr_a: float = Field(0.2, gt=0, description="[Å] Adam step size of the shift corrections (per visit of a particle)")
+    pose_prior_deg: float = Field(3.0, gt=0, description="[degrees] Width of the Gaussian prior on each rotation correction")
+    pose_prior_a: float = Field(1.0, gt=0, description="[Å] Width of the Gaussian prior on each shift correction")
+    pose_prior_weight: float = Field(0.05, ge=0, description="Weight of the pose prior (0.5 |correction / width|^2 per particle) relative to the image loss")
 
 
 class AnalysisConfig(Section):

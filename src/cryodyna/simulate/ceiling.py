@@ -26,6 +26,7 @@ from scipy.stats import spearmanr
 
 from cryodyna.config.schema import DataConfig, ModelConfig
 from cryodyna.data.dataset import ParticleDataset
+from cryodyna.errors import InputError
 from cryodyna.imaging.ctf import CTFParams
 from cryodyna.io.read import read_particles
 from cryodyna.simulate.landscape import Landscape
@@ -60,6 +61,8 @@ def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image
     from cryodyna.train.run import default_lowpass
 
     data_dir = Path(data_dir)
+    if not (data_dir / "ground_truth.npz").is_file():
+        raise InputError(data_dir, "no ground_truth.npz: expected the output folder of `cryodyna simulate`")
     gt = np.load(data_dir / "ground_truth.npz")
     landscape = Landscape.from_arrays(gt)
     params, truth = gt["params"], gt["node_coords"]

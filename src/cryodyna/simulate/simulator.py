@@ -20,7 +20,7 @@ from cryodyna.errors import CryodynaError, InputError
 from cryodyna.imaging.ctf import CTFParams, compute_ctf
 from cryodyna.imaging.fft import fft2_center, ifft2_center
 from cryodyna.imaging.projection import project_gaussians
-from cryodyna.imaging.rotations import random_rotations
+from cryodyna.imaging.rotations import axis_angle_to_matrix, random_rotations
 from cryodyna.imaging.shift import apply_origin
 from cryodyna.io.mrc import StackWriter
 from cryodyna.io.particles import ParticleTable
@@ -42,7 +42,9 @@ class SimulationSpec:
     max_shift [Å] (origins uniform in [-max, max] on x and y); seed; batch_size (small batches keep
     the projection in cache: 8 is fastest on CPU); normal_modes, mode_amplitude [Å RMS per mode],
     mode_path, mode_cutoff [Å]: elastic-network motions added to every conformation (see
-    :mod:`cryodyna.simulate.landscape`).
+    :mod:`cryodyna.simulate.landscape`); pose_error_deg [degrees RMS rotation angle] and
+    shift_error_a [Å RMS in-plane offset]: the STAR file gets poses perturbed by this much (images
+    and ``ground_truth.npz`` keep the true ones), as a consensus refinement would give.
     """
 
     n_particles: int = 1000
@@ -66,6 +68,8 @@ class SimulationSpec:
     mode_amplitude: float = 3.0
     mode_path: Literal["independent", "arc"] = "independent"
     mode_cutoff: float = 15.0
+    pose_error_deg: float = 0.0
+    shift_error_a: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -81,6 +85,8 @@ class SimulationSpec:
             problems.append("normal_modes >= 0, mode_amplitude >= 0 Å and mode_cutoff > 0 Å are required")
         if self.mode_path not in ("independent", "arc"):
             problems.append(f"mode_path must be 'independent' or 'arc', not {self.mode_path!r}")
+        if self.pose_error_deg < 0 or self.shift_error_a < 0:
+            problems.append("pose_error_deg >= 0 and shift_error_a >= 0 are required")
         if problems:
             raise CryodynaError("invalid simulation settings: " + "; ".join(problems))
 
@@ -148,9 +154,10 @@ def simulate(
     finally:
         writer.close()
 
+    given_rotations, given_shifts = perturb_poses(rotations, shifts, spec.pose_error_deg, spec.shift_error_a, rng)
     table = ParticleTable(
         image_file=np.full(n, str(stack_path.resolve()), dtype=object), image_index=np.arange(n),
-        rotations=rotations, shifts=shifts, defocus_u=dfu, defocus_v=dfv, astig_angle=ang,
+        rotations=given_rotations, shifts=given_shifts, defocus_u=dfu, defocus_v=dfv, astig_angle=ang,
         voltage=np.full(n, spec.voltage), cs=np.full(n, spec.cs), amp_contrast=np.full(n, spec.amp_contrast),
         phase_shift=np.zeros(n), pixel_size=np.full(n, spec.apix), box=np.full(n, spec.box), optics_group=np.ones(n, np.int64),
     )
@@ -162,12 +169,27 @@ def simulate(
     np.savez_compressed(
         out / "ground_truth.npz",
         state=state, path_coordinate=u, params=params, rotations=rotations.astype(np.float32), shifts=shifts.astype(np.float32),
+        given_rotations=given_rotations.astype(np.float32), given_shifts=given_shifts.astype(np.float32),
         node_coords=landscape.nodes(params).astype(np.float32), point_amplitudes=amps.numpy(), point_sigmas=sig.numpy(),
         ctf_bfactor=np.float64(spec.bfactor),
         noise_std=np.float64(noise_std), mode=mode, density=np.array(spec.density), spec=np.array(repr(asdict(spec))),
         **landscape.arrays(),
     )
     return star
+
+
+def perturb_poses(rotations: np.ndarray, shifts: np.ndarray, angle_deg: float, shift_a: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Poses as an imperfect refinement reports them: rotations (N, 3, 3) composed with random
+    rotations of RMS angle ``angle_deg`` (isotropic axis), shifts (N, 2) Å plus Gaussian offsets of
+    RMS length ``shift_a``.  Zero errors return the inputs unchanged."""
+    n = len(rotations)
+    if angle_deg > 0:
+        rotvec = rng.standard_normal((n, 3)) * np.deg2rad(angle_deg) / np.sqrt(3)
+        rotations = axis_angle_to_matrix(rotvec) @ rotations
+    if shift_a > 0:
+        shifts = shifts + rng.standard_normal((n, 2)) * shift_a / np.sqrt(2)
+    return rotations, shifts
 
 
 def render_images(coords: torch.Tensor, amplitudes: torch.Tensor, sigmas: torch.Tensor, rotations: torch.Tensor,

@@ -45,8 +45,8 @@ class DensityTrainer(TrainingLoop):
     """
 
     def __init__(self, model: VolumeDecoder, particles: PreparedParticles, z: np.ndarray | None, optim: OptimConfig,
-                 analysis: AnalysisConfig, run_dir: Path, fourier_radius: float = 1.0):
-        super().__init__(model, particles, optim, run_dir)
+                 analysis: AnalysisConfig, run_dir: Path, fourier_radius: float = 1.0, table=None):
+        super().__init__(model, particles, optim, run_dir, table=table)
         self.analysis, self.fourier_radius = analysis, fourier_radius
         self.z = z
         self.z_device = None if z is None else torch.as_tensor(z, dtype=torch.float32, device=self.device)
@@ -74,7 +74,7 @@ class DensityTrainer(TrainingLoop):
     def mean_error(self, idx: np.ndarray) -> float:
         """Mean Fourier error of particles ``idx`` (eval mode)."""
         self.model.eval()
-        errors = [self._errors(self.data.batch(torch.as_tensor(idx[i : i + 256]), self.device), self.model).cpu()
+        errors = [self._errors(self.batch(torch.as_tensor(idx[i : i + 256])), self.model).cpu()
                   for i in range(0, len(idx), 256)]
         return float(torch.cat(errors).mean()) if errors else float("nan")
 
@@ -146,7 +146,7 @@ def train_density(particles: Path, z_path: Path | None, run_dir: Path, cfg: Trai
         "z": None if z_path is None else str(Path(z_path).resolve()), "z_dim": 0 if z is None else z.shape[1],
         "box": data.d, "apix": data.apix, "n_particles": len(data)})
     model = build_volume_model(cfg, data.d, 0 if z is None else z.shape[1], z)
-    trainer = DensityTrainer(model, data, z, cfg.optim, cfg.analysis, run_dir, cfg.data.fourier_radius)
+    trainer = DensityTrainer(model, data, z, cfg.optim, cfg.analysis, run_dir, cfg.data.fourier_radius, table)
     trainer.resume_or_start(resume)
     return trainer.run(eval_only, time_limit_minutes)
 

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cryodyna.config.schema import OptimConfig
 from cryodyna.errors import TrainingError
+from cryodyna.io.particles import ParticleTable
+from cryodyna.io.star import write_star
 from cryodyna.train import distributed
 from cryodyna.train.batches import iterate_batches
 from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
 from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.particles import PreparedParticles
+from cryodyna.train.poses import PoseCorrections
 from cryodyna.train.session import last_checkpoint
 
 log = logging.getLogger("cryodyna")
@@ -54,12 +58,13 @@ class TrainingLoop:
     """Train ``model`` on prepared particles, writing to ``run_dir`` (``checkpoints/last.pt``,
     ``metrics.csv``, ``progress.json``, evaluation folders ``epoch-NNNN_step-NNNNNNN/``).
 
-    find_unused_parameters: passed to DDP (parameters that some steps leave idle).
+    find_unused_parameters: passed to DDP (parameters that some steps leave idle); table: the
+    particle file's rows (written back with refined poses when ``optim.refine_poses``).
     """
 
     def __init__(self, model: torch.nn.Module, particles: PreparedParticles, optim: OptimConfig, run_dir: Path,
-                 find_unused_parameters: bool = False):
-        self.model, self.data = model, particles
+                 find_unused_parameters: bool = False, table: ParticleTable | None = None):
+        self.model, self.data, self.table = model, particles, table
         self.cfg, self.run_dir = optim, Path(run_dir)
         self.device = resolve_device(optim.device)
         self.model.to(self.device)
@@ -91,6 +96,7 @@ class TrainingLoop:
             for stale in self.run_dir.glob(".epoch-*.tmp"):  # an evaluation interrupted by a crash
                 shutil.rmtree(stale, ignore_errors=True)
         self.ckpt_path = last_checkpoint(self.run_dir)
+        self.poses = PoseCorrections(len(particles), optim, particles.apix, self.device) if optim.refine_poses else None
 
     # ----------------------------------------------------------------- what a stage supplies
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -121,6 +127,7 @@ class TrainingLoop:
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "skipped_steps": self.skipped_steps, "holdout": self.holdout_idx, "rng": rng_state(),
             "image_scale": self.data.scale,
+            **({"poses": self.poses.state_dict()} if self.poses is not None else {}),
         }
 
     def save(self) -> None:
@@ -138,6 +145,8 @@ class TrainingLoop:
             self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             self.skipped_steps = state["skipped_steps"]
             set_rng_state(state["rng"])
+        if self.poses is not None and "poses" in state:
+            self.poses.load_state_dict(state["poses"])
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
 
     # ----------------------------------------------------------------- training
@@ -150,6 +159,13 @@ class TrainingLoop:
         start = (b * self.world + self.rank) * self.batch_size
         return order[start : start + self.batch_size]
 
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Particles ``idx`` on the device, with the refined poses when ``optim.refine_poses``."""
+        batch = self.data.batch(idx, self.device)
+        if self.poses is not None:
+            self.poses.apply(batch, learn=False)
+        return batch
+
     def _autocast(self):
         dtype = AUTOCAST[self.cfg.precision]
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
@@ -161,13 +177,20 @@ class TrainingLoop:
         after ``max_bad_steps`` consecutive bad steps a :class:`TrainingError` stops the run.
         """
         self.model.train()
+        learn_poses = self.poses is not None and self.epoch >= self.cfg.pose_warmup_epochs
+        prior = self.poses.apply(batch, learn_poses) if self.poses is not None else None
         total, values = self.losses(batch)
+        if learn_poses:
+            total = total + self.cfg.pose_prior_weight * prior
+            values["pose_prior"] = prior.detach()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or float("inf"))
         finite = bool(torch.isfinite(total)) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
         finite = not distributed.any_rank(not finite, self.device)
+        if learn_poses:
+            self.poses.step(finite, self.scaler.get_scale() if self.scaler.is_enabled() else 1.0)
         if finite:
             self.scaler.step(self.optimizer)
             self.bad_steps = 0
@@ -265,6 +288,15 @@ class TrainingLoop:
             folder = max(self.run_dir.glob("epoch-*"), default=None)
         return folder
 
+    def _write_refined_poses(self, folder: Path) -> dict[str, float]:
+        """``particles_refined.star`` (the particle file's rows with the refined poses) and the
+        median corrections (degrees, Å)."""
+        angle, shift = self.poses.magnitudes(self.data.apix)
+        if self.table is not None:
+            rotations, shifts = self.poses.corrected(self.table.rotations, self.table.shifts, self.data.apix)
+            write_star(folder / "particles_refined.star", replace(self.table, rotations=rotations, shifts=shifts))
+        return {"median_pose_correction_deg": float(np.median(angle)), "median_shift_correction_a": float(np.median(shift))}
+
     def evaluate(self, final: bool = False) -> Path:
         """Write one evaluation folder atomically (built under a temporary name, then renamed), with
         the stage's outputs and ``ckpt.pt``; ``final`` marks the run's last evaluation."""
@@ -278,6 +310,8 @@ class TrainingLoop:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         metrics = self.write_evaluation(tmp, inputs)
+        if self.poses is not None:
+            metrics.update(self._write_refined_poses(tmp))
         self.metrics.write(self.step, self.epoch, "eval", metrics)
         save_atomic(self.state(), tmp / "ckpt.pt")
         if folder.exists():

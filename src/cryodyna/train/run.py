@@ -144,7 +144,7 @@ def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir:
     image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
                              lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
     trainer = DeformationTrainer(stage.task(graph, device), model, image_model, data, cfg.optim, cfg.analysis, run_dir,
-                                 image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout)
+                                 image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table)
     if not trainer.resume_or_start(resume) and cfg.model.reference_init and not eval_only:
         trainer.reference_init()
     if main:
@@ -156,7 +156,7 @@ def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir:
 def _check_contrast(trainer: DeformationTrainer) -> None:
     """Warn when reference projections anti-correlate with the data (inverted contrast)."""
     idx = torch.arange(min(256, len(trainer.data)))
-    batch = trainer.data.batch(idx, trainer.device)
+    batch = trainer.batch(idx)
     ref = trainer.model.reference.expand(len(idx), -1, -1)
     pred = trainer.image_model.predict(ref, batch["rotations"], batch["shifts"], batch["ctf"])
     rho = 1 - trainer.image_model.loss(pred, trainer.image_model.target(batch["images"]))

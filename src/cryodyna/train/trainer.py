@@ -33,9 +33,9 @@ class DeformationTrainer(TrainingLoop):
 
     def __init__(self, task, model: DeformationModel, image_model: ImageModel, particles: PreparedParticles,
                  optim: DeformationOptimConfig, analysis: AnalysisConfig, run_dir: Path, image_weight: float = 1.0,
-                 context_dropout: float = 0.5):
+                 context_dropout: float = 0.5, table=None):
         unused = context_dropout > 0 and len(model.encoder.attention) > 0  # q/k idle without context
-        super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused)
+        super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused, table=table)
         self.task, self.image_model = task, image_model.to(self.device)
         self.analysis, self.image_weight, self.context_dropout = analysis, image_weight, context_dropout
 
@@ -116,7 +116,7 @@ class DeformationTrainer(TrainingLoop):
         zt = torch.as_tensor(z, device=self.device)
         scale = zt.std(0).clamp(min=1e-6) if len(zt) > 1 else torch.ones_like(zt[0])
         refined, before, after = refine_latents(
-            self.model, self.image_model, zt[lo:hi], lambda rows: self.data.batch(rows + lo, self.device),
+            self.model, self.image_model, zt[lo:hi], lambda rows: self.batch(rows + lo),
             self.cfg.refine_steps, self.cfg.refine_lr, scale)
         self.model.train()
         stats = self._gather_shards(torch.stack([before, after], 1).float())
@@ -129,7 +129,7 @@ class DeformationTrainer(TrainingLoop):
         losses = []
         for start in range(0, len(idx), 256):
             sel = torch.as_tensor(idx[start : start + 256])
-            batch = self.data.batch(sel, self.device)
+            batch = self.batch(sel)
             coords = self.model.decode(torch.as_tensor(z[sel.numpy()], device=self.device))
             pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"])
             losses.append(self.image_model.loss(pred, self.image_model.target(batch["images"]), reduce=False).cpu())
@@ -158,7 +158,7 @@ class DeformationTrainer(TrainingLoop):
     @torch.no_grad()
     def _image_check(self, folder: Path, z: np.ndarray) -> None:
         idx = torch.arange(min(25, len(self.data)))
-        batch = self.data.batch(idx, self.device)
+        batch = self.batch(idx)
         coords = self.model.decode(torch.as_tensor(z[: len(idx)], device=self.device))
         pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"]).cpu().numpy()
         mask = self.image_model.loss_mask.cpu().numpy()

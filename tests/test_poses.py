@@ -1,0 +1,123 @@
+"""Local pose refinement: simulated pose errors, per-particle corrections, resume and DDP."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_TRAIN_SETTINGS
+from cryodyna.analysis.cluster import run_particles
+from cryodyna.config.schema import OptimConfig
+from cryodyna.imaging.rotations import axis_angle_to_matrix, random_rotations, rotation_angle_deg
+from cryodyna.io.star import read_star
+from cryodyna.io.structure import read_structure
+from cryodyna.simulate.simulator import SimulationSpec, perturb_poses, simulate
+from cryodyna.structure.nodes import residue_nodes
+from cryodyna.train.image_model import ImageModel
+from cryodyna.train.poses import PoseCorrections
+from cryodyna.train.run import resolved_config, train_atom
+
+
+def test_perturbed_poses_have_the_requested_rms_error():
+    rng = np.random.default_rng(0)
+    rot = random_rotations(4000, rng)
+    shifts = rng.uniform(-4, 4, (4000, 2))
+    given_rot, given_shifts = perturb_poses(rot, shifts, 3.0, 0.8, rng)
+    angle = rotation_angle_deg(given_rot, rot)
+    assert np.sqrt((angle**2).mean()) == pytest.approx(3.0, rel=0.05)
+    assert np.sqrt(((given_shifts - shifts) ** 2).sum(1).mean()) == pytest.approx(0.8, rel=0.05)
+    same_rot, same_shifts = perturb_poses(rot, shifts, 0.0, 0.0, rng)
+    assert same_rot is rot and same_shifts is shifts
+
+
+def test_simulator_writes_perturbed_poses_and_keeps_true_images(tiny_adk, tmp_path):
+    structure = read_structure(tiny_adk / "reference.pdb")
+    spec = dict(n_particles=60, box=32, apix=4.0, snr=1.0, density="residue", seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        simulate([structure], SimulationSpec(**spec), tmp_path / "exact", mode="discrete")
+        simulate([structure], SimulationSpec(**spec, pose_error_deg=3.0, shift_error_a=0.8), tmp_path / "noisy", mode="discrete")
+    import mrcfile
+
+    with mrcfile.open(tmp_path / "exact" / "particles.mrcs") as a, mrcfile.open(tmp_path / "noisy" / "particles.mrcs") as b:
+        np.testing.assert_array_equal(a.data, b.data)  # images rendered in the true poses
+    gt = np.load(tmp_path / "noisy" / "ground_truth.npz")
+    star = read_star(tmp_path / "noisy" / "particles.star")
+    np.testing.assert_allclose(star.rotations, gt["given_rotations"], atol=1e-4)
+    np.testing.assert_allclose(read_star(tmp_path / "exact" / "particles.star").rotations, gt["rotations"], atol=1e-4)
+    angle = rotation_angle_deg(star.rotations, gt["rotations"])
+    assert 1.5 < np.median(angle) < 4.5
+    assert 0.2 < np.median(np.linalg.norm(star.shifts - gt["shifts"], axis=1)) < 1.5
+
+
+def test_corrections_recover_a_known_pose_error(tiny_adk):
+    """Noiseless images of the reference in true poses; given poses 4 degrees / 1 Å off; the
+    corrections alone, fitted on the image loss, bring them back."""
+    torch.manual_seed(0)
+    nodes = residue_nodes(read_structure(tiny_adk / "reference.pdb"))
+    coords = torch.as_tensor(nodes.coords, dtype=torch.float32)
+    d, apix, n = 32, 4.0, 24
+    model = ImageModel(d, apix, torch.as_tensor(nodes.electrons, dtype=torch.float32), torch.full((len(coords),), 2.0),
+                       8.0, 2.0, 0.9375)
+    rng = np.random.default_rng(1)
+    true_rot = random_rotations(n, rng)
+    true_shift = rng.uniform(-4, 4, (n, 2))
+    given_rot, given_shift = perturb_poses(true_rot, true_shift, 4.0, 1.0, rng)
+    ctf = torch.tensor([[15000.0, 14800.0, 0.3, 300.0, 2.7, 0.1, 0.0]], dtype=torch.float64).expand(n, -1)
+    xyz = coords.expand(n, -1, -1)
+    with torch.no_grad():
+        target = model.target(model.predict(xyz, torch.as_tensor(true_rot).float(), torch.as_tensor(true_shift / apix).float(), ctf))
+    optim = OptimConfig(refine_poses=True, pose_lr_deg=0.2, pose_lr_a=0.1, pose_prior_deg=10.0, pose_prior_a=3.0)
+    poses = PoseCorrections(n, optim, apix, torch.device("cpu"))
+    for _ in range(60):
+        batch = {"index": torch.arange(n), "rotations": torch.as_tensor(given_rot).float(),
+                 "shifts": torch.as_tensor(given_shift / apix).float()}
+        prior = poses.apply(batch, learn=True)
+        loss = model.loss(model.predict(xyz, batch["rotations"], batch["shifts"], ctf), target) + 1e-3 * prior
+        loss.backward()
+        poses.step()
+    rot, shift = poses.corrected(given_rot, given_shift, apix)
+    before = np.median(rotation_angle_deg(given_rot, true_rot))
+    after = np.median(rotation_angle_deg(rot, true_rot))
+    assert after < 0.4 * before, (before, after)
+    assert np.median(np.linalg.norm(shift - true_shift, axis=1)) < 0.4 * np.median(np.linalg.norm(given_shift - true_shift, axis=1))
+
+
+POSE_SETTINGS = TINY_TRAIN_SETTINGS + ["optim.refine_poses=true", "optim.pose_warmup_epochs=1"]
+
+
+def train(tiny_adk, run_dir, epochs, settings=POSE_SETTINGS):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir, resolved_config(None, settings, epochs))
+
+
+def test_refinement_writes_star_and_resumes_exactly(tiny_adk, tmp_path):
+    straight = train(tiny_adk, tmp_path / "straight", 3)
+    train(tiny_adk, tmp_path / "resumed", 2)
+    resumed = train(tiny_adk, tmp_path / "resumed", 3)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["poses"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["poses"]
+    assert a["visits"].max() == 2  # epochs 2 and 3 refine (one warm-up epoch)
+    assert a["values"].abs().sum() > 0
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4, msg=name)
+    refined = read_star(straight / "particles_refined.star")
+    given = read_star(tiny_adk / "particles.star")
+    assert len(refined) == len(given) and np.abs(refined.rotations - given.rotations).max() > 0
+    np.testing.assert_array_equal(refined.defocus_u, given.defocus_u)
+    assert (resumed / "particles_refined.star").is_file()
+    exported = run_particles(tmp_path / "straight")  # what `cluster` writes subsets from
+    np.testing.assert_allclose(exported.rotations, refined.rotations)
+    np.testing.assert_allclose(exported.shifts, refined.shifts)
+    # the refined poses are the given ones composed with the stored corrections
+    x = a["values"].double()
+    angle = np.rad2deg(x[:, :3].norm(dim=1).numpy())
+    np.testing.assert_allclose(rotation_angle_deg(refined.rotations, given.rotations), angle, atol=0.05)
+
+
+def test_without_refinement_poses_stay_as_given(tiny_adk, tmp_path):
+    folder = train(tiny_adk, tmp_path / "plain", 1, TINY_TRAIN_SETTINGS)
+    assert not (folder / "particles_refined.star").exists()
+    assert "poses" not in torch.load(tmp_path / "plain" / "checkpoints" / "last.pt", weights_only=False)
