@@ -68,15 +68,18 @@ def complex_structure() -> Structure:
     return s.with_coords(s.coords - s.coords.mean(0))
 
 
-def build(name: str, out: Path, particles: int, snr: float, seed: int = 0) -> Path:
+def build(name: str, out: Path, particles: int, snr: float, seed: int = 0, pose_error_deg: float = 0.0,
+          shift_error_a: float = 0.0) -> Path:
     """Simulate set ``name`` into ``out`` (reused when present); returns the folder with
-    ``particles.star``, ``ground_truth.npz`` and ``reference.pdb``."""
+    ``particles.star``, ``ground_truth.npz`` and ``reference.pdb``.  Pose errors (degrees RMS, Å
+    RMS) perturb the STAR file's poses only: the images are those of the error-free set."""
     b = SETS[name]
     out = Path(out)
     if (out / "particles.star").exists() and (out / "reference.pdb").exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
-    common = dict(n_particles=particles, box=b.box, apix=b.apix, snr=snr, density="atom", seed=seed)
+    common = dict(n_particles=particles, box=b.box, apix=b.apix, snr=snr, density="atom", seed=seed,
+                  pose_error_deg=pose_error_deg, shift_error_a=shift_error_a)
     if name in ("adk-curved", "adk-mid"):
         frames = sequential_path(*adk_states())
         u = np.linspace(0, 1, len(frames))

@@ -1,6 +1,7 @@
 """Local pose refinement: simulated pose errors, per-particle corrections, resume and DDP."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +122,34 @@ def test_without_refinement_poses_stay_as_given(tiny_adk, tmp_path):
     folder = train(tiny_adk, tmp_path / "plain", 1, TINY_TRAIN_SETTINGS)
     assert not (folder / "particles_refined.star").exists()
     assert "poses" not in torch.load(tmp_path / "plain" / "checkpoints" / "last.pt", weights_only=False)
+
+
+@pytest.mark.parametrize("legacy_origins", [False, True])
+def test_refined_star_keeps_every_column_of_the_input(tiny_adk, tmp_path, legacy_origins):
+    import starfile
+
+    from cryodyna.io.star import write_star_with_poses
+
+    blocks = starfile.read(tiny_adk / "particles.star", always_dict=True)
+    df = blocks["particles"]
+    df["rlnImageName"] = [f"{n.split('@')[0]}@{(tiny_adk / n.split('@')[1]).resolve()}" for n in df["rlnImageName"]]
+    df["rlnRandomSubset"] = np.arange(len(df)) % 2 + 1
+    if legacy_origins:
+        df["rlnOriginX"], df["rlnOriginY"] = df.pop("rlnOriginXAngst") / 4.0, df.pop("rlnOriginYAngst") / 4.0
+    (tmp_path / "in").mkdir()
+    starfile.write(blocks, tmp_path / "in" / "given.star")
+    table = read_star(tmp_path / "in" / "given.star")
+    rng = np.random.default_rng(0)
+    rotations = axis_angle_to_matrix(rng.normal(0, 0.02, (len(table), 3))) @ table.rotations
+    shifts = table.shifts + rng.normal(0, 0.5, (len(table), 2))
+    out = tmp_path / "out" / "refined.star"
+    out.parent.mkdir()
+    write_star_with_poses(out, table, rotations, shifts)
+    back = read_star(out)
+    np.testing.assert_allclose(back.rotations, rotations, atol=1e-5)
+    np.testing.assert_allclose(back.shifts, shifts, atol=1e-5)
+    np.testing.assert_array_equal(back.image_index, table.image_index)
+    assert all(Path(f).resolve() == Path(g).resolve() for f, g in zip(back.image_file, table.image_file))
+    written = starfile.read(out, always_dict=True)["particles"]
+    assert list(written.columns) == list(df.columns)
+    np.testing.assert_array_equal(written["rlnRandomSubset"], df["rlnRandomSubset"])

@@ -45,6 +45,7 @@ class DeformationModelConfig(Section):
     attention_layers: int = Field(1, ge=0, description="Cross-view attention layers (cross-attention encoder)")
     attention_heads: int = Field(4, ge=1, description="Heads per attention layer")
     context_dropout: float = Field(0.5, ge=0, le=1, description="Probability that a training step encodes each image alone (no cross-view attention), so single particles can be encoded too")
+    latent_noise: float = Field(0.0, ge=0, description="[fraction of the batch's latent spread] Gaussian noise added to the latents the decoder sees in training (a smoothness bottleneck; 0 = off)")
     knn: int = Field(16, ge=1, description="Neighbours per block in the block graph")
     min_block_length: int = Field(3, ge=1, description="[residues] Shorter secondary-structure runs merge into the previous block of the same chain")
     reference_init: bool = Field(False, description="Instead of a zero-initialised output layer, start from a random one and first train the model to output the reference (the reference method's init stage)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -214,18 +215,7 @@ def write_star(path: str | Path, table: ParticleTable) -> None:
             "rlnImageDimensionality": 2,
         }
     )
-    base = path.parent.resolve()
-
-    def rel(f: str) -> str:
-        try:
-            return str(Path(f).resolve().relative_to(base))
-        except ValueError:
-            return str(Path(f).resolve())
-
-    rel_names = {f: rel(f) for f in np.unique(table.image_file)}
-    particles = {
-        "rlnImageName": [f"{i + 1:06d}@{rel_names[f]}" for f, i in zip(table.image_file, table.image_index)],
-    }
+    particles = {"rlnImageName": _image_names(table, path.parent)}
     if table.rotations is not None:
         rot, tilt, psi = matrix_to_euler_relion(table.rotations)
         particles.update(rlnAngleRot=np.rad2deg(rot), rlnAngleTilt=np.rad2deg(tilt), rlnAnglePsi=np.rad2deg(psi))
@@ -239,3 +229,47 @@ def write_star(path: str | Path, table: ParticleTable) -> None:
         rlnOpticsGroup=group,
     )
     starfile.write({"optics": optics, "particles": pd.DataFrame(particles)}, path, overwrite=True, float_format="%.6f")
+
+
+def _image_names(table: ParticleTable, folder: Path) -> list[str]:
+    """``rlnImageName`` values (``NNNNNN@stack``) of ``table`` for a STAR file in ``folder``: stack
+    paths relative to it when they lie below it, otherwise absolute."""
+    base = folder.resolve()
+
+    def rel(f: str) -> str:
+        try:
+            return str(Path(f).resolve().relative_to(base))
+        except ValueError:
+            return str(Path(f).resolve())
+
+    names = {f: rel(f) for f in np.unique(table.image_file)}
+    return [f"{i + 1:06d}@{names[f]}" for f, i in zip(table.image_file, table.image_index)]
+
+
+def write_star_with_poses(path: str | Path, table: ParticleTable, rotations: np.ndarray, shifts: np.ndarray) -> None:
+    """Write ``table`` with new poses: rotations (N, 3, 3) and RELION origins (N, 2) in Å.
+
+    When ``table`` was read from a STAR file, that file is copied with every block, column and row
+    kept and only the angles, origins (in Å, or in px where it uses the legacy ``rlnOriginX/Y``) and
+    image paths (re-based to the new folder) replaced; otherwise a RELION 3.1 file is written.
+    """
+    path = Path(path)
+    source = table.source
+    if source is None or Path(source).suffix.lower() != ".star":
+        write_star(path, replace(table, rotations=rotations, shifts=shifts))
+        return
+    blocks = read_star_blocks(Path(source))
+    key = "particles" if "particles" in blocks else next(k for k, v in blocks.items() if "rlnImageName" in v.columns)
+    df = blocks[key].reset_index(drop=True).copy()
+    if len(df) != len(rotations):
+        raise InputError(source, f"has {len(df)} particle rows, the refined poses {len(rotations)}")
+    rot, tilt, psi = matrix_to_euler_relion(rotations)
+    df["rlnAngleRot"], df["rlnAngleTilt"], df["rlnAnglePsi"] = np.rad2deg(rot), np.rad2deg(tilt), np.rad2deg(psi)
+    legacy = "rlnOriginXAngst" not in df.columns and "rlnOriginX" in df.columns
+    if legacy:
+        df["rlnOriginX"], df["rlnOriginY"] = shifts[:, 0] / table.pixel_size, shifts[:, 1] / table.pixel_size
+    else:
+        df["rlnOriginXAngst"], df["rlnOriginYAngst"] = shifts[:, 0], shifts[:, 1]
+    df["rlnImageName"] = _image_names(table, path.parent)
+    blocks[key] = df
+    starfile.write(blocks, path, overwrite=True, float_format="%.6f")

@@ -12,13 +12,18 @@ from cryodyna.models.encoder import ImageEncoder
 class DeformationModel(nn.Module):
     """``x_b = x_ref + decoder(encoder(y_b))``: a deterministic auto-encoder (no KL term).
 
-    ``reference`` (N, 3) Å is a buffer; images enter flattened as (B, D*D).
+    ``reference`` (N, 3) Å is a buffer; images enter flattened as (B, D*D).  ``latent_noise``: in
+    training, the decoder sees ``z + latent_noise * s * eps`` (``s`` the per-dimension spread of the
+    batch's latents, ``eps`` standard normal), so that nearby latents must decode to similar
+    structures and single noisy images cannot be fitted by latent details (0 = off).
     """
 
-    def __init__(self, encoder: ImageEncoder, decoder: BlockGraphDecoder, reference: torch.Tensor):
+    def __init__(self, encoder: ImageEncoder, decoder: BlockGraphDecoder, reference: torch.Tensor,
+                 latent_noise: float = 0.0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.latent_noise = latent_noise
         self.register_buffer("reference", reference.float())
 
     def encode(self, images: torch.Tensor, context: bool = True) -> torch.Tensor:
@@ -31,4 +36,7 @@ class DeformationModel(nn.Module):
 
     def forward(self, images: torch.Tensor, context: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(images, context)
+        if self.training and self.latent_noise > 0 and len(z) > 1:
+            spread = z.detach().std(0, keepdim=True)
+            return z, self.decode(z + self.latent_noise * spread * torch.randn_like(z))
         return z, self.decode(z)

@@ -16,7 +16,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cryodyna.config.schema import OptimConfig
 from cryodyna.errors import TrainingError
 from cryodyna.io.particles import ParticleTable
-from cryodyna.io.star import write_star
+from cryodyna.io.star import write_star_with_poses
 from cryodyna.train import distributed
 from cryodyna.train.batches import iterate_batches
 from cryodyna.train.checkpoint import rng_state, save_atomic, set_rng_state
@@ -289,12 +288,12 @@ class TrainingLoop:
         return folder
 
     def _write_refined_poses(self, folder: Path) -> dict[str, float]:
-        """``particles_refined.star`` (the particle file's rows with the refined poses) and the
+        """``particles_refined.star`` (the particle file with the refined poses) and the
         median corrections (degrees, Å)."""
         angle, shift = self.poses.magnitudes(self.data.apix)
         if self.table is not None:
             rotations, shifts = self.poses.corrected(self.table.rotations, self.table.shifts, self.data.apix)
-            write_star(folder / "particles_refined.star", replace(self.table, rotations=rotations, shifts=shifts))
+            write_star_with_poses(folder / "particles_refined.star", self.table, rotations, shifts)
         return {"median_pose_correction_deg": float(np.median(angle)), "median_shift_correction_a": float(np.median(shift))}
 
     def evaluate(self, final: bool = False) -> Path:

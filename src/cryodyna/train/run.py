@@ -59,7 +59,7 @@ def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) 
     decoder = BlockGraphDecoder(t, m.z_dim, m.latent_dim)
     if m.reference_init:  # a random output layer, to be trained towards zero by the init stage
         decoder.head[-1].reset_parameters()
-    return DeformationModel(encoder, decoder, t["coords"])
+    return DeformationModel(encoder, decoder, t["coords"], m.latent_noise)
 
 
 class _Stage:
