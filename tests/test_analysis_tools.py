@@ -1,4 +1,4 @@
-"""analyze, cluster, chimerax, map helpers and quicktest on a tiny trained run."""
+"""analyze, cluster, chimerax and map helpers on a tiny trained run."""
 
 import pickle
 import warnings
@@ -97,8 +97,3 @@ def test_pdb2mrc_mrc_info_center_origin_split(trained, tiny_adk, tmp_path):
     np.testing.assert_allclose((after - new_origin) / 4.0, (before - np.array([10.0, -20.0, 30.0])) / 4.0, atol=1e-3)
     invoke("split-models", folder / "pca-1.pdb", "-o", tmp_path / "split")
     assert len(list((tmp_path / "split").glob("*.pdb"))) == 10
-
-
-def test_quicktest_reports_installation_ok():
-    out = invoke("quicktest")
-    assert "installation OK" in out and "6 checks passed" in out

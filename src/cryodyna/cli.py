@@ -525,14 +525,17 @@ def split_models_cmd(
 
 
 @app.command("quicktest")
-def quicktest_cmd() -> None:
-    """Run the whole pipeline on a tiny simulated dataset (about 30 s) and report what works.
+def quicktest_cmd(
+    work_dir: Optional[Path] = typer.Option(None, help="Keep the dataset and run in this folder (default: a temporary one)."),
+) -> None:
+    """Train on a tiny simulated AdK path (about a minute) and check that the model learns and every
+    output is written.
 
     Example: cryodyna quicktest
     """
     from cryodyna.quicktest import quicktest
 
-    checks = quicktest(report=console.print)
+    checks = quicktest(work_dir, report=console.print)
     console.print(f"[bold green]installation OK[/bold green]: {len(checks)} checks passed")
 
 
