@@ -106,3 +106,29 @@ def test_unusable_output_folder_fails_early(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(CryodynaError, match="only 1 MB free"):
         check_output_dir(tmp_path / "run")
+
+
+def test_evaluations_keep_the_newest_and_the_best_checkpoint(tiny_adk, tmp_path):
+    import json
+
+    from cryodyna.analysis.report import analyze
+
+    def train(run_dir, epochs, extra=()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir,
+                              resolved_config(None, TINY_TRAIN_SETTINGS + list(extra), epochs))
+
+    train(tmp_path / "run", 4)
+    folders = sorted((tmp_path / "run").glob("epoch-*"))
+    assert len(folders) == 4
+    losses = [json.loads((f / "evaluation.json").read_text())["holdout_image_loss"] for f in folders]
+    best = folders[int(np.argmin(losses))]
+    kept = {f for f in folders if (f / "ckpt.pt").is_file()}
+    assert kept == set(folders[-2:]) | {best}
+    assert all((f / "z.npy").is_file() for f in folders)  # only checkpoints are pruned
+    pruned = next(f for f in folders if f not in kept)
+    with pytest.raises(CryodynaError, match="keep-checkpoints all"):
+        analyze(tmp_path / "run", pruned, k=2)
+    train(tmp_path / "all", 3, ["optim.keep_checkpoints=all"])
+    assert all((f / "ckpt.pt").is_file() for f in (tmp_path / "all").glob("epoch-*"))

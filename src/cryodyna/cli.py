@@ -33,6 +33,13 @@ RUN_OUT = typer.Option(..., "-o", "--out", help="Run folder (re-running resumes 
 CONFIG_OPT = typer.Option(None, "--config", help="YAML config (see `cryodyna config show COMMAND`).")
 SET_OPT = typer.Option([], "--set", help="Override a config field, e.g. --set optim.lr=3e-4 (repeatable).")
 EPOCHS_OPT = typer.Option(None, help="Shortcut for --set optim.epochs=N.")
+KEEP_OPT = typer.Option(None, "--keep-checkpoints", metavar="N|all",
+                        help="Evaluation folders that keep their ckpt.pt: the newest N (default 2) plus the one with the best held-out loss, or all (shortcut for --set optim.keep_checkpoints=...).")
+
+
+def _with_keep(settings: list[str], keep: str | None) -> list[str]:
+    """``--set`` overrides plus ``--keep-checkpoints``."""
+    return list(settings) + ([f"optim.keep_checkpoints={keep}"] if keep is not None else [])
 EVAL_ONLY_OPT = typer.Option(False, "--eval-only", help="Run one evaluation with the current (or resumed) weights.")
 RESUME_OPT = typer.Option(None, "--resume", help="Resume from this checkpoint instead of RUN/checkpoints/last.pt.")
 RESTART_OPT = typer.Option(False, "--restart", help="Ignore an existing checkpoint in the run folder.")
@@ -180,6 +187,7 @@ def _deformation_command(kind: str, model_help: str, doc: str) -> None:
         config: Optional[Path] = CONFIG_OPT,
         set_: List[str] = SET_OPT,
         epochs: Optional[int] = EPOCHS_OPT,
+        keep_checkpoints: Optional[str] = KEEP_OPT,
         eval_only: bool = EVAL_ONLY_OPT,
         resume: Optional[Path] = RESUME_OPT,
         restart: bool = RESTART_OPT,
@@ -189,7 +197,7 @@ def _deformation_command(kind: str, model_help: str, doc: str) -> None:
     ) -> None:
         from cryodyna.train import run
 
-        cfg = run.resolved_config(config, set_, epochs, f"train-{kind}")
+        cfg = run.resolved_config(config, _with_keep(set_, keep_checkpoints), epochs, f"train-{kind}")
         train = run.train_atom if kind == "atom" else run.train_cg
         folder = train(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
                        time_limit_minutes=time_limit, poses=poses, ctf=ctf)
@@ -305,6 +313,7 @@ def train_density_cmd(
     config: Optional[Path] = CONFIG_OPT,
     set_: List[str] = SET_OPT,
     epochs: Optional[int] = EPOCHS_OPT,
+    keep_checkpoints: Optional[str] = KEEP_OPT,
     eval_only: bool = EVAL_ONLY_OPT,
     resume: Optional[Path] = RESUME_OPT,
     restart: bool = RESTART_OPT,
@@ -319,7 +328,7 @@ def train_density_cmd(
     from cryodyna.train.density import train_density
     from cryodyna.train.run import resolved_config
 
-    cfg = resolved_config(config, set_, epochs, "train-density")
+    cfg = resolved_config(config, _with_keep(set_, keep_checkpoints), epochs, "train-density")
     folder = train_density(particles, z, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
                            time_limit_minutes=time_limit, poses=poses, ctf=ctf)
     console.print(f"last evaluation: {folder}")

@@ -47,6 +47,9 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
     z = np.load(z_path)
     out = run_dir / "analysis" / eval_dir.name
     out.mkdir(parents=True, exist_ok=True)
+    if not (eval_dir / "ckpt.pt").is_file():
+        raise CryodynaError(f"{eval_dir}: this evaluation's ckpt.pt was removed (optim.keep_checkpoints keeps the newest "
+                            "evaluations and the best); analyze a folder that has one, or train with --keep-checkpoints all")
     model, task = load_run(run_dir, eval_dir / "ckpt.pt")
     centres, centre_idx, labels = kmeans_centres(z, k, seed)
     task.write_models(out / "kmeans.pdb", decode_latents(model, centres))

@@ -6,7 +6,7 @@ key to the message.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,6 +101,7 @@ class OptimConfig(Section):
     holdout_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of particles held out; their image loss is reported")
     eval_every: int = Field(1, ge=1, description="[epochs] Evaluate (z, structures, plots, checkpoint) every this many epochs")
     checkpoint_every: int = Field(500, ge=1, description="[steps] Write checkpoints/last.pt this often")
+    keep_checkpoints: Annotated[int, Field(ge=1)] | Literal["all"] = Field(2, description="Evaluation folders that keep their ckpt.pt: the newest N plus the one with the best held-out loss, or all")
     max_bad_steps: int = Field(20, ge=1, description="[steps] Stop with an error after this many consecutive steps with a non-finite loss or gradient (each is skipped)")
     seed: int = Field(1, description="Random seed")
     device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N")

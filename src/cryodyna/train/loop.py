@@ -287,6 +287,25 @@ class TrainingLoop:
             folder = max(self.run_dir.glob("epoch-*"), default=None)
         return folder
 
+    def _prune_checkpoints(self) -> None:
+        """Delete ``ckpt.pt`` from evaluation folders other than the newest ``optim.keep_checkpoints``
+        and the one with the lowest held-out loss (``evaluation.json``); ``all`` keeps every one."""
+        keep = self.cfg.keep_checkpoints
+        if keep == "all":
+            return
+        ckpts = sorted(self.run_dir.glob("epoch-*/ckpt.pt"))  # names sort chronologically
+
+        def holdout(ckpt: Path) -> float:
+            record = ckpt.parent / "evaluation.json"
+            values = json.loads(record.read_text()) if record.is_file() else {}
+            losses = [v for k, v in values.items() if k.startswith("holdout") and math.isfinite(v)]
+            return losses[0] if losses else math.inf
+
+        best = min(ckpts, key=holdout, default=None)
+        for ckpt in ckpts[: max(0, len(ckpts) - keep)]:
+            if ckpt != best or holdout(best) == math.inf:
+                ckpt.unlink()
+
     def _write_refined_poses(self, folder: Path) -> dict[str, float]:
         """``particles_refined.star`` (the particle file with the refined poses) and the
         median corrections (degrees, Å)."""
@@ -313,9 +332,11 @@ class TrainingLoop:
             metrics.update(self._write_refined_poses(tmp))
         self.metrics.write(self.step, self.epoch, "eval", metrics)
         save_atomic(self.state(), tmp / "ckpt.pt")
+        (tmp / "evaluation.json").write_text(json.dumps(metrics, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         log.info("evaluation written to %s (%s)", folder, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        self._prune_checkpoints()
         distributed.barrier()
         return folder
