@@ -38,7 +38,14 @@ def test_simulator_writes_perturbed_poses_and_keeps_true_images(tiny_adk, tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         simulate([structure], SimulationSpec(**spec), tmp_path / "exact", mode="discrete")
-        simulate([structure], SimulationSpec(**spec, pose_error_deg=3.0, shift_error_a=0.8), tmp_path / "noisy", mode="discrete")
+    from typer.testing import CliRunner
+
+    from cryodyna.cli import app
+
+    r = CliRunner().invoke(app, ["simulate", str(tiny_adk / "reference.pdb"), "-o", str(tmp_path / "noisy"), "--mode", "discrete",
+                                 "-n", "60", "--box", "32", "--apix", "4", "--snr", "1", "--density", "residue", "--seed", "3",
+                                 "--pose-error-deg", "3", "--shift-error-a", "0.8"])
+    assert r.exit_code == 0, r.output
     import mrcfile
 
     with mrcfile.open(tmp_path / "exact" / "particles.mrcs") as a, mrcfile.open(tmp_path / "noisy" / "particles.mrcs") as b:
