@@ -44,7 +44,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_adk, tmp_path):
     assert 0 < killed_at["step"] < 200
     r = subprocess.run(cli(tiny_adk, run_dir, extra), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "resumed from" in (run_dir / "log.txt").read_text()
+    assert "resuming from step" in (run_dir / "log.txt").read_text()
     final = torch.load(ckpt, weights_only=False)
     assert final["step"] == 200 and final["epoch"] == 40  # 5 steps per epoch, no step lost or repeated
     folders = sorted(p.name for p in run_dir.glob("epoch-*"))
@@ -132,3 +132,31 @@ def test_evaluations_keep_the_newest_and_the_best_checkpoint(tiny_adk, tmp_path)
         analyze(tmp_path / "run", pruned, k=2)
     train(tmp_path / "all", 3, ["optim.keep_checkpoints=all"])
     assert all((f / "ckpt.pt").is_file() for f in (tmp_path / "all").glob("epoch-*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_adk, tmp_path, sig):
+    import json
+
+    run_dir = tmp_path / "run"
+    extra = ["optim.epochs=200", "optim.eval_every=100", "optim.checkpoint_every=1000"]
+    proc = subprocess.Popen(cli(tiny_adk, run_dir, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    progress = run_dir / "progress.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if progress.exists() and json.loads(progress.read_text()).get("step", 0) >= 20:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume with:" in err and "cryodyna" in err.split("resume with:")[1] and "Traceback" not in err
+    state = json.loads(progress.read_text())
+    assert state["status"] == "interrupted"
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["step"] >= 20  # saved at the interruption, not at the last periodic checkpoint (none yet)
+    r = subprocess.run(cli(tiny_adk, run_dir, ["optim.epochs=5"]), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming from step {ckpt['step']}" in r.stderr
+    assert json.loads(progress.read_text())["status"] == "finished"

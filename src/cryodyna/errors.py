@@ -37,3 +37,7 @@ class ConfigError(CryodynaError):
 
 class TrainingError(CryodynaError):
     """Training cannot continue (e.g. the loss stays non-finite); the last checkpoint is intact."""
+
+
+class TrainingInterrupted(CryodynaError):
+    """Training was stopped by SIGINT/SIGTERM after saving a checkpoint; the message says how to resume."""

@@ -55,8 +55,13 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
 
 def any_rank(flag: bool, device) -> bool:
     """True on every rank when ``flag`` is true on at least one."""
+    return max_rank(1.0 if flag else 0.0, device) > 0
+
+
+def max_rank(value: float, device) -> float:
+    """The largest ``value`` over all ranks, on every rank."""
     if not active():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return value
+    t = torch.tensor([float(value)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return float(t.item())

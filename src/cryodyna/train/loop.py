@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cryodyna.config.schema import OptimConfig
-from cryodyna.errors import TrainingError
+from cryodyna.errors import TrainingError, TrainingInterrupted
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.star import write_star_with_poses
 from cryodyna.train import distributed
@@ -33,6 +34,7 @@ from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.poses import PoseCorrections
 from cryodyna.train.session import last_checkpoint
+from cryodyna.train.signals import interrupt_signals
 
 log = logging.getLogger("cryodyna")
 
@@ -146,7 +148,7 @@ class TrainingLoop:
             set_rng_state(state["rng"])
         if self.poses is not None and "poses" in state:
             self.poses.load_state_dict(state["poses"])
-        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
+        log.info("resuming from step %d, epoch %d (%s)", self.step, self.epoch, path)
 
     # ----------------------------------------------------------------- training
     def _epoch_order(self, epoch: int) -> torch.Tensor:
@@ -211,8 +213,26 @@ class TrainingLoop:
 
     def fit(self, time_limit_minutes: float | None = None) -> Path | None:
         """Train to ``optim.epochs`` (continuing a resumed run), evaluating every ``eval_every``
-        epochs and at the end; stops early after ``time_limit_minutes``.  Returns the last
-        evaluation folder."""
+        epochs and at the end; stops early after ``time_limit_minutes``.  SIGINT/SIGTERM stop it at
+        the next step with a checkpoint and raise :class:`TrainingInterrupted`.  ``progress.json``
+        says ``running``, ``evaluating``, ``interrupted``, ``failed``, ``stopped`` (time limit) or
+        ``finished``.  Returns the last evaluation folder."""
+        self._progress = {"status": "running", "step": self.step, "total_steps": self.total_steps,
+                          "epoch": self.epoch, "epochs": self.cfg.epochs}
+        self._set_status("running")
+        with interrupt_signals() as received:
+            try:
+                folder = self._train(time_limit_minutes, received)
+            except TrainingInterrupted:
+                self._set_status("interrupted")
+                raise
+            except BaseException:
+                self._set_status("failed")
+                raise
+        self._set_status("finished" if self.epoch >= self.cfg.epochs else "stopped")
+        return folder
+
+    def _train(self, time_limit_minutes: float | None, received: list[int]) -> Path | None:
         start = time.perf_counter()
         last_eval = None
         running: dict[str, float] = {}
@@ -222,7 +242,7 @@ class TrainingLoop:
         with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       disable=not self.main) as progress:
-            bar = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch, losses="")
+            bar = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self._epoch_label(), losses="")
             while self.epoch < self.cfg.epochs and not stop:
                 order = self._epoch_order(self.epoch)
                 remaining = [self._batch_indices(order, b) for b in range(self.batch_in_epoch, self.steps_per_epoch)]
@@ -240,13 +260,17 @@ class TrainingLoop:
                         means["images_per_s"] = seen / (time.perf_counter() - start)
                         self.metrics.write(self.step, self.epoch, "train", means)
                         self._write_progress(means, seen / (time.perf_counter() - start) / self.batch_size)
-                        progress.update(bar, completed=self.step, epoch=self.epoch,
+                        progress.update(bar, completed=self.step, epoch=self._epoch_label(),
                                         losses=" ".join(f"{k} {v:.4f}" for k, v in means.items() if k in ("total", "image")))
                         running, n_run = {}, 0
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save()
                     late = time_limit_minutes is not None and time.perf_counter() - start > 60 * time_limit_minutes
-                    if distributed.any_rank(late, self.device):
+                    reason = distributed.max_rank(2.0 if received else 1.0 if late else 0.0, self.device)
+                    if reason == 2.0:
+                        self.save()
+                        raise TrainingInterrupted(self._interrupted_message(received))
+                    if reason == 1.0:
                         stop = True
                         break
                 if not stop:
@@ -258,16 +282,32 @@ class TrainingLoop:
                     last_eval = self.evaluate(final)
         return last_eval
 
+    def _epoch_label(self) -> str:
+        """The epoch being trained, numbered like the evaluation folders (the first is 1)."""
+        return f"{min(self.epoch + 1, self.cfg.epochs)}/{self.cfg.epochs}"
+
+    def _interrupted_message(self, received: list[int]) -> str:
+        name = signal.Signals(received[0]).name if received else "signal"
+        command = self.run_dir / "command.txt"
+        again = command.read_text().strip() if command.is_file() else f"the same command with -o {self.run_dir}"
+        return (f"interrupted by {name} at epoch {self._epoch_label()}, step {self.step}; checkpoint saved to "
+                f"{self.ckpt_path}. resume with: {again}")
+
+    def _set_status(self, status: str) -> None:
+        """Record ``status`` in ``progress.json`` (rank 0)."""
+        if self.main:
+            self._progress.update(status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            tmp = self.run_dir / ".progress.json.tmp"
+            tmp.write_text(json.dumps(self._progress, indent=1))
+            os.replace(tmp, self.run_dir / "progress.json")
+
     def _write_progress(self, means: dict[str, float], steps_per_s: float) -> None:
         """``progress.json``: where training stands, rewritten atomically so a job monitor can poll it."""
         remaining = self.total_steps - self.step
-        state = {"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch, "epochs": self.cfg.epochs,
-                 "images_per_s": round(means["images_per_s"], 2), "eta_s": round(remaining / max(steps_per_s, 1e-9)),
-                 "losses": {k: means[k] for k in means if k not in ("lr", "images_per_s")},
-                 "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        tmp = self.run_dir / ".progress.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.run_dir / "progress.json")
+        self._progress.update(step=self.step, total_steps=self.total_steps, epoch=self.epoch, epochs=self.cfg.epochs,
+                              images_per_s=round(means["images_per_s"], 2), eta_s=round(remaining / max(steps_per_s, 1e-9)),
+                              losses={k: means[k] for k in means if k not in ("lr", "images_per_s")})
+        self._set_status(self._progress["status"])
 
     def resume_or_start(self, resume: Path | None) -> bool:
         """Load ``resume``, else ``checkpoints/last.pt`` when it exists; True when something was loaded."""
@@ -319,6 +359,9 @@ class TrainingLoop:
         """Write one evaluation folder atomically (built under a temporary name, then renamed), with
         the stage's outputs and ``ckpt.pt``; ``final`` marks the run's last evaluation."""
         name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
+        status = getattr(self, "_progress", {}).get("status")
+        if status is not None:
+            self._set_status("evaluating")
         inputs = self.evaluation_inputs(final)
         folder = self.run_dir / name
         if not self.main:
@@ -338,5 +381,7 @@ class TrainingLoop:
         os.replace(tmp, folder)
         log.info("evaluation written to %s (%s)", folder, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self._prune_checkpoints()
+        if status is not None:
+            self._set_status(status)
         distributed.barrier()
         return folder
