@@ -160,3 +160,36 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_adk, tmp_path,
     assert r.returncode == 0, r.stderr
     assert f"resuming from step {ckpt['step']}" in r.stderr
     assert json.loads(progress.read_text())["status"] == "finished"
+
+
+def test_run_folder_is_a_record(tiny_adk, tmp_path):
+    run_dir = tmp_path / "run"
+
+    def train(epochs, extra=(), **kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir,
+                              resolved_config(None, TINY_TRAIN_SETTINGS + list(extra), epochs), **kw)
+
+    train(1)
+    record = {name: (run_dir / name).read_text() for name in ("config.yaml", "command.txt", "run.json")}
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(CryodynaError, match=r"model.z_dim was 4, now 8.*--restart.*new -o"):
+        train(2, ["model.z_dim=8"])
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files  # nothing written
+    train(2, ["optim.lr=0.002"])  # not structural: accepted, recorded in the history
+    assert {name: (run_dir / name).read_text() for name in record} == record
+    history = (run_dir / "history.txt").read_text().splitlines()
+    assert history[0].split(" ", 1)[1].startswith("started:") and "resumed:" in history[1]
+    assert "optim.epochs: 1 -> 2" in history[2] and "optim.lr: 0.001 -> 0.002" in history[2]
+    train(1, ["model.z_dim=8"], restart=True)  # --restart starts a new record
+    assert "z_dim: 8" in (run_dir / "config.yaml").read_text()
+
+
+def test_failed_start_leaves_no_folder(tiny_adk, tmp_path):
+    with pytest.raises(CryodynaError):
+        train_atom(tmp_path / "missing.star", tiny_adk / "reference.pdb", tmp_path / "new", resolved_config(None, TINY_TRAIN_SETTINGS, 1))
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(CryodynaError, match="is a folder"):
+        train_atom(tiny_adk / "particles.star", tmp_path, tmp_path / "new2", resolved_config(None, TINY_TRAIN_SETTINGS, 1))
+    assert not (tmp_path / "new2").exists()

@@ -28,7 +28,7 @@ from cryodyna.train.loop import TrainingLoop, resolve_device
 from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.preflight import check_unique_images
 from cryodyna.train.run import load_latents
-from cryodyna.train.session import load_images, load_weights, read_run, start_run, write_run_files
+from cryodyna.train.session import load_images, load_weights, opened_run, read_run, write_run_files
 
 log = logging.getLogger("cryodyna")
 
@@ -135,18 +135,18 @@ def train_density(particles: Path, z_path: Path | None, run_dir: Path, cfg: Trai
     ``z_path`` the reconstruction is homogeneous (z_dim = 0)."""
     run_dir = Path(run_dir)
     distributed.setup()
-    start_run(run_dir, restart)
-    seed_everything(cfg.optim.seed)
-    table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
-    check_unique_images(table)
-    z = None if z_path is None else read_particle_latents(Path(z_path), len(table))
-    data = load_images(table, cfg.data, run_dir, LARGEST_DEFAULT_BOX)
-    write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {
-        "task": "density", "particles": str(Path(particles).resolve()),
-        "z": None if z_path is None else str(Path(z_path).resolve()), "z_dim": 0 if z is None else z.shape[1],
-        "box": data.d, "apix": data.apix, "n_particles": len(data)})
-    model = build_volume_model(cfg, data.d, 0 if z is None else z.shape[1], z)
-    trainer = DensityTrainer(model, data, z, cfg.optim, cfg.analysis, run_dir, cfg.data.fourier_radius, table)
+    with opened_run(run_dir, cfg, "train-density", restart) as changes:
+        seed_everything(cfg.optim.seed)
+        table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
+        check_unique_images(table)
+        z = None if z_path is None else read_particle_latents(Path(z_path), len(table))
+        data = load_images(table, cfg.data, run_dir, LARGEST_DEFAULT_BOX)
+        write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {
+            "task": "density", "particles": str(Path(particles).resolve()),
+            "z": None if z_path is None else str(Path(z_path).resolve()), "z_dim": 0 if z is None else z.shape[1],
+            "box": data.d, "apix": data.apix, "n_particles": len(data)}, changes)
+        model = build_volume_model(cfg, data.d, 0 if z is None else z.shape[1], z)
+        trainer = DensityTrainer(model, data, z, cfg.optim, cfg.analysis, run_dir, cfg.data.fourier_radius, table)
     trainer.resume_or_start(resume)
     return trainer.run(eval_only, time_limit_minutes)
 

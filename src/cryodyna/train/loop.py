@@ -288,8 +288,10 @@ class TrainingLoop:
 
     def _interrupted_message(self, received: list[int]) -> str:
         name = signal.Signals(received[0]).name if received else "signal"
-        command = self.run_dir / "command.txt"
-        again = command.read_text().strip() if command.is_file() else f"the same command with -o {self.run_dir}"
+        history = self.run_dir / "history.txt"
+        commands = [line.split(": ", 1)[1] for line in history.read_text().splitlines()
+                    if " started: " in line or " resumed: " in line] if history.is_file() else []
+        again = commands[-1] if commands else f"the same command with -o {self.run_dir}"
         return (f"interrupted by {name} at epoch {self._epoch_label()}, step {self.step}; checkpoint saved to "
                 f"{self.ckpt_path}. resume with: {again}")
 

@@ -27,7 +27,7 @@ from cryodyna.train.preflight import check_model_in_box, check_unique_images
 from cryodyna.train.bead_task import BeadTask
 from cryodyna.train.cg_prep import CG_MODEL, forcefield_of, load_cg, prepare_cg
 from cryodyna.train.residue_task import ResidueTask
-from cryodyna.train.session import load_images, load_weights, read_run, start_run, write_run_files
+from cryodyna.train.session import last_checkpoint, load_images, load_weights, opened_run, read_run, write_run_files
 from cryodyna.train.loop import resolve_device
 from cryodyna.train.trainer import DeformationTrainer
 
@@ -120,36 +120,50 @@ def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir:
     distributed.setup()
     main = distributed.is_main()
     model_copy = run_dir / "inputs" / f"model{Path(model_path).suffix.lower() or '.pdb'}"
-    start_run(run_dir, restart)
-    if main:
-        model_copy.parent.mkdir(exist_ok=True)
-        if Path(model_path).resolve() != model_copy.resolve():
-            shutil.copyfile(model_path, model_copy)
-    distributed.barrier()
-    seed_everything(cfg.optim.seed)
-    structure = read_structure(model_copy)
-    graph = stage.graph(structure, run_dir, model_path)
-    table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
-    check_unique_images(table)
-    if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
-        check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
-    data = load_images(table, cfg.data, run_dir)
-    lowpass = cfg.data.lowpass or default_lowpass(data.apix)
-    write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {
-        "task": stage.kind, "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
-        "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
-        "n_blocks": graph.n_blocks})
-    device = resolve_device(cfg.optim.device)
-    model = build_model(graph, cfg, data.d)
-    image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
-                             lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
-    trainer = DeformationTrainer(stage.task(graph, device), model, image_model, data, cfg.optim, cfg.analysis, run_dir,
-                                 image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table)
+    with opened_run(run_dir, cfg, f"train-{stage.kind}", restart) as changes:
+        if main:
+            _copy_model(Path(model_path), model_copy, last_checkpoint(run_dir).is_file())
+        distributed.barrier()
+        seed_everything(cfg.optim.seed)
+        structure = read_structure(model_copy)
+        graph = stage.graph(structure, run_dir, model_path)
+        table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
+        check_unique_images(table)
+        if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
+            check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
+        data = load_images(table, cfg.data, run_dir)
+        lowpass = cfg.data.lowpass or default_lowpass(data.apix)
+        write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {
+            "task": stage.kind, "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
+            "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
+            "n_blocks": graph.n_blocks}, changes)
+        device = resolve_device(cfg.optim.device)
+        model = build_model(graph, cfg, data.d)
+        image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
+                                 lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
+        trainer = DeformationTrainer(stage.task(graph, device), model, image_model, data, cfg.optim, cfg.analysis, run_dir,
+                                     image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table)
     if not trainer.resume_or_start(resume) and cfg.model.reference_init and not eval_only:
         trainer.reference_init()
     if main:
         _check_contrast(trainer)
     return trainer.run(eval_only, time_limit_minutes)
+
+
+def _copy_model(model_path: Path, copy: Path, resumed: bool) -> None:
+    """Keep a copy of the reference model in the run folder; a resumed run must use the same one."""
+    if model_path.is_dir():
+        raise CryodynaError(f"{model_path}: is a folder; MODEL must be a PDB or mmCIF file")
+    if not model_path.is_file():
+        raise CryodynaError(f"{model_path}: model file not found")
+    if resumed and copy.is_file():
+        if copy.read_bytes() != model_path.read_bytes():
+            raise CryodynaError(f"{model_path}: differs from the model this run was trained with ({copy}); add --restart "
+                                "to start over in this folder, or choose a new -o")
+        return
+    copy.parent.mkdir(exist_ok=True)
+    if model_path.resolve() != copy.resolve():
+        shutil.copyfile(model_path, copy)
 
 
 @torch.no_grad()

@@ -4,10 +4,14 @@ the image cache filled once by rank 0, and the files that make a run transparent
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
+import shutil
 import sys
+import time
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -43,11 +47,65 @@ def start_run(run_dir: Path, restart: bool) -> None:
     distributed.barrier()
 
 
-def _log_to(path: Path) -> None:
-    log.setLevel(logging.INFO)
+STRUCTURAL = ("model.", "martini.", "data.box")
+
+
+def _flat(values: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_settings(run_dir: Path, cfg: BaseModel, kind: str, restart: bool) -> dict[str, tuple[object, object]]:
+    """Settings of ``cfg`` that differ from those ``run_dir`` was trained with ({key: (old, new)};
+    empty for a new run or with ``restart``).  A changed structural setting (``model.*``,
+    ``martini.*``, ``data.box``: they change the networks or the nodes) raises a one-line error
+    before anything is written."""
+    record = Path(run_dir) / "config.yaml"
+    if restart or not record.is_file() or not last_checkpoint(run_dir).is_file():
+        return {}
+    old, new = _flat(load_config(kind, record).model_dump()), _flat(cfg.model_dump())
+    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    structural = [k for k in changed if k.startswith(STRUCTURAL)]
+    if structural:
+        what = "; ".join(f"{k} was {changed[k][0]!r}, now {changed[k][1]!r}" for k in structural)
+        raise CryodynaError(f"{run_dir}: this run was trained with other structural settings ({what}); add --restart to "
+                            "start over in this folder, or choose a new -o")
+    return changed
+
+
+@contextlib.contextmanager
+def opened_run(run_dir: Path, cfg: BaseModel, kind: str, restart: bool) -> Iterator[dict[str, tuple[object, object]]]:
+    """Check the run folder's record (:func:`changed_settings`), then create and open it
+    (:func:`start_run`); yields the changed settings.  When the body fails (bad input, say), a
+    folder this call created is removed again, so a failed start leaves nothing behind."""
+    run_dir = Path(run_dir)
+    changes = changed_settings(run_dir, cfg, kind, restart)
+    created = not run_dir.exists()
+    start_run(run_dir, restart)
+    try:
+        yield changes
+    except BaseException:
+        if created and distributed.is_main():
+            _close_log()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _close_log() -> None:
     for h in list(log.handlers):
         if isinstance(h, logging.FileHandler):
+            h.close()
             log.removeHandler(h)
+
+
+def _log_to(path: Path) -> None:
+    log.setLevel(logging.INFO)
+    _close_log()
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
@@ -68,14 +126,28 @@ def load_images(table: ParticleTable, data: ImageDataConfig, run_dir: Path, larg
     return prepared
 
 
-def write_run_files(run_dir: Path, cfg: BaseModel, device: torch.device, info: dict) -> None:
-    """Rank 0 writes the resolved config, the command line, the environment and ``run.json``."""
+def write_run_files(run_dir: Path, cfg: BaseModel, device: torch.device, info: dict,
+                    changes: dict[str, tuple[object, object]] | None = None) -> None:
+    """Rank 0 writes the record of a new run (resolved ``config.yaml``, ``command.txt``,
+    ``run.json``) and ``environment.txt``; a resumed run keeps its record and appends the command
+    and the changed settings to ``history.txt``."""
     if not distributed.is_main():
         return
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    (run_dir / "command.txt").write_text(" ".join(sys.argv) + "\n")
+    run_dir = Path(run_dir)
+    command = " ".join(sys.argv)
+    resumed = (run_dir / "config.yaml").is_file() and last_checkpoint(run_dir).is_file() and changes is not None
     (run_dir / "environment.txt").write_text(environment_report(device))
-    (run_dir / "run.json").write_text(json.dumps({**info, "processes": distributed.world_size()}, indent=2))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if resumed:
+        changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "no setting changed"
+        line = f"{stamp} resumed: {command}\n    {changed}\n"
+    else:
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+        (run_dir / "command.txt").write_text(command + "\n")
+        (run_dir / "run.json").write_text(json.dumps({**info, "processes": distributed.world_size()}, indent=2))
+        line = f"{stamp} started: {command}\n"
+    with open(run_dir / "history.txt", "a") as fh:
+        fh.write(line)
 
 
 def read_run(run_dir: Path, tasks: tuple[str, ...]) -> tuple[dict, BaseModel]:
