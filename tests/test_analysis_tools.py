@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cryodyna.cli import app
+from cryodyna.errors import CryodynaError
 from cryodyna.io.mrc import read_volume, write_volume
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_models, read_structure
@@ -71,6 +72,34 @@ def test_cluster_subsets(trained, tiny_adk, tmp_path):
     assert len(pickle.load(open(tmp_path / "box" / "zbox_000.pkl", "rb"))) == expected
     r = runner.invoke(app, ["cluster", str(run_dir), "--k", "2", "--pc", "1", "-o", str(tmp_path / "x")])
     assert r.exit_code != 0
+    for args, message in [(["--k", "5000"], "choose 2 to 20 clusters for 200 particles"),
+                          (["--pc", "1", "--range", "5,-5"], "LOW must be below HIGH"),
+                          (["--pc", "1", "--range", "a,b"], "expected two numbers"),
+                          (["--pc", "1", "--range", "1e8,1e9"], "holds no particle")]:
+        r = runner.invoke(app, ["cluster", str(run_dir), *args, "-o", str(tmp_path / "bad")])
+        assert isinstance(r.exception, CryodynaError) and message in str(r.exception), (args, r.output)
+        assert not (tmp_path / "bad").exists()
+
+
+def test_user_mistakes_get_one_line_with_the_fix(trained, tiny_adk, tmp_path):
+    run_dir, folder = trained
+    settings = [x for s in TINY_TRAIN_SETTINGS for x in ("--set", s)]
+    r = runner.invoke(app, ["train-atom", str(tiny_adk / "reference.pdb"), str(tiny_adk / "particles.star"),
+                            "-o", str(tmp_path / "swapped"), *settings])
+    assert isinstance(r.exception, CryodynaError) and "the order is PARTICLES MODEL" in str(r.exception)
+    assert not (tmp_path / "swapped").exists()
+    r = runner.invoke(app, ["analyze", str(tmp_path / "nowhere")])
+    assert isinstance(r.exception, CryodynaError) and "no such run folder" in str(r.exception)
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run_dir, damaged)
+    ckpt = damaged / "checkpoints" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:5000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(CryodynaError, match=r"last.pt: cannot read this checkpoint, it is truncated or corrupt.*--resume .*epoch-0002.*ckpt.pt"):
+            train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", damaged, resolved_config(None, TINY_TRAIN_SETTINGS, 3))
 
 
 def test_chimerax_script(trained, tmp_path):

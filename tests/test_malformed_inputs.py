@@ -93,6 +93,24 @@ def cs_case(make):
     return run
 
 
+def stack_for_star(tmp):
+    star_case()(tmp)
+    return read_particles(tmp / "stack.mrcs")
+
+
+def model_as_particles(tmp):
+    (tmp / "model.pdb").write_text(PEPTIDE_PDB)
+    return read_particles(tmp / "model.pdb")
+
+
+def too_few(tmp):
+    from cryodyna.train.preflight import check_particle_count
+
+    write_stack(tmp / "stack.mrcs", 2, 16)
+    (tmp / "p.star").write_text(STAR)
+    return check_particle_count(read_particles(tmp / "p.star"))
+
+
 def pkl_case(tmp):
     write_stack(tmp / "s.mrcs", 2, 8)
     pickle.dump(np.zeros((2, 5)), open(tmp / "ctf.pkl", "wb"))
@@ -151,6 +169,11 @@ CASES = {
     "residue without CA": (pdb_case(PEPTIDE_PDB.replace(" CA  SER", " CB  SER"), lambda s, p: residue_nodes(s, p)), "residue SER A2A has no CA atom"),
     "model outside the box": (pdb_case(HUGE, lambda s, p: check_model_in_box(residue_nodes(s).coords, 64.0, p)), "lie outside the 64.0 Å box"),
     "not a structure file": (pdb_case("this is not a PDB file\n"), "no atoms found"),
+    "pixel size 0": (star_case(lambda s: s.replace("0.1 1.5 16", "0.1 0 16")), r"row 1: pixel size \(Å/px\) is 0, expected > 0"),
+    "negative voltage": (star_case(lambda s: s.replace("1 300 2.7", "1 -300 2.7")), r"row 1: voltage \(kV\) is -300, expected in \(0, 1000\]"),
+    "stack instead of STAR": (stack_for_star, r"did you mean the STAR file beside it \(.*p.star\)"),
+    "model as particles": (model_as_particles, "is an atomic model, not a particle file: the order is PARTICLES MODEL"),
+    "too few particles": (too_few, "has 2 particle.s.; training needs at least 10"),
 }
 
 

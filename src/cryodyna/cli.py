@@ -429,17 +429,27 @@ def cluster_cmd(
     if sum(x is not None for x in (k, pc, z_box)) != 1:
         raise CryodynaError("choose exactly one of --k, --pc/--range or --box")
     if k is not None:
+        if not 2 <= k <= max(2, len(z) // 10):
+            raise CryodynaError(f"--k {k}: choose 2 to {max(2, len(z) // 10)} clusters for {len(z)} particles "
+                                "(at least ~10 particles per subset to refine)")
         subsets, prefix = kmeans_subsets(z, k), "cluster"
     elif pc is not None:
         if pc_range is None:
             raise CryodynaError("--pc needs --range LOW,HIGH")
-        low, high = (float(v) for v in pc_range.split(","))
+        try:
+            low, high = (float(v) for v in pc_range.split(","))
+        except ValueError:
+            raise CryodynaError(f"--range {pc_range!r}: expected two numbers LOW,HIGH (e.g. --range=-1.5,0.5)") from None
+        if low >= high:
+            raise CryodynaError(f"--range {pc_range}: LOW must be below HIGH")
         subsets, prefix = [pc_range_subset(z, pc, low, high)], f"pc{pc}_range"
     else:
         bounds = [tuple(float(v) for v in part.split(":")) for part in z_box.split(",")]
         if len(bounds) != z.shape[1]:
             raise CryodynaError(f"--box needs {z.shape[1]} LOW:HIGH ranges, one per latent dimension")
         subsets, prefix = [box_subset(z, np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds]))], "zbox"
+    if not any(len(idx) for idx in subsets):
+        raise CryodynaError("the selection holds no particle; nothing written (see the PC scores or latent ranges in the analysis)")
     written = write_subsets(run_particles(run), subsets, out, prefix)
     for star, idx in zip(written, [s for s in subsets if len(s)]):
         console.print(f"{star}: {len(idx)} particles")

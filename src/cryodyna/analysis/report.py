@@ -24,6 +24,8 @@ def evaluation_folders(run_dir: Path) -> list[Path]:
 
 def latest_evaluation(run_dir: Path) -> Path:
     """The last evaluation folder, or a clear error when the run has none."""
+    if not Path(run_dir).is_dir():
+        raise CryodynaError(f"{run_dir}: no such run folder (the -o folder of train-atom, train-cg or train-density)")
     folders = evaluation_folders(run_dir)
     if not folders:
         raise CryodynaError(f"{run_dir}: no evaluation folder (epoch-*_step-*) yet; train first or use --eval-only")

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryodyna.errors import CryodynaError
+
 
 def save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a crash
@@ -17,6 +19,23 @@ def save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path, map_location="cpu") -> dict:
+    """A checkpoint written by :func:`save_atomic`; a truncated or corrupt file is a one-line
+    error naming it, with the evaluation checkpoints of its run that could replace it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CryodynaError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises assorted errors for damaged zip archives
+        run_dir = path.parent.parent
+        others = sorted(p for p in run_dir.glob("epoch-*/ckpt.pt") if p != path)
+        hint = (f"resume from the newest evaluation instead (--resume {others[-1]}), or " if others else "") + \
+            "delete it and add --restart to start over"
+        raise CryodynaError(f"{path}: cannot read this checkpoint, it is truncated or corrupt "
+                            f"({type(exc).__name__}); {hint}") from None
 
 
 def rng_state() -> dict:

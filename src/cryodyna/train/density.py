@@ -26,7 +26,7 @@ from cryodyna.train import distributed
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.loop import TrainingLoop, resolve_device
 from cryodyna.train.particles import PreparedParticles
-from cryodyna.train.preflight import check_unique_images
+from cryodyna.train.preflight import check_particle_count, check_unique_images
 from cryodyna.train.run import load_latents
 from cryodyna.train.session import load_images, load_weights, opened_run, read_run, write_run_files
 
@@ -139,6 +139,7 @@ def train_density(particles: Path, z_path: Path | None, run_dir: Path, cfg: Trai
         seed_everything(cfg.optim.seed)
         table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
         check_unique_images(table)
+        check_particle_count(table)
         z = None if z_path is None else read_particle_latents(Path(z_path), len(table))
         data = load_images(table, cfg.data, run_dir, LARGEST_DEFAULT_BOX)
         write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {

@@ -51,3 +51,14 @@ def check_model_in_box(coords: np.ndarray, box_angstrom: float, model_path) -> N
             f"({', '.join(f'{c:.1f}' for c in coords[i])}) Å; the model must be docked in the consensus map and "
             "expressed with the origin at the box centre (translate it by -box/2 * pixel size, see SPEC §1.1)",
         )
+
+
+MIN_PARTICLES = 10
+
+
+def check_particle_count(table: ParticleTable) -> None:
+    """Fewer than :data:`MIN_PARTICLES` particles cannot describe a distribution of conformations
+    (nor give a held-out set, principal components or clusters): an error saying so."""
+    if len(table) < MIN_PARTICLES:
+        raise InputError(table.source, f"has {len(table)} particle(s); training needs at least {MIN_PARTICLES} (a "
+                         "distribution of conformations, a held-out set, principal components), in practice thousands")

@@ -23,7 +23,7 @@ from cryodyna.structure.graph import NodeGraph, build_bead_graph, build_residue_
 from cryodyna.train import distributed
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.image_model import ImageModel
-from cryodyna.train.preflight import check_model_in_box, check_unique_images
+from cryodyna.train.preflight import check_model_in_box, check_particle_count, check_unique_images
 from cryodyna.train.bead_task import BeadTask
 from cryodyna.train.cg_prep import CG_MODEL, forcefield_of, load_cg, prepare_cg
 from cryodyna.train.residue_task import ResidueTask
@@ -129,6 +129,7 @@ def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir:
         graph = stage.graph(structure, run_dir, model_path)
         table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
         check_unique_images(table)
+        check_particle_count(table)
         if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
             check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
         data = load_images(table, cfg.data, run_dir)
@@ -154,6 +155,8 @@ def _copy_model(model_path: Path, copy: Path, resumed: bool) -> None:
     """Keep a copy of the reference model in the run folder; a resumed run must use the same one."""
     if model_path.is_dir():
         raise CryodynaError(f"{model_path}: is a folder; MODEL must be a PDB or mmCIF file")
+    if model_path.suffix.lower() in {".star", ".cs", ".mrcs", ".mrc"}:
+        raise CryodynaError(f"{model_path}: is a particle or image file, not an atomic model: the order is PARTICLES MODEL")
     if not model_path.is_file():
         raise CryodynaError(f"{model_path}: model file not found")
     if resumed and copy.is_file():

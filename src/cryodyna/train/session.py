@@ -24,6 +24,7 @@ from cryodyna.errors import CryodynaError
 from cryodyna.io.particles import ParticleTable
 from cryodyna.progress import progress_bar
 from cryodyna.train import distributed
+from cryodyna.train.checkpoint import read_checkpoint
 from cryodyna.train.particles import PreparedParticles, prepare_particles
 from cryodyna.train.preflight import check_output_dir
 
@@ -154,6 +155,8 @@ def read_run(run_dir: Path, tasks: tuple[str, ...]) -> tuple[dict, BaseModel]:
     """``run.json`` and the resolved config of a run folder written by one of ``tasks`` (e.g.
     ``("atom", "cg")``); a clear error for any other folder."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CryodynaError(f"{run_dir}: no such run folder")
     info_path = run_dir / "run.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if info.get("task") not in tasks:
@@ -165,9 +168,7 @@ def read_run(run_dir: Path, tasks: tuple[str, ...]) -> tuple[dict, BaseModel]:
 def load_weights(model: torch.nn.Module, run_dir: Path, checkpoint: Path | None = None) -> None:
     """Load the model weights of ``checkpoint`` (default ``checkpoints/last.pt`` of ``run_dir``)."""
     ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
-    if not ckpt.is_file():
-        raise CryodynaError(f"{ckpt}: checkpoint not found")
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    model.load_state_dict(read_checkpoint(ckpt)["model"])
 
 
 def environment_report(device: torch.device) -> str:
