@@ -61,8 +61,9 @@ def main() -> None:
     data = build("adk-curved", out / "data", args.particles, args.snr, 0, args.pose_error_deg, args.shift_error_a)
     gt = np.load(data / "ground_truth.npz")
     given = read_particles(data / "particles.star")
-    write_star(data / "particles_true.star", replace(given, rotations=gt["rotations"].astype(np.float64),
-                                                     shifts=gt["shifts"].astype(np.float64)))
+    if not (data / "particles_true.star").is_file():
+        write_star(data / "particles_true.star", replace(given, rotations=gt["rotations"].astype(np.float64),
+                                                         shifts=gt["shifts"].astype(np.float64)))
     reference = residue_nodes(read_structure(data / "reference.pdb")).coords
     rows = []
     for name in args.runs:
