@@ -50,3 +50,15 @@ def test_user_error_is_one_line_with_exit_code_2(tmp_path):
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
     assert "missing.star: file not found" in r.stderr
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_help_keeps_brackets_and_shows_flags_as_flags():
+    from cryodyna.reference import command_names
+
+    runner = CliRunner()
+    for name in command_names():
+        out = runner.invoke(app, name.split()[1:] + ["--help"]).output
+        assert "<bool>" not in out, name
+        assert "Usage:" in out, name
+    backmap = runner.invoke(app, ["backmap", "--help"]).output
+    assert '"cryodyna[relax]"' in " ".join(backmap.split())

@@ -22,8 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: brackets such as "cryodyna[relax]" or "[Å]" stay as written
 )
-config_app = typer.Typer(help="Show configuration defaults.", no_args_is_help=True)
+config_app = typer.Typer(help="Show configuration defaults.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config", help="Show the default configuration of a command as YAML.")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
