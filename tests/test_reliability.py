@@ -193,3 +193,14 @@ def test_failed_start_leaves_no_folder(tiny_adk, tmp_path):
     with pytest.raises(CryodynaError, match="is a folder"):
         train_atom(tiny_adk / "particles.star", tmp_path, tmp_path / "new2", resolved_config(None, TINY_TRAIN_SETTINGS, 1))
     assert not (tmp_path / "new2").exists()
+
+
+def test_console_of_a_batch_job_tells_what_happens(tiny_adk, tmp_path):
+    """stdout/stderr are not a terminal (as under a batch system): plain progress lines, the
+    start-up facts, the evaluation phase and the next command."""
+    r = subprocess.run(cli(tiny_adk, tmp_path / "run", ["optim.epochs=2"]), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "training 200 particles (20 held out) of 32 px at 4 Å/px on cpu: epochs 1-2 of 2, 10 steps of 32 particles" in out
+    assert "epoch 1/2, step 5/10: image" in out and "evaluating epoch 2" in out
+    assert f"next: cryodyna analyze {tmp_path / 'run'}" in " ".join(out.split())

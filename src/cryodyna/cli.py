@@ -205,6 +205,8 @@ def _deformation_command(kind: str, model_help: str, doc: str) -> None:
         folder = train(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
                        time_limit_minutes=time_limit, poses=poses, ctf=ctf)
         console.print(f"last evaluation: {folder}")
+        console.print(f"next: cryodyna analyze {out}   (structures along the PCs, RMSF, index.html); "
+                      f"cryodyna train-density {particles} --z {folder / 'z.npy'} -o {out}_density", highlight=False)
 
     command.__doc__ = doc
     app.command(f"train-{kind}")(command)
@@ -335,6 +337,8 @@ def train_density_cmd(
     folder = train_density(particles, z, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
                            time_limit_minutes=time_limit, poses=poses, ctf=ctf)
     console.print(f"last evaluation: {folder}")
+    console.print(f"next: maps in {folder}; cryodyna sample-volumes {out} --z Z.txt -o {out}/volumes (maps at chosen latents)",
+                  highlight=False)
 
 
 @app.command("sample-volumes")

@@ -55,6 +55,14 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
+def _duration(seconds: float) -> str:
+    """``1 h 05 min``, ``4 min 10 s`` or ``12 s``."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
 class TrainingLoop:
     """Train ``model`` on prepared particles, writing to ``run_dir`` (``checkpoints/last.pt``,
     ``metrics.csv``, ``progress.json``, evaluation folders ``epoch-NNNN_step-NNNNNNN/``).
@@ -220,6 +228,10 @@ class TrainingLoop:
         self._progress = {"status": "running", "step": self.step, "total_steps": self.total_steps,
                           "epoch": self.epoch, "epochs": self.cfg.epochs}
         self._set_status("running")
+        log.info("training %d particles (%d held out) of %d px at %.3g Å/px on %s%s: epochs %d-%d of %d, %d steps "
+                 "of %d particles; output %s", len(self.data), len(self.holdout_idx), self.data.d, self.data.apix,
+                 self.device, f" x {self.world} processes" if self.world > 1 else "", self.epoch + 1, self.cfg.epochs,
+                 self.cfg.epochs, self.total_steps - self.step, self.batch_size * self.world, self.run_dir)
         with interrupt_signals() as received:
             try:
                 folder = self._train(time_limit_minutes, received)
@@ -239,6 +251,7 @@ class TrainingLoop:
         n_run = 0
         seen = 0
         stop = False
+        plain_every = max(20, self.total_steps // 50 // 20 * 20)  # progress lines in logs of batch jobs (no terminal)
         with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       disable=not self.main) as progress:
@@ -260,8 +273,12 @@ class TrainingLoop:
                         means["images_per_s"] = seen / (time.perf_counter() - start)
                         self.metrics.write(self.step, self.epoch, "train", means)
                         self._write_progress(means, seen / (time.perf_counter() - start) / self.batch_size)
-                        progress.update(bar, completed=self.step, epoch=self._epoch_label(),
-                                        losses=" ".join(f"{k} {v:.4f}" for k, v in means.items() if k in ("total", "image")))
+                        losses = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k in ("total", "image", "fourier_mse"))
+                        progress.update(bar, completed=self.step, epoch=self._epoch_label(), losses=losses)
+                        if not progress.console.is_terminal and self.step % plain_every < 20:
+                            log.info("epoch %s, step %d/%d: %s, %.0f images/s, %s left", self._epoch_label(), self.step,
+                                     self.total_steps, losses, means["images_per_s"],
+                                     _duration(self._progress.get("eta_s", 0)))
                         running, n_run = {}, 0
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save()
@@ -361,6 +378,8 @@ class TrainingLoop:
         """Write one evaluation folder atomically (built under a temporary name, then renamed), with
         the stage's outputs and ``ckpt.pt``; ``final`` marks the run's last evaluation."""
         name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
+        if self.main:
+            log.info("evaluating epoch %d (latents of all %d particles, structures, plots)", self.epoch, len(self.data))
         status = getattr(self, "_progress", {}).get("status")
         if status is not None:
             self._set_status("evaluating")
