@@ -67,9 +67,12 @@ def test_cluster_subsets(trained, tiny_adk, tmp_path):
     invoke("cluster", run_dir, "--pc", 1, "--range", "-1e9,1e9", "-o", tmp_path / "pc")
     assert len(read_particles(tmp_path / "pc" / "pc1_range_000.star")) == 200
     box = ",".join(f"{lo}:{hi}" for lo, hi in zip(np.median(z, 0), z.max(0) + 1))
-    invoke("cluster", run_dir, "--box", box, "-o", tmp_path / "box")
+    invoke("cluster", run_dir, "--zbox", box, "-o", tmp_path / "box")
     expected = int(((z >= np.median(z, 0)) & (z <= z.max(0) + 1)).all(1).sum())
     assert len(pickle.load(open(tmp_path / "box" / "zbox_000.pkl", "rb"))) == expected
+    with pytest.warns(UserWarning, match="use --zbox"):
+        invoke("cluster", run_dir, "--box", box, "-o", tmp_path / "old")  # the deprecated name still works
+    assert len(pickle.load(open(tmp_path / "old" / "zbox_000.pkl", "rb"))) == expected
     r = runner.invoke(app, ["cluster", str(run_dir), "--k", "2", "--pc", "1", "-o", str(tmp_path / "x")])
     assert r.exit_code != 0
     for args, message in [(["--k", "5000"], "choose 2 to 20 clusters for 200 particles"),

@@ -233,7 +233,7 @@ def cg_prep_cmd(
     ff: str = typer.Option("martini3001", "--ff", help="Force field: martini3001 (Martini 3) or martini22 (Martini 2.2)."),
     nonbonded: str = typer.Option("wca", help="Non-bonded form for the minimisation: wca, lj or morse."),
     steps: int = typer.Option(500, help="L-BFGS iterations of the minimisation (0 = no minimisation)."),
-    restraint: float = typer.Option(10.0, help="Restraint to the mapped positions (kJ mol^-1 Å^-2)."),
+    restraint: float = typer.Option(10.0, help="Harmonic restraint of the beads to the mapped positions during the minimisation (kJ mol^-1 Å^-2)."),
 ) -> None:
     """Map a model to MARTINI beads (martinize2), write its topology and minimise it.
 
@@ -263,7 +263,8 @@ def backmap_cmd(
     run: Optional[Path] = typer.Option(None, "--run", help="The train-cg run folder, when RUN_OR_PDB is a PDB outside it."),
     relax: bool = typer.Option(False, "--relax", help="Then minimise each model with OpenMM (Amber14, vacuum), heavy atoms restrained to the back-mapped positions; needs pip install \"cryodyna[relax]\"."),
     relax_iterations: int = typer.Option(500, "--relax-iterations", min=0, help="Minimiser iterations per model with --relax (0 = until converged)."),
-    restraint: float = typer.Option(1000.0, "--restraint", min=0.0, help="[kJ/mol/nm²] Restraint on each heavy atom with --relax."),
+    relax_restraint: float = typer.Option(10.0, "--relax-restraint", min=0.0, help="Harmonic restraint of each heavy atom to its back-mapped position with --relax (kJ mol^-1 Å^-2, the unit of cg-prep --restraint)."),
+    restraint_nm: Optional[float] = typer.Option(None, "--restraint", min=0.0, hidden=True, help="Deprecated: --relax-restraint in kJ mol^-1 nm^-2."),
 ) -> None:
     """Rebuild all-atom models from bead models (per-residue superposition of the all-atom reference),
     optionally relaxed by a short restrained minimisation.
@@ -272,7 +273,11 @@ def backmap_cmd(
     """
     from cryodyna.analysis.backmap import backmap_run
 
-    n_models, report, relaxed = backmap_run(source, out, run, relax_iterations if relax else None, restraint)
+    if restraint_nm is not None:
+        warnings.warn("backmap --restraint (kJ mol^-1 nm^-2) is deprecated: use --relax-restraint in kJ mol^-1 Å^-2 "
+                      f"(--relax-restraint {restraint_nm / 100:g})", stacklevel=1)
+        relax_restraint = restraint_nm / 100
+    n_models, report, relaxed = backmap_run(source, out, run, relax_iterations if relax else None, 100 * relax_restraint)
     for label, r in (("back-mapped", report), ("relaxed", relaxed)):
         if r is not None:
             console.print(f"{label}: bond lengths RMS change {r.bond_rms_dev:.3f} Å, max {r.bond_max_dev:.2f} Å; "
@@ -416,7 +421,8 @@ def cluster_cmd(
     k: Optional[int] = typer.Option(None, "--k", help="k-means clusters (one subset each)."),
     pc: Optional[int] = typer.Option(None, "--pc", help="Select by the score on this principal component (1-based)..."),
     pc_range: Optional[str] = typer.Option(None, "--range", help="...between LOW,HIGH (with --pc)."),
-    z_box: Optional[str] = typer.Option(None, "--box", help="Select latents inside a box: LOW1:HIGH1,LOW2:HIGH2,... (one per z dimension)."),
+    z_box: Optional[str] = typer.Option(None, "--zbox", help="Select latents inside a box in latent space: LOW1:HIGH1,LOW2:HIGH2,... (one range per z dimension, in latent units)."),
+    z_box_old: Optional[str] = typer.Option(None, "--box", hidden=True, help="Deprecated name of --zbox."),
     eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder whose z.npy to use (default: the latest)."),
 ) -> None:
     """Export particle subsets by latent (k-means, PC range or z box) as STAR and index pickles.
@@ -431,8 +437,11 @@ def cluster_cmd(
     from cryodyna.analysis.report import latest_evaluation
 
     z = np.load((eval_dir or latest_evaluation(run)) / "z.npy")
+    if z_box_old is not None:
+        warnings.warn("cluster --box is deprecated (every other --box is an image size in px): use --zbox", stacklevel=1)
+        z_box = z_box if z_box is not None else z_box_old
     if sum(x is not None for x in (k, pc, z_box)) != 1:
-        raise CryodynaError("choose exactly one of --k, --pc/--range or --box")
+        raise CryodynaError("choose exactly one of --k, --pc/--range or --zbox")
     if k is not None:
         if not 2 <= k <= max(2, len(z) // 10):
             raise CryodynaError(f"--k {k}: choose 2 to {max(2, len(z) // 10)} clusters for {len(z)} particles "
@@ -451,7 +460,7 @@ def cluster_cmd(
     else:
         bounds = [tuple(float(v) for v in part.split(":")) for part in z_box.split(",")]
         if len(bounds) != z.shape[1]:
-            raise CryodynaError(f"--box needs {z.shape[1]} LOW:HIGH ranges, one per latent dimension")
+            raise CryodynaError(f"--zbox needs {z.shape[1]} LOW:HIGH ranges, one per latent dimension")
         subsets, prefix = [box_subset(z, np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds]))], "zbox"
     if not any(len(idx) for idx in subsets):
         raise CryodynaError("the selection holds no particle; nothing written (see the PC scores or latent ranges in the analysis)")
