@@ -44,8 +44,10 @@ def test_analyze_writes_rmsf_structures_plots_and_index(trained):
     assert len(read_models(out / "kmeans.pdb")) == 4
     frames = np.stack([m.coords for m in read_models(out / "pca-1.pdb")])
     expected = np.sqrt(((frames - frames.mean(0)) ** 2).sum(-1).mean(0))
-    table = pd.read_csv(out / "rmsf.csv")
-    np.testing.assert_allclose(table[table.pc == 1].rmsf, expected, atol=2e-3)
+    table = pd.read_csv(out / "rmsf.csv", dtype={"residue": str})
+    np.testing.assert_allclose(table[table.pc == 1].rmsf_a, expected, atol=2e-3)
+    first = table[table.pc == 1].iloc[0]
+    assert (first.chain, first.residue, first.res_name, first.atom) == ("A", "1", "MET", "CA")  # labelled by chain and residue
     import gemmi
 
     b = [cra.atom.b_iso for cra in gemmi.read_structure(str(out / "pca-1.pdb"))[0].all()]

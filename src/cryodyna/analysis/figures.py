@@ -35,25 +35,36 @@ def latent_plot(path: Path, z: np.ndarray, centres_idx: np.ndarray, pca, umap_xy
     panels = 2 if umap_xy is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
     ax = axes[0, 0]
+    ratio = pca.explained_variance_ratio_
     if scores.shape[1] >= 2:
-        ax.hexbin(scores[:, 0], scores[:, 1], gridsize=40, cmap="Greys", mincnt=1)
-        ax.scatter(scores[centres_idx, 0], scores[centres_idx, 1], c="tab:red", s=25, label="k-means centres")
-        ax.set_ylabel("PC2")
+        _density_with_centres(fig, ax, scores[:, :2], centres_idx)
+        ax.set_ylabel(f"PC2 score ({100 * ratio[1]:.0f} % variance)")
     else:
         ax.hist(scores[:, 0], bins=50, color="0.5")
-        for x in scores[centres_idx, 0]:
+        ax.set_ylabel("particles")
+        for i, x in enumerate(scores[centres_idx, 0]):
             ax.axvline(x, color="tab:red", lw=0.8)
-    ratio = pca.explained_variance_ratio_
-    ax.set_xlabel(f"PC1 ({100 * ratio[0]:.0f} % variance)")
-    ax.set_title("z, principal components")
+            ax.annotate(str(i), (x, ax.get_ylim()[1]), color="tab:red", fontsize=8, ha="center", va="bottom")
+    ax.set_xlabel(f"PC1 score ({100 * ratio[0]:.0f} % variance)")
+    ax.set_title("latents, principal components (numbers: k-means centres)")
     if umap_xy is not None:
         ax = axes[0, 1]
-        ax.hexbin(umap_xy[:, 0], umap_xy[:, 1], gridsize=40, cmap="Greys", mincnt=1)
-        ax.scatter(umap_xy[centres_idx, 0], umap_xy[centres_idx, 1], c="tab:red", s=25)
-        ax.set_title("z, UMAP")
+        _density_with_centres(fig, ax, umap_xy, centres_idx)
+        ax.set_xlabel("UMAP 1")
+        ax.set_ylabel("UMAP 2")
+        ax.set_title("latents, UMAP")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _density_with_centres(fig, ax, xy: np.ndarray, centres_idx: np.ndarray) -> None:
+    """Hexbin of points (N, 2) with a colour bar (particles per bin) and the numbered centres."""
+    cells = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=40, cmap="Greys", mincnt=1)
+    fig.colorbar(cells, ax=ax, label="particles per bin")
+    ax.scatter(xy[centres_idx, 0], xy[centres_idx, 1], c="tab:red", s=25)
+    for i, (x, y) in enumerate(xy[centres_idx]):
+        ax.annotate(str(i), (x, y), xytext=(3, 3), textcoords="offset points", color="tab:red", fontsize=8)
 
 
 def pc_histograms(path: Path, scores: np.ndarray) -> None:
@@ -62,7 +73,8 @@ def pc_histograms(path: Path, scores: np.ndarray) -> None:
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
     for k in range(n):
         axes[0, k].hist(scores[:, k], bins=60, color="0.4")
-        axes[0, k].set_xlabel(f"PC{k + 1}")
+        axes[0, k].set_xlabel(f"PC{k + 1} score (latent units)")
+        axes[0, k].set_ylabel("particles")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -74,15 +86,19 @@ def loss_curves(path: Path, metrics) -> None:
     evals = metrics[metrics.phase == "eval"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, group in train.groupby("name"):
-        axes[0].plot(group.step, group.value, label=name)
+        values = group.value.where(group.value > 1e-9)  # a term that is exactly 0 (no clash) is not drawn on the log axis
+        if values.notna().any():
+            axes[0].plot(group.step, values, label=name)
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("step")
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("loss term (image: 1 - correlation; priors: Å² or kT)")
     axes[0].set_title("training losses")
     axes[0].legend(fontsize=8)
     for name, group in evals.groupby("name"):
         axes[1].plot(group.step, group.value, "o-", label=name)
-    axes[1].set_xlabel("step")
-    axes[1].set_title("evaluation")
+    axes[1].set_xlabel("training step")
+    axes[1].set_ylabel("loss of the evaluation latents")
+    axes[1].set_title("evaluation (held-out and training particles)")
     if len(evals):
         axes[1].legend(fontsize=8)
     fig.tight_layout()

@@ -32,6 +32,14 @@ def latest_evaluation(run_dir: Path) -> Path:
     return folders[-1]
 
 
+def node_labels(template) -> dict[str, np.ndarray]:
+    """Chain, residue number (with insertion code), residue name and atom/bead name of each node
+    of a task's one-atom-per-node template structure."""
+    res = template.residue
+    return {"chain": template.chain_id[res], "residue": [f"{n}{i}" for n, i in zip(template.res_seq[res], template.ins_code[res])],
+            "res_name": template.res_name[res], "atom": template.atom_name}
+
+
 def rmsf(frames: np.ndarray) -> np.ndarray:
     """Root-mean-square fluctuation (N,) in Å of node positions over frames (K, N, 3)."""
     return np.sqrt(((frames - frames.mean(0)) ** 2).sum(-1).mean(0))
@@ -65,7 +73,7 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
         task.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
         trajectory_figure(out / f"pca-{i}.png", coords, f"PC {i}: first (blue) to last (red) frame")
         np.savetxt(out / f"pca-{i}_particles.txt", idx, fmt="%d")
-        rows.append(pd.DataFrame({"pc": i, "node": np.arange(len(fluct)), "rmsf": fluct}))
+        rows.append(pd.DataFrame({"pc": i, **node_labels(task.graph.template), "rmsf_a": fluct}))
     pd.concat(rows).to_csv(out / "rmsf.csv", index=False)
     latent_plot(out / "z_pca.png", z, centre_idx, pca, umap_embedding(z, seed) if use_umap else None)
     pc_histograms(out / "pc_histograms.png", pca.transform(z))
