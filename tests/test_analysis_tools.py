@@ -109,10 +109,24 @@ def test_user_mistakes_get_one_line_with_the_fix(trained, tiny_adk, tmp_path):
 
 def test_chimerax_script(trained, tmp_path):
     run_dir, folder = trained
-    invoke("chimerax", folder, "-o", tmp_path / "m.cxc")
-    text = (tmp_path / "m.cxc").read_text()
-    assert f'open "{(folder / "pca-1.pdb").resolve()}" coordsets true' in text
-    assert "coordset #1 1,10" in text and 'movie encode "movie.mp4"' in text
+    import os
+
+    (tmp_path / "movies").mkdir()
+    for k in (1, 2):  # a map series beside the trajectories, scaled by 1000 (its level must follow)
+        for i in range(3):
+            write_volume(folder / f"vol_pca_{k}_{i:03d}.mrc", 1000 * np.random.default_rng(i).random((8, 8, 8)).astype(np.float32), 4.0)
+    invoke("chimerax", folder, "-o", tmp_path / "movies" / "m.cxc")
+    text = (tmp_path / "movies" / "m.cxc").read_text()
+    relative = os.path.relpath(folder / "pca-1.pdb", tmp_path / "movies")
+    assert f'open "{relative}" coordsets true' in text and str(tmp_path) not in text  # paths relative to the script
+    assert "close session" not in text
+    for k in (1, 2, 3):  # every PC is played
+        assert f"coordset #{k} 1,10" in text and f"'PC {k}'" in text
+    level = float(text.split("level ")[1].split()[0])
+    assert 500 < level < 1500  # from the map's statistics, not a fixed 0.5
+    assert "vseries play #5" in text and 'movie encode "movie.mp4"' in text
+    for f in folder.glob("vol_pca_*.mrc"):
+        f.unlink()
 
 
 def test_pdb2mrc_mrc_info_center_origin_split(trained, tiny_adk, tmp_path):

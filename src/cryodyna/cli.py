@@ -490,7 +490,7 @@ def chimerax_cmd(
         latest = latest_evaluation(run)
         analysed = Path(run) / "analysis" / latest.name
         folder = analysed if analysed.is_dir() else latest
-    out.write_text(chimerax_script(folder, movie))
+    out.write_text(chimerax_script(folder, out, movie))
     console.print(f"wrote {out} (trajectories from {folder})")
 
 

@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import numpy as np
 
-def chimerax_script(eval_dir: Path, movie: str = "movie.mp4") -> str:
-    """Commands that open ``pca-k.pdb`` trajectories as coordinate sets coloured by B-factor (RMSF
-    when written by ``cryodyna analyze``), any ``vol_pca_k_*.mrc`` maps as volume series, and record
-    a back-and-forth movie of PC1 to ``movie``."""
-    eval_dir = Path(eval_dir).resolve()
-    lines = ["# cryodyna trajectory movie; open in ChimeraX: open script.cxc", "close session", "set bgColor white",
+from cryodyna.io.mrc import read_volume
+
+
+def map_level(path: Path) -> float:
+    """Surface level of a map from its statistics: mean + 2.5 standard deviations, which encloses
+    the molecule in maps of any scale."""
+    data = np.asarray(read_volume(path)[0], dtype=np.float64)
+    return float(data.mean() + 2.5 * data.std())
+
+
+def chimerax_script(eval_dir: Path, script: Path, movie: str = "movie.mp4") -> str:
+    """Commands for a script written to ``script``: every ``pca-K.pdb`` trajectory of ``eval_dir``
+    as coordinate sets coloured by B-factor (RMSF when written by ``cryodyna analyze``) and every
+    ``vol_pca_K_*.mrc`` series as a volume series (surface level from the map statistics), played
+    one principal component after the other into ``movie``.  Paths are relative to the script's
+    folder (ChimeraX runs a script from there), so the folder can be moved as a whole."""
+    base = Path(script).resolve().parent
+
+    def rel(p: Path) -> str:
+        return f'"{os.path.relpath(Path(p).resolve(), base)}"'
+
+    eval_dir = Path(eval_dir)
+    lines = ["# cryodyna trajectory movie; in ChimeraX: open " + Path(script).name, "set bgColor white",
              "graphics silhouettes true"]
-    trajectories = sorted(eval_dir.glob("pca-*.pdb"))
-    for model, path in enumerate(trajectories, start=1):
-        lines += [f'open "{path}" coordsets true', f"hide #{model} models" if model > 1 else "",
-                  f"style #{model} sphere", f"size #{model} atomRadius 1.9", f"color bfactor #{model} palette bluered"]
-    maps = sorted(eval_dir.glob("vol_pca_1_*.mrc"))
-    if maps:
-        first = len(trajectories) + 1
-        lines += [f'open {" ".join(f"{chr(34)}{p}{chr(34)}" for p in maps)} vseries true',
-                  f"volume #{first} style surface level 0.5 transparency 0.5"]
+    trajectories = sorted(eval_dir.glob("pca-*.pdb"), key=lambda p: int(p.stem.split("-")[1]))
+    series = []
+    for k in sorted({int(p.name.split("_")[2]) for p in eval_dir.glob("vol_pca_*_*.mrc")}):
+        series.append(sorted(eval_dir.glob(f"vol_pca_{k}_*.mrc")))
+    model = 0
+    for path in trajectories:
+        model += 1
+        lines += [f"open {rel(path)} coordsets true", f"style #{model} sphere", f"size #{model} atomRadius 1.9",
+                  f"color bfactor #{model} palette bluered", f"hide #{model} models"]
+    for maps in series:
+        model += 1
+        lines += [f"open {' '.join(rel(p) for p in maps)} vseries true",
+                  f"volume #{model} style surface level {map_level(maps[0]):.4g} transparency 0.5", f"hide #{model} models"]
     lines += ["view", "movie record size 800,800"]
-    if trajectories:
-        lines += ["coordset #1 1,10 holdSteadyAtoms false", "wait 10", "coordset #1 10,1", "wait 10"]
-    if maps:
-        lines += [f"vseries play #{len(trajectories) + 1} loop false", "wait 10"]
+    for m, path in enumerate(trajectories, start=1):
+        frames = sum(line.startswith("MODEL ") for line in path.read_text().splitlines())
+        lines += [f"show #{m} models", f"2dlabels text 'PC {path.stem.split('-')[1]}' xpos 0.03 ypos 0.92 size 20",
+                  f"coordset #{m} 1,{frames} holdSteadyAtoms false", "wait", f"coordset #{m} {frames},1", "wait",
+                  f"hide #{m} models", "2dlabels delete"]
+    for m, maps in enumerate(series, start=len(trajectories) + 1):
+        lines += [f"show #{m} models", f"vseries play #{m} loop false", f"wait {len(maps)}", f"hide #{m} models"]
     lines += [f'movie encode "{movie}" framerate 10']
-    return "\n".join(line for line in lines if line) + "\n"
+    return "\n".join(lines) + "\n"
