@@ -15,3 +15,5 @@ cryodyna fsc "$vols/vol_pca_1_000.mrc" "$work/closed.mrc" --plot docs/images/fsc
 cp "$last/z_distribution.png" "$last/input_image.png" "$last/pred_image.png" docs/images/
 analysis=$(ls -d "$work"/atom/analysis/epoch-* | tail -n 1)
 cp "$analysis/pca-1.png" "$analysis/losses.png" docs/images/
+chromium --headless --no-sandbox --disable-gpu --enable-unsafe-swiftshader --hide-scrollbars --window-size=1400,1500 \
+  --virtual-time-budget=8000 --screenshot=docs/images/report.png "file://$(realpath "$work/atom/report.html")"

@@ -423,6 +423,7 @@ def cluster_cmd(
     pc_range: Optional[str] = typer.Option(None, "--range", help="...between LOW,HIGH (with --pc)."),
     z_box: Optional[str] = typer.Option(None, "--zbox", help="Select latents inside a box in latent space: LOW1:HIGH1,LOW2:HIGH2,... (one range per z dimension, in latent units)."),
     z_box_old: Optional[str] = typer.Option(None, "--box", hidden=True, help="Deprecated name of --zbox."),
+    indices: Optional[Path] = typer.Option(None, "--indices", help="Select the particles listed in this text file (0-based indices, one per line, e.g. exported from report.html)."),
     eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder whose z.npy to use (default: the latest)."),
 ) -> None:
     """Export particle subsets by latent (k-means, PC range or z box) as STAR and index pickles.
@@ -433,15 +434,15 @@ def cluster_cmd(
     """
     import numpy as np
 
-    from cryodyna.analysis.cluster import box_subset, kmeans_subsets, pc_range_subset, run_particles, write_subsets
+    from cryodyna.analysis.cluster import box_subset, kmeans_subsets, pc_range_subset, read_indices, run_particles, write_subsets
     from cryodyna.analysis.report import latest_evaluation
 
     z = np.load((eval_dir or latest_evaluation(run)) / "z.npy")
     if z_box_old is not None:
         warnings.warn("cluster --box is deprecated (every other --box is an image size in px): use --zbox", stacklevel=1)
         z_box = z_box if z_box is not None else z_box_old
-    if sum(x is not None for x in (k, pc, z_box)) != 1:
-        raise CryodynaError("choose exactly one of --k, --pc/--range or --zbox")
+    if sum(x is not None for x in (k, pc, z_box, indices)) != 1:
+        raise CryodynaError("choose exactly one of --k, --pc/--range, --zbox or --indices")
     if k is not None:
         if not 2 <= k <= max(2, len(z) // 10):
             raise CryodynaError(f"--k {k}: choose 2 to {max(2, len(z) // 10)} clusters for {len(z)} particles "
@@ -457,6 +458,8 @@ def cluster_cmd(
         if low >= high:
             raise CryodynaError(f"--range {pc_range}: LOW must be below HIGH")
         subsets, prefix = [pc_range_subset(z, pc, low, high)], f"pc{pc}_range"
+    elif indices is not None:
+        subsets, prefix = [read_indices(indices, len(z))], "selection"
     else:
         bounds = [tuple(float(v) for v in part.split(":")) for part in z_box.split(",")]
         if len(bounds) != z.shape[1]:

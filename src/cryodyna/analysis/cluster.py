@@ -45,6 +45,21 @@ def pc_range_subset(z: np.ndarray, pc: int, low: float, high: float) -> np.ndarr
     return np.flatnonzero((scores >= low) & (scores <= high))
 
 
+def read_indices(path: Path, n: int) -> np.ndarray:
+    """0-based particle indices from a text file (one per line), checked against ``n`` particles."""
+    path = Path(path)
+    if not path.is_file():
+        raise CryodynaError(f"{path}: index file not found")
+    try:
+        idx = np.loadtxt(path, dtype=np.int64, ndmin=1)
+    except ValueError:
+        raise CryodynaError(f"{path}: expected one integer particle index per line") from None
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise CryodynaError(f"{path}: index {int(bad[0])} is outside 0..{n - 1} (this run has {n} particles)")
+    return np.unique(idx)
+
+
 def box_subset(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Particles whose latent lies inside the box [low, high] (each (z_dim,))."""
     return np.flatnonzero(((z >= low) & (z <= high)).all(axis=1))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from cryodyna.analysis.figures import latent_plot, loss_curves, pc_histograms, trajectory_figure
 from cryodyna.analysis.latent import kmeans_centres, pca_trajectories, umap_embedding
+from cryodyna.analysis.run_report import write_report
 from cryodyna.analysis.sampling import decode_latents
 from cryodyna.errors import CryodynaError
 from cryodyna.train.run import load_run
@@ -81,6 +82,7 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
     if metrics.is_file():
         loss_curves(out / "losses.png", pd.read_csv(metrics))
     write_index(run_dir)
+    write_report(run_dir, model.reference.cpu().numpy())
     return out
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cryodyna.analysis.run_report import write_report
 from cryodyna.config.schema import OptimConfig
 from cryodyna.errors import TrainingError, TrainingInterrupted
 from cryodyna.io.particles import ParticleTable
@@ -120,6 +121,10 @@ class TrainingLoop:
     def write_evaluation(self, folder: Path, inputs) -> dict[str, float]:
         """Write the evaluation outputs into ``folder`` (rank 0); return metrics to log."""
         raise NotImplementedError
+
+    def report_reference(self):
+        """Undeformed node coordinates (N, 3) Å shown in ``report.html`` (None: no structure)."""
+        return None
 
     def _lr_factor(self, step: int) -> float:
         c = self.cfg
@@ -404,5 +409,6 @@ class TrainingLoop:
         self._prune_checkpoints()
         if status is not None:
             self._set_status(status)
+        write_report(self.run_dir, self.report_reference())
         distributed.barrier()
         return folder

@@ -135,22 +135,32 @@ class DeformationTrainer(TrainingLoop):
             losses.append(self.image_model.loss(pred, self.image_model.target(batch["images"]), reduce=False).cpu())
         return float(torch.cat(losses).mean()) if losses else float("nan")
 
+    def report_reference(self) -> np.ndarray:
+        """Undeformed node coordinates (N, 3) Å for the run report."""
+        return self.model.reference.cpu().numpy()
+
     def evaluation_inputs(self, final: bool) -> np.ndarray:
         """All latents; refined per particle at the final evaluation when ``optim.refine_steps`` > 0."""
         z = self.encode_all()
         return self.refine_all(z) if final and self.cfg.refine_steps > 0 else z
 
     def write_evaluation(self, folder: Path, z: np.ndarray) -> dict[str, float]:
-        """z.npy, structures at k-means centres (pred.pdb) and along PCs (pca-K.pdb), latent plot,
-        image previews; returns the held-out and training image losses."""
+        """z.npy, structures at k-means centres (pred.pdb; the centre particles and every particle's
+        cluster in kmeans_particles.txt / kmeans_labels.txt) and along PCs (pca-K.pdb), latent plot
+        (and z_umap.npy), image previews; returns the held-out and training image losses."""
         np.save(folder / "z.npy", z.astype(np.float32))
         a = self.analysis
-        centres, centre_idx, _ = kmeans_centres(z, a.kmeans, seed=self.cfg.seed)
+        centres, centre_idx, labels = kmeans_centres(z, a.kmeans, seed=self.cfg.seed)
+        np.savetxt(folder / "kmeans_particles.txt", centre_idx, fmt="%d")
+        np.savetxt(folder / "kmeans_labels.txt", labels, fmt="%d")
         self.task.write_models(folder / "pred.pdb", decode_latents(self.model, centres))
         trajectories, pca = pca_trajectories(z, a.pcs, a.pc_frames)
         for k, (zk, _) in enumerate(trajectories, start=1):
             self.task.write_models(folder / f"pca-{k}.pdb", decode_latents(self.model, zk))
-        latent_plot(folder / "z_distribution.png", z, centre_idx, pca, umap_embedding(z) if a.umap else None)
+        embedding = umap_embedding(z) if a.umap else None
+        if embedding is not None:
+            np.save(folder / "z_umap.npy", embedding.astype(np.float32))
+        latent_plot(folder / "z_distribution.png", z, centre_idx, pca, embedding)
         self._image_check(folder, z)
         return {"holdout_image_loss": self.image_losses(self.holdout_idx, z),
                 "train_image_loss": self.image_losses(self.train_idx[: max(len(self.holdout_idx), 256)], z)}

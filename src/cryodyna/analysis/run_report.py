@@ -1,0 +1,208 @@
+"""``RUN/report.html``: one self-contained, offline page per run (plotly's bundled JavaScript
+inlined, no network), rewritten at every evaluation and by ``cryodyna analyze``.
+
+Deformation runs (``train-atom`` / ``train-cg``): a summary card (status, inputs, device, speed,
+losses, motion per principal component in Å, bond and clash statistics, warnings), the latent space
+(PCA, UMAP when stored; numbered k-means centres; colour by PC or cluster; lasso / box selection
+exporting the particle indices and the command that writes them as a STAR subset), a 3-D viewer
+that plays each PC trajectory and shows the structure at a clicked centre coloured by displacement,
+RMSF per residue, loss curves with units, image previews, links to every file and next steps.
+Density runs: the summary, central slices of the maps, losses, links and next steps.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from plotly.offline import get_plotlyjs
+from sklearn.decomposition import PCA
+
+from cryodyna.io.mrc import read_volume
+from cryodyna.io.structure import read_models
+
+CLASH_DISTANCE = 3.0  # Å between non-consecutive nodes
+
+
+def _finite(obj):
+    """``obj`` with every NaN / infinite float replaced by None (valid JSON)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _image(path: Path) -> str:
+    """A PNG as a data URI (empty when missing)."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
+
+
+def _trajectory(path: Path) -> dict:
+    """Node coordinates (K, N, 3) of a multi-model PDB, rounded to 0.01 Å, with node labels."""
+    models = read_models(path)
+    s = models[0]
+    labels = [f"{s.chain_id[r]}:{s.res_name[r]}{s.res_seq[r]}{s.ins_code[r]} {a}" for r, a in zip(s.residue, s.atom_name)]
+    coords = np.stack([m.coords for m in models])
+    chains = [str(s.chain_id[r]) for r in s.residue]
+    return {"coords": np.round(coords, 2).tolist(), "labels": labels, "chains": chains}
+
+
+def geometry_statistics(coords: np.ndarray, chains: list[str], reference: np.ndarray | None) -> dict[str, float]:
+    """Consecutive-node distance RMS change against ``reference`` (Å) and the fraction of
+    non-consecutive node pairs closer than :data:`CLASH_DISTANCE`, over models (K, N, 3)."""
+    from scipy.spatial import cKDTree
+
+    same = np.asarray(chains[1:]) == np.asarray(chains[:-1])
+    out = {}
+    if reference is not None and reference.shape == coords.shape[1:]:
+        ref = np.linalg.norm(reference[1:] - reference[:-1], axis=-1)[same]
+        bonds = np.linalg.norm(coords[:, 1:] - coords[:, :-1], axis=-1)[:, same]
+        out["bond_rms_change_a"] = float(np.sqrt(((bonds - ref) ** 2).mean())) if same.any() else 0.0
+    clashes = sum(int((np.abs(p[:, 0] - p[:, 1]) > 1).sum())
+                  for p in (np.asarray(sorted(cKDTree(x).query_pairs(CLASH_DISTANCE)), dtype=np.int64).reshape(-1, 2) for x in coords))
+    n = coords.shape[1]
+    out["clash_fraction"] = clashes / max(1, len(coords) * (n * (n - 1) // 2 - (n - 1)))
+    return out
+
+
+def _summary(run_dir: Path, folder: Path | None) -> dict:
+    info, progress = _read_json(run_dir / "run.json"), _read_json(run_dir / "progress.json")
+    env = (run_dir / "environment.txt").read_text().splitlines() if (run_dir / "environment.txt").is_file() else []
+    log = (run_dir / "log.txt").read_text().splitlines() if (run_dir / "log.txt").is_file() else []
+    return {
+        "task": info.get("task", "?"), "status": progress.get("status", "unknown"),
+        "step": progress.get("step"), "total_steps": progress.get("total_steps"),
+        "images_per_s": progress.get("images_per_s"), "updated": progress.get("updated"),
+        "inputs": {k: info[k] for k in ("particles", "model", "z") if info.get(k)},
+        "data": {k: info[k] for k in ("n_particles", "box", "apix", "lowpass", "n_nodes") if k in info},
+        "device": next((line.split(" ", 1)[1] for line in env if line.startswith("device ")), "?"),
+        "evaluation": folder.name if folder else None,
+        "losses": _read_json(folder / "evaluation.json") if folder else {},
+        "warnings": [line.split(" WARNING ", 1)[1] for line in log if " WARNING " in line][-10:],
+    }
+
+
+def _deformation_data(run_dir: Path, folder: Path, reference: np.ndarray | None) -> dict:
+    z = np.load(folder / "z.npy")
+    n_pcs = max(1, min(3, z.shape[1], len(z) - 1))
+    scores = PCA(n_components=n_pcs).fit_transform(z)
+    labels_path, centres_path = folder / "kmeans_labels.txt", folder / "kmeans_particles.txt"
+    labels = np.loadtxt(labels_path, dtype=np.int64, ndmin=1) if labels_path.is_file() else np.zeros(len(z), np.int64)
+    centres = np.loadtxt(centres_path, dtype=np.int64, ndmin=1) if centres_path.is_file() else np.zeros(0, np.int64)
+    umap_path = folder / "z_umap.npy"
+    trajectories = {p.stem: _trajectory(p) for p in sorted(folder.glob("pca-*.pdb"), key=lambda p: int(p.stem.split("-")[1]))}
+    pred = _trajectory(folder / "pred.pdb") if (folder / "pred.pdb").is_file() else None
+    motion = {}
+    for name, t in trajectories.items():
+        c = np.asarray(t["coords"])
+        motion[name] = {"first_to_last_rmsd_a": float(np.sqrt(((c[-1] - c[0]) ** 2).sum(-1).mean())),
+                        "max_node_displacement_a": float(np.linalg.norm(c[-1] - c[0], axis=-1).max()),
+                        "rmsf_a": np.round(np.sqrt(((c - c.mean(0)) ** 2).sum(-1).mean(0)), 3).tolist()}
+    geometry = geometry_statistics(np.asarray(pred["coords"]), pred["chains"], reference) if pred else {}
+    return {
+        "scores": np.round(scores, 4).tolist(), "labels": labels.tolist(), "centres": centres.tolist(),
+        "umap": np.round(np.load(umap_path), 4).tolist() if umap_path.is_file() else None,
+        "trajectories": trajectories, "centre_models": pred, "motion": motion, "geometry": geometry,
+        "reference": None if reference is None else np.round(reference, 2).tolist(),
+        "images": {name: _image(folder / f"{name}.png") for name in ("input_image", "pred_image")},
+    }
+
+
+def _map_slices(folder: Path) -> list[dict]:
+    """Central x/y/z slices of up to 6 maps of a density evaluation."""
+    maps = sorted(folder.glob("vol*.mrc"))[:6]
+    out = []
+    for p in maps:
+        v = np.asarray(read_volume(p)[0], dtype=np.float32)
+        c = np.array(v.shape) // 2
+        out.append({"name": p.name, "slices": [np.round(s, 4).tolist() for s in (v[c[0]], v[:, c[1]], v[:, :, c[2]])]})
+    return out
+
+
+def _losses(run_dir: Path) -> dict:
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return {}
+    m = pd.read_csv(path)
+    keep = m[~m.name.isin(["lr", "images_per_s", "skipped_steps"])]
+    return {f"{phase}:{name}": {"step": g.step.tolist(), "value": g.value.where(g.value > 1e-12).tolist()}
+            for (phase, name), g in keep.groupby(["phase", "name"])}
+
+
+def _files(run_dir: Path) -> list[str]:
+    skip = {"cache", "checkpoints"}
+    return sorted(os.path.relpath(p, run_dir) for p in run_dir.rglob("*")
+                  if p.is_file() and not skip & set(p.relative_to(run_dir).parts) and not p.name.startswith("."))
+
+
+def _next_steps(run_dir: Path, task: str, folder: Path | None, particles: str | None) -> list[str]:
+    r = str(run_dir)
+    if task == "density":
+        return [f"cryodyna sample-volumes {r} --z Z.txt -o {r}/volumes", f"cryodyna chimerax {r} -o {r}/movie.cxc"]
+    z = f"{folder}/z.npy" if folder else f"{r}/epoch-.../z.npy"
+    return [f"cryodyna analyze {r}", f"cryodyna cluster {r} --k 5 -o {r}/clusters",
+            f"cryodyna train-density {particles or 'PARTICLES'} --z {z} -o {r}_density",
+            f"cryodyna chimerax {r} -o {r}/movie.cxc"]
+
+
+def write_report(run_dir: Path, reference: np.ndarray | None = None) -> Path:
+    """Write ``RUN/report.html`` from the run folder's files (newest evaluation); ``reference``
+    (N, 3) Å: the undeformed nodes, for displacement colours and bond statistics."""
+    run_dir = Path(run_dir)
+    folders = sorted(p for p in run_dir.glob("epoch-*") if p.is_dir())
+    folder = folders[-1] if folders else None
+    summary = _summary(run_dir, folder)
+    data = {"summary": summary, "losses": _losses(run_dir), "files": _files(run_dir),
+            "next": _next_steps(run_dir, summary["task"], folder, summary["inputs"].get("particles")), "run": str(run_dir)}
+    if folder is not None and (folder / "z.npy").is_file() and summary["task"] in ("atom", "cg"):
+        data["deformation"] = _deformation_data(run_dir, folder, reference)
+    if folder is not None and summary["task"] == "density":
+        data["maps"] = _map_slices(folder)
+    page = (TEMPLATE.replace("{{TITLE}}", html.escape(f"cryodyna {summary['task']} run: {run_dir.name}"))
+            .replace("{{PLOTLY}}", get_plotlyjs()).replace("{{DATA}}", json.dumps(_finite(data), allow_nan=False).replace("</", "<\\/"))
+            .replace("{{SCRIPT}}", (Path(__file__).with_name("run_report.js")).read_text()))
+    out = run_dir / "report.html"
+    tmp = run_dir / ".report.html.tmp"
+    tmp.write_text(page)
+    os.replace(tmp, out)
+    return out
+
+
+TEMPLATE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{{TITLE}}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
+h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.card{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:.6em 1.5em;background:#f6f7f9;padding:1em;border-radius:6px}
+.card div b{display:block;font-size:.8em;color:#666;font-weight:normal}
+.row{display:flex;flex-wrap:wrap;gap:1em} .plot{min-width:480px;flex:1;height:460px}
+.warn{color:#a40} code,pre{background:#f0f0f0;padding:.2em .4em;border-radius:3px}
+#selection{margin:.5em 0} img{max-width:45%}
+</style>
+<script>window.addEventListener("error", e => { const r = document.documentElement; r.dataset.jsErrors = (r.dataset.jsErrors || "") + String(e.message) + "; "; });</script>
+<script>{{PLOTLY}}</script>
+</head><body>
+<h1>{{TITLE}}</h1>
+<div id="summary" class="card"></div>
+<div id="deformation"></div>
+<div id="maps"></div>
+<h2>Losses</h2><div id="losses" class="row"></div>
+<h2>Files</h2><div id="files"></div>
+<h2>Next steps</h2><pre id="next"></pre>
+<div id="js-status" data-rendered="0"></div>
+<script id="report-data" type="application/json">{{DATA}}</script>
+<script>{{SCRIPT}}</script>
+</body></html>
+"""

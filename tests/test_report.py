@@ -1,0 +1,68 @@
+"""report.html renders in headless Chromium (Debian's chromium): plots, the 3-D viewer, no
+JavaScript errors; a screenshot is saved.  Skipped when no browser is installed."""
+
+import re
+import shutil
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import TINY_TRAIN_SETTINGS
+from cryodyna.train.run import resolved_config, train_atom
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def render(page, tmp_path):
+    """(DOM after the page's scripts ran, browser console lines) and a screenshot in tmp_path."""
+    if BROWSER is None:
+        pytest.skip("no chromium in PATH (apt install chromium)")
+    flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--hide-scrollbars",
+             "--virtual-time-budget=8000", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + ["--window-size=1400,2400", f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    return dom.stdout, console
+
+
+def assert_clean(dom, console):
+    status = re.search(r'<div id="js-status"[^>]*>', dom).group(0)
+    assert 'data-done="true"' in status, status
+    assert "data-js-errors" not in dom.split("<head>")[0], "uncaught JavaScript error"
+    assert not [c for c in console if "Uncaught" in c or "Error:" in c], console
+    return int(re.search(r'data-rendered="(\d+)"', status).group(1))
+
+
+def test_deformation_report_renders(tiny_adk, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run",
+                   resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.eval_every=2"], 2))
+    page = tmp_path / "run" / "report.html"
+    text = page.read_text()
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=", text)  # self-contained: nothing fetched
+    dom, console = render(page, tmp_path)
+    assert assert_clean(dom, console) >= 5  # latent space, 3-D viewer, RMSF, two loss panels
+    assert dom.count('class="js-plotly-plot"') + dom.count("js-plotly-plot") >= 5
+    assert "gl-container" in dom  # the WebGL scene of the 3-D viewer
+    assert "motion along PCA-1" in dom and "holdout image loss" in dom
+    assert "epoch-0002_step-0000010/z.npy" in dom  # links to every file
+    assert "cryodyna cluster" in dom
+
+
+def test_density_report_shows_map_slices(tiny_adk, tmp_path):
+    from cryodyna.config import load_config
+    from cryodyna.train.density import train_density
+
+    u = np.load(tiny_adk / "ground_truth.npz")["path_coordinate"]
+    np.save(tmp_path / "z.npy", u[:, None].astype(np.float32))
+    cfg = load_config("train-density", None, ["model.hidden=32", "model.layers=1", "optim.epochs=1", "optim.eval_every=1",
+                                              "analysis.kmeans=2", "analysis.pc_frames=2", "analysis.pcs=1"])
+    train_density(tiny_adk / "particles.star", tmp_path / "z.npy", tmp_path / "density", cfg)
+    dom, console = render(tmp_path / "density" / "report.html", tmp_path)
+    assert assert_clean(dom, console) >= 2  # map slices and losses
+    assert "Maps (central slices)" in dom and "vol_kmeans_000.mrc" in dom
