@@ -77,7 +77,12 @@ def test_cluster_subsets(trained, tiny_adk, tmp_path):
     assert len(pickle.load(open(tmp_path / "old" / "zbox_000.pkl", "rb"))) == expected
     r = runner.invoke(app, ["cluster", str(run_dir), "--k", "2", "--pc", "1", "-o", str(tmp_path / "x")])
     assert r.exit_code != 0
-    for args, message in [(["--k", "5000"], "choose 2 to 20 clusters for 200 particles"),
+    (tmp_path / "sel.txt").write_text("7\n0\n5\n")
+    invoke("cluster", run_dir, "--indices", tmp_path / "sel.txt", "-o", tmp_path / "sel")
+    np.testing.assert_array_equal(read_particles(tmp_path / "sel" / "selection_000.star").image_index, [0, 5, 7])
+    (tmp_path / "bad.txt").write_text("3\n200\n")
+    for args, message in [(["--indices", str(tmp_path / "bad.txt")], "index 200 is outside 0..199"),
+                          (["--k", "5000"], "choose 2 to 20 clusters for 200 particles"),
                           (["--pc", "1", "--range", "5,-5"], "LOW must be below HIGH"),
                           (["--pc", "1", "--range", "a,b"], "expected two numbers"),
                           (["--pc", "1", "--range", "1e8,1e9"], "holds no particle")]:
