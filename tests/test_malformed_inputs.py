@@ -111,6 +111,25 @@ def too_few(tmp):
     return check_particle_count(read_particles(tmp / "p.star"))
 
 
+def model_as_map(tmp):
+    from cryodyna.io.mrc import read_volume
+
+    (tmp / "model.pdb").write_text(PEPTIDE_PDB)
+    return read_volume(tmp / "model.pdb")
+
+
+def text_as_map(tmp):
+    from cryodyna.io.mrc import read_volume
+
+    (tmp / "map.mrc").write_text(PEPTIDE_PDB * 20)
+    return read_volume(tmp / "map.mrc")
+
+
+def stack_elsewhere(tmp):
+    (tmp / "p.star").write_text(STAR)  # no stack.mrcs beside it
+    return load_all(tmp / "p.star")
+
+
 def pkl_case(tmp):
     write_stack(tmp / "s.mrcs", 2, 8)
     pickle.dump(np.zeros((2, 5)), open(tmp / "ctf.pkl", "wb"))
@@ -174,6 +193,9 @@ CASES = {
     "stack instead of STAR": (stack_for_star, r"did you mean the STAR file beside it \(.*p.star\)"),
     "model as particles": (model_as_particles, "is an atomic model, not a particle file: the order is PARTICLES MODEL"),
     "too few particles": (too_few, "has 2 particle.s.; training needs at least 10"),
+    "model given as a map": (model_as_map, "is a pdb file, not an MRC map or stack"),
+    "text file named .mrc": (text_as_map, "not an MRC file: its header holds mode"),
+    "stack not beside the STAR": (stack_elsewhere, r"image stack .*stack.mrcs: file not found; if the stacks are in another folder, pass --set data.datadir"),
 }
 
 

@@ -23,7 +23,9 @@ def check_images(table: ParticleTable) -> None:
         try:
             header = read_header(f)
         except InputError as exc:
-            raise InputError(table.source, f"{table.row_label[rows[0]]}: image stack {f}: {exc.problem}") from None
+            hint = ("; if the stacks are in another folder, pass --set data.datadir=FOLDER (relative paths are looked up "
+                    "there, then beside the particle file)") if exc.problem == "file not found" else ""
+            raise InputError(table.source, f"{table.row_label[rows[0]]}: image stack {f}: {exc.problem}{hint}") from None
         counts[f] = header.n
         if header.nx != header.ny:
             raise InputError(table.source, f"{table.row_label[rows[0]]}: {f} holds {header.nx} x {header.ny} px images; expected square images")

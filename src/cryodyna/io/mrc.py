@@ -25,11 +25,16 @@ class MrcHeader:
     mode: int
 
 
+MRC_MODES = {0, 1, 2, 3, 4, 6, 12, 101}
+
+
 def _open(path: Path, mmap: bool):
     """Open read-only, tolerating old headers without the MAP id (as older tools write) but not
     missing or truncated data."""
     if not path.is_file():
         raise InputError(path, "file not found")
+    if path.suffix.lower() in {".pdb", ".cif", ".mmcif", ".ent", ".star", ".cs"}:
+        raise InputError(path, f"is a {path.suffix.lower()[1:]} file, not an MRC map or stack")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -37,6 +42,10 @@ def _open(path: Path, mmap: bool):
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(path, f"not a readable MRC file ({exc}); expected a valid MRC/MRCS header and data") from None
     h = m.header
+    if int(h.mode) not in MRC_MODES or max(int(h.nx), int(h.ny), int(h.nz)) > 100_000:
+        m.close()
+        raise InputError(path, f"not an MRC file: its header holds mode {int(h.mode)} and size {int(h.nx)} x {int(h.ny)} x "
+                         f"{int(h.nz)}, which no MRC writer produces (a text or model file renamed?)")
     if int(h.mode) in (3, 4):
         m.close()
         raise InputError(path, f"complex-valued MRC data (mode {int(h.mode)}); expected real images or maps")
