@@ -150,3 +150,24 @@ def test_pdb2mrc_mrc_info_center_origin_split(trained, tiny_adk, tmp_path):
     np.testing.assert_allclose((after - new_origin) / 4.0, (before - np.array([10.0, -20.0, 30.0])) / 4.0, atol=1e-3)
     invoke("split-models", folder / "pca-1.pdb", "-o", tmp_path / "split")
     assert len(list((tmp_path / "split").glob("*.pdb"))) == 10
+
+
+def test_traverse_stays_in_populated_regions(trained, tmp_path):
+    from cryodyna.analysis.traverse import latent_path
+
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, np.pi, 2000)
+    z = np.stack([np.cos(angle), np.sin(angle)], 1) + rng.normal(0, 0.03, (2000, 2))  # a half circle
+    start, end = np.array([1.0, 0.0]), np.array([-1.0, 0.0])
+    path, visited = latent_path(z, start, end, frames=12)
+    assert path.shape == (12, 2) and np.allclose(path[0], start) and np.allclose(path[-1], end)
+    radius = np.linalg.norm(path, axis=1)
+    assert np.all(np.abs(radius - 1) < 0.15)  # along the arc, not through the empty centre
+    straight = np.linspace(start, end, 12)
+    assert np.linalg.norm(straight, axis=1).min() < 0.1  # (what a straight line would do)
+    run_dir, folder = trained
+    invoke("traverse", run_dir, "--from", 0, "--to", 150, "--frames", 5, "-o", tmp_path / "path.pdb")
+    assert len(read_models(tmp_path / "path.pdb")) == 5
+    assert np.loadtxt(tmp_path / "path.pdb.z.txt").shape == (5, 4)
+    r = runner.invoke(app, ["traverse", str(run_dir), "--from", "0", "--to", "1,2", "-o", str(tmp_path / "bad.pdb")])
+    assert isinstance(r.exception, CryodynaError) and "a latent needs 4 values" in str(r.exception)

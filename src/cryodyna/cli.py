@@ -315,6 +315,37 @@ def sample_structures_cmd(
         console.print(f"wrote {out} ({len(coords)} models)")
 
 
+@app.command("traverse")
+def traverse_cmd(
+    run: Path = typer.Argument(..., help="A train-atom or train-cg run folder."),
+    start: str = typer.Option(..., "--from", help="Start: a particle index, or a latent as comma-separated numbers."),
+    end: str = typer.Option(..., "--to", help="End: a particle index, or a latent as comma-separated numbers."),
+    out: Path = typer.Option(..., "-o", "--out", help="Multi-model PDB/mmCIF of the path; the latents go to OUT.z.txt and the visited particles to OUT.particles.txt."),
+    frames: int = typer.Option(10, "--frames", min=2, help="Structures along the path (count)."),
+    neighbours: int = typer.Option(10, "--neighbours", min=1, help="Neighbours per particle in the latent graph (count)."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder whose z.npy to use (default: the latest)."),
+) -> None:
+    """Structures along a path between two particles (or latents) that stays in populated regions of
+    the latent space: the shortest path through the particles' nearest-neighbour graph.
+
+    Example: cryodyna traverse runs/adk --from 12 --to 907 -o runs/adk/path.pdb
+    """
+    import numpy as np
+
+    from cryodyna.analysis.report import latest_evaluation
+    from cryodyna.analysis.sampling import decode_latents
+    from cryodyna.analysis.traverse import latent_path, parse_end_point
+    from cryodyna.train.run import load_run
+
+    z = np.load((eval_dir or latest_evaluation(run)) / "z.npy")
+    path, visited = latent_path(z, parse_end_point(start, z, "--from"), parse_end_point(end, z, "--to"), frames, neighbours)
+    model, task = load_run(run)
+    task.write_models(out, decode_latents(model, path))
+    np.savetxt(f"{out}.z.txt", path, fmt="%.5f")
+    np.savetxt(f"{out}.particles.txt", visited, fmt="%d")
+    console.print(f"wrote {out} ({frames} models along a path through {len(visited)} particles)")
+
+
 @app.command("train-density")
 def train_density_cmd(
     particles: Path = PARTICLES_ARG,
