@@ -83,6 +83,22 @@ def pose_ceiling(data: Path, star: Path, n_queries: int = 60, n_candidates: int 
     return float(np.median(errors))
 
 
+def step_cost(rounds: int = 6, steps: int = 5, batch: int = 16) -> tuple[float, float]:
+    """Training-step time (ms) of train-atom on AdK at 64 px without and with pose refinement,
+    measured in alternating rounds in one process so that machine load affects both alike."""
+    from throughput import measure
+
+    from cryodyna.simulate.adk import adk_states
+
+    closed = adk_states()[0]
+    settings = {False: [], True: ["optim.refine_poses=true", "optim.pose_warmup_epochs=0"]}
+    times = {False: [], True: []}
+    for _ in range(rounds):
+        for refine in (False, True):
+            times[refine].append(measure("atom", closed, None, 64, batch, "cpu", steps, settings[refine])["step_ms"])
+    return float(np.median(times[False])), float(np.median(times[True]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--particles", type=int, default=6000)
@@ -93,7 +109,13 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="config override for every run")
     p.add_argument("--runs", nargs="+", default=["true", "true+refine", "given", "given+refine"])
     p.add_argument("--out", default="bench_runs/poses")
+    p.add_argument("--step-cost", action="store_true", help="only time training steps without / with refinement")
     args = p.parse_args()
+    if args.step_cost:
+        plain, refined = step_cost()
+        print(f"train-atom step (AdK, 64 px, batch 16): {plain:.1f} ms without, {refined:.1f} ms with pose refinement "
+              f"({refined / plain:.2f}x)")
+        return
     out = Path(args.out) / f"adk-curved_snr{args.snr}_n{args.particles}_err{args.pose_error_deg}"
     data = build("adk-curved", out / "data", args.particles, args.snr, 0, args.pose_error_deg, args.shift_error_a)
     gt = np.load(data / "ground_truth.npz")

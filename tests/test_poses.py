@@ -81,7 +81,7 @@ def test_corrections_recover_a_known_pose_error(tiny_adk):
     for _ in range(60):
         batch = {"index": torch.arange(n), "rotations": torch.as_tensor(given_rot).float(),
                  "shifts": torch.as_tensor(given_shift / apix).float()}
-        prior = poses.apply(batch, learn=True)
+        batch, prior = poses.apply(batch, learn=True)
         loss = model.loss(model.predict(xyz, batch["rotations"], batch["shifts"], ctf), target) + 1e-3 * prior
         loss.backward()
         poses.step()

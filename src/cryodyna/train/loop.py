@@ -176,9 +176,7 @@ class TrainingLoop:
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Particles ``idx`` on the device, with the refined poses when ``optim.refine_poses``."""
         batch = self.data.batch(idx, self.device)
-        if self.poses is not None:
-            self.poses.apply(batch, learn=False)
-        return batch
+        return batch if self.poses is None else self.poses.apply(batch, learn=False)[0]
 
     def _autocast(self):
         dtype = AUTOCAST[self.cfg.precision]
@@ -192,7 +190,8 @@ class TrainingLoop:
         """
         self.model.train()
         learn_poses = self.poses is not None and self.epoch >= self.cfg.pose_warmup_epochs
-        prior = self.poses.apply(batch, learn_poses) if self.poses is not None else None
+        if self.poses is not None:
+            batch, prior = self.poses.apply(batch, learn_poses)
         total, values = self.losses(batch)
         if learn_poses:
             total = total + self.cfg.pose_prior_weight * prior

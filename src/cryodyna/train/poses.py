@@ -40,20 +40,20 @@ class PoseCorrections:
         self._rows: torch.Tensor | None = None
         self._leaf: torch.Tensor | None = None
 
-    def apply(self, batch: dict[str, torch.Tensor], learn: bool) -> torch.Tensor:
-        """Replace ``batch['rotations']`` (B, 3, 3) and ``batch['shifts']`` (B, 2) px by the corrected
-        poses; with ``learn`` the corrections of these rows receive gradients (call :meth:`step`
-        after the backward pass).  Returns the prior loss (0-d; 0 without ``learn``)."""
+    def apply(self, batch: dict[str, torch.Tensor], learn: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """A copy of ``batch`` whose ``rotations`` (B, 3, 3) and ``shifts`` (B, 2) px are the corrected
+        poses (the input is left as it is); with ``learn`` the corrections of these rows receive
+        gradients (call :meth:`step` after the backward pass).  Also returns the prior loss (0-d; 0
+        without ``learn``)."""
         rows = batch["index"].to(self.values.device)
         x = self.values[rows]
         if learn:
             x = x.clone().requires_grad_(True)
             self._rows, self._leaf = rows, x
-        batch["rotations"] = rotvec_to_matrix_torch(x[:, :3]) @ batch["rotations"]
-        batch["shifts"] = batch["shifts"] + x[:, 3:]
-        if not learn:
-            return x.new_zeros(())
-        return 0.5 * (x.square() * self.inv_var).sum(1).mean()
+        corrected = dict(batch, rotations=rotvec_to_matrix_torch(x[:, :3]) @ batch["rotations"],
+                         shifts=batch["shifts"] + x[:, 3:])
+        prior = 0.5 * (x.square() * self.inv_var).sum(1).mean() if learn else x.new_zeros(())
+        return corrected, prior
 
     @torch.no_grad()
     def step(self, update: bool = True, grad_scale: float = 1.0) -> None:
