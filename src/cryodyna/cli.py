@@ -597,7 +597,7 @@ def split_models_cmd(
 def quicktest_cmd(
     work_dir: Optional[Path] = typer.Option(None, help="Keep the dataset and run in this folder (default: a temporary one)."),
 ) -> None:
-    """Train on a tiny simulated AdK path (about a minute) and check that the model learns and every
+    """Train on a tiny simulated AdK path (under a minute) and check that the model learns and every
     output is written.
 
     Example: cryodyna quicktest
