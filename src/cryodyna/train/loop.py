@@ -107,6 +107,7 @@ class TrainingLoop:
                 shutil.rmtree(stale, ignore_errors=True)
         self.ckpt_path = last_checkpoint(self.run_dir)
         self.poses = PoseCorrections(len(particles), optim, particles.apix, self.device) if optim.refine_poses else None
+        self._progress: dict = {}  # what progress.json says; filled by fit()
 
     # ----------------------------------------------------------------- what a stage supplies
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -384,7 +385,7 @@ class TrainingLoop:
         name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
         if self.main:
             log.info("evaluating epoch %d (latents of all %d particles, structures, plots)", self.epoch, len(self.data))
-        status = getattr(self, "_progress", {}).get("status")
+        status = self._progress.get("status")
         if status is not None:
             self._set_status("evaluating")
         inputs = self.evaluation_inputs(final)
