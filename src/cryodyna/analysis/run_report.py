@@ -94,7 +94,7 @@ def _summary(run_dir: Path, folder: Path | None) -> dict:
     }
 
 
-def _deformation_data(run_dir: Path, folder: Path, reference: np.ndarray | None) -> dict:
+def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
     z = np.load(folder / "z.npy")
     n_pcs = max(1, min(3, z.shape[1], len(z) - 1))
     scores = PCA(n_components=n_pcs).fit_transform(z)
@@ -167,7 +167,7 @@ def write_report(run_dir: Path, reference: np.ndarray | None = None) -> Path:
     data = {"summary": summary, "losses": _losses(run_dir), "files": _files(run_dir),
             "next": _next_steps(run_dir, summary["task"], folder, summary["inputs"].get("particles")), "run": str(run_dir)}
     if folder is not None and (folder / "z.npy").is_file() and summary["task"] in ("atom", "cg"):
-        data["deformation"] = _deformation_data(run_dir, folder, reference)
+        data["deformation"] = _deformation_data(folder, reference)
     if folder is not None and summary["task"] == "density":
         data["maps"] = _map_slices(folder)
     page = (TEMPLATE.replace("{{TITLE}}", html.escape(f"cryodyna {summary['task']} run: {run_dir.name}"))

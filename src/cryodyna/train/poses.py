@@ -75,7 +75,7 @@ class PoseCorrections:
         else:
             m, v, values = self.m[rows], self.v[rows], self.values[rows]
         packed = torch.cat([rows.unsqueeze(1).double(), values.double(), m.double(), v.double(), t.unsqueeze(1).double()], 1)
-        every = distributed.gather_rows(packed) if distributed.world_size() > 1 else packed
+        every = distributed.gather_rows(packed)  # the packed rows themselves in a single process
         idx = every[:, 0].long()
         every = every.float()
         self.values[idx], self.m[idx], self.v[idx], self.visits[idx] = every[:, 1:6], every[:, 6:11], every[:, 11:16], every[:, 16]
