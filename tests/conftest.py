@@ -89,6 +89,25 @@ def tiny_adk(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def halfset_run(tiny_adk, tmp_path_factory) -> Path:
+    """``train-atom --halfsets`` (one epoch of the tiny settings) on :func:`tiny_adk`, via the CLI."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from cryodyna.cli import app
+
+    run_dir = tmp_path_factory.mktemp("halfsets") / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = CliRunner().invoke(app, ["train-atom", str(tiny_adk / "particles.star"), str(tiny_adk / "reference.pdb"), "-o",
+                                     str(run_dir), "--halfsets", "--epochs", "1",
+                                     *[a for s in TINY_TRAIN_SETTINGS for a in ("--set", s)]])
+    assert r.exit_code == 0, r.output
+    return run_dir
+
+
 def write_protein_nucleic_model(path: Path, rna: bool = False, n_nucleotides: int = 5) -> Path:
     """A protein-nucleic-acid model: AdK residues 1-8 (chain A, heavy atoms) and, 22 Å away, a strand
     of the first ``n_nucleotides`` of the 1K5I RNA from MDAnalysisTests (chain B, heavy atoms, old

@@ -126,3 +126,15 @@ def all_fixture_files():
 def test_info_reads_every_fixture(path):
     rows = dict(describe(path))
     assert rows["file"] == str(path)
+
+
+def test_gold_standard_half_sets_are_read():
+    import starfile
+
+    from cryodyna.io.cryosparc import load_cs
+
+    path = fixture_file("cryodrgn", "relion31.6opticsgroups.star")
+    np.testing.assert_array_equal(read_particles(path).random_subset, starfile.read(path)["particles"]["rlnRandomSubset"])
+    cs = fixture_file("cryodrgn", "cryosparc_P12_J24_001_particles.cs")
+    np.testing.assert_array_equal(read_particles(cs).random_subset, load_cs(cs)["alignments3D/split"] + 1)
+    assert read_particles(fixture_file("cryodrgn", "empiar_10076_7.star")).random_subset is None

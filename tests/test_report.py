@@ -54,6 +54,12 @@ def test_deformation_report_renders(tiny_adk, tmp_path):
     assert "cryodyna cluster" in dom
 
 
+def test_halfset_agreement_is_shown_in_each_half(halfset_run, tmp_path):
+    dom, console = render(halfset_run / "half-1" / "report.html", tmp_path)
+    assert assert_clean(dom, console) >= 6  # the deformation plots and the agreement per node
+    assert "Half-set agreement" in dom and "RMS disagreement / RMS motion" in dom and 'id="halfset-plot"' in dom
+
+
 def test_density_report_shows_map_slices(tiny_adk, tmp_path):
     from cryodyna.config import load_config
     from cryodyna.train.density import train_density

@@ -48,6 +48,22 @@ def test_star_round_trip_with_two_optics_groups(tmp_path):
     assert "stack.mrcs" in (tmp_path / "out.star").read_text() and str(tmp_path) not in (tmp_path / "out.star").read_text()
 
 
+def test_half_sets_round_trip_and_bad_values_are_named(tmp_path):
+    stack = tmp_path / "stack.mrcs"
+    write_stack(stack, 10, 16)
+    table = make_table(stack, 10, 16)
+    table.random_subset = np.array([1, 2] * 5)
+    write_star(tmp_path / "halves.star", table)
+    np.testing.assert_array_equal(read_particles(tmp_path / "halves.star").random_subset, table.random_subset)
+    import starfile
+
+    blocks = starfile.read(tmp_path / "halves.star")
+    blocks["particles"].loc[9, "rlnRandomSubset"] = 3
+    starfile.write(blocks, tmp_path / "bad.star")
+    with pytest.raises(InputError, match="row 10: rlnRandomSubset is 3; expected 1 or 2"):
+        read_particles(tmp_path / "bad.star")
+
+
 def test_subset_export_and_cryodrgn_round_trip(tmp_path):
     stack = tmp_path / "stack.mrcs"
     write_stack(stack, 10, 16)

@@ -197,13 +197,22 @@ def _deformation_command(kind: str, model_help: str, doc: str) -> None:
         time_limit: Optional[float] = TIME_LIMIT_OPT,
         poses: Optional[Path] = POSES_OPT,
         ctf: Optional[Path] = CTF_OPT,
+        halfsets: bool = typer.Option(False, "--halfsets", help="Train two independent models on the two half-sets of the particles (rlnRandomSubset when the file has it, else random halves) into OUT/half-1 and OUT/half-2, and compare their predictions for every particle (OUT/halfset_agreement.csv, per node; OUT/halfset_particles.csv, per particle)."),
     ) -> None:
         from cryodyna.train import run
 
         cfg = run.resolved_config(config, _with_keep(set_, keep_checkpoints), epochs, f"train-{kind}")
         train = run.train_atom if kind == "atom" else run.train_cg
-        folder = train(particles, model, out, cfg, eval_only=eval_only, resume=resume, restart=restart,
-                       time_limit_minutes=time_limit, poses=poses, ctf=ctf)
+        options = dict(eval_only=eval_only, resume=resume, restart=restart, time_limit_minutes=time_limit, poses=poses, ctf=ctf)
+        if halfsets:
+            from cryodyna.train.halfsets import train_halfsets
+
+            folders = train_halfsets(train, particles, model, out, cfg, **options)
+            console.print(f"last evaluations: {folders[0]}, {folders[1]}; half-set agreement: {out / 'halfset_agreement.csv'}")
+            console.print(f"next: cryodyna reconstruct {out} -o {out / 'consensus.mrc'}   (gold-standard corrected map)",
+                          highlight=False)
+            return
+        folder = train(particles, model, out, cfg, **options)
         console.print(f"last evaluation: {folder}")
         console.print(f"next: cryodyna analyze {out}   (structures along the PCs, RMSF, index.html); "
                       f"cryodyna train-density {particles} --z {folder / 'z.npy'} -o {out}_density", highlight=False)
@@ -344,6 +353,39 @@ def traverse_cmd(
     np.savetxt(f"{out}.z.txt", path, fmt="%.5f")
     np.savetxt(f"{out}.particles.txt", visited, fmt="%d")
     console.print(f"wrote {out} ({frames} models along a path through {len(visited)} particles)")
+
+
+@app.command("reconstruct")
+def reconstruct_cmd(
+    run: Path = typer.Argument(..., help="A train-atom or train-cg run folder, or the folder of a --halfsets run."),
+    out: Path = typer.Option(..., "-o", "--out", help="Corrected consensus map (MRC); its siblings OUT_half1/2.mrc (unfiltered half maps), OUT_plain*.mrc (plain back-projection of the same particles), OUT_mask.mrc, OUT_fsc.csv/.png and OUT.json are written beside it."),
+    box: Optional[int] = typer.Option(None, "--box", min=8, help="Reconstruct from images Fourier-cropped to this many pixels (default: the images' own size)."),
+    z: Optional[Path] = typer.Option(None, "--z", help="Also one corrected map per latent row (.npy or text, K x z_dim; for a --halfsets run, latents of half-1), written as OUT_z000.mrc ..."),
+    particles_per_map: Optional[int] = typer.Option(None, "--particles-per-map", min=2, help="With --z: the particles whose structures are nearest (node RMSD) to each latent's structure that go into its map (default: a fifth of all)."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Evaluation folder whose latents and weights to use (default: the latest)."),
+    width: Optional[float] = typer.Option(None, "--field-width", min=0.1, help="Width of the Gaussian RBF that extends node displacements to a 3-D field (Å; default: the median nearest-node distance, 3.8 Å per residue)."),
+    batch: int = typer.Option(32, "--batch", min=1, help="Particles back-projected at once (memory grows with it)."),
+    device: str = typer.Option("auto", help="Torch device."),
+) -> None:
+    """Deformation-corrected consensus map: every particle back-projected into the reference
+    conformation through its learned deformation (CTF-weighted, Wiener-filtered from the half-set
+    FSC), next to the plain back-projection of the same particles, with gold-standard half-set FSCs.
+
+    Example: cryodyna reconstruct runs/adk -o runs/adk/consensus.mrc
+    """
+    from cryodyna.train.reconstruct_run import reconstruct_run
+    from cryodyna.train.run import load_latents
+
+    s = reconstruct_run(run, out, box, eval_dir, width, batch, device, None if z is None else load_latents(z), particles_per_map)
+    for name in ("corrected", "plain"):
+        r = s[name]
+        console.print(f"{name:9s} half-set FSC=0.5: {r['fsc_0.5_a']:.2f} Å   FSC=0.143: {r['fsc_0.143_a']:.2f} Å   "
+                      f"AUC {r['fsc_auc']:.3f}", highlight=False)
+    for m in s.get("latent_maps", []):
+        console.print(f"{m['map']}: {m['particles']} particles (node RMSD <= {m['max_node_rmsd_a']:.2f} Å), "
+                      f"FSC=0.143 at {m['fsc_0.143_a']:.2f} Å", highlight=False)
+    console.print(f"wrote {out} and its half maps, plain maps, mask and FSC ({s['particles'][0]} + {s['particles'][1]} "
+                  f"particles, {s['half_sets']}; {s['particles_per_s']:.0f} particles/s)", highlight=False)
 
 
 @app.command("train-density")

@@ -108,15 +108,25 @@ def loss_curves(path: Path, metrics) -> None:
 
 def fsc_plot(path: Path, result, title: str = "") -> None:
     """FSC curve against spatial frequency with the 0.5 and 0.143 thresholds and their resolutions."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(result.frequency, result.fsc, color="C0")
-    for threshold, colour in ((0.5, "C1"), (0.143, "C2")):
-        ax.axhline(threshold, color=colour, lw=0.8, ls="--", label=f"{threshold}: {result.resolution(threshold):.2f} Å")
+    fsc_curves_plot(path, {"": result}, title)
+
+
+def fsc_curves_plot(path: Path, curves: dict, title: str = "") -> None:
+    """Several FSC curves ({label: FSCResult}) against spatial frequency, with the 0.5 and 0.143
+    thresholds; each label shows its resolutions and FSC-AUC."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for k, (label, result) in enumerate(curves.items()):
+        ax.plot(result.frequency, result.fsc, color=f"C{k}",
+                label=f"{label + ': ' if label else ''}0.5 at {result.resolution(0.5):.2f} Å, 0.143 at "
+                      f"{result.resolution(0.143):.2f} Å, AUC {result.auc:.3f}")
+    for threshold in (0.5, 0.143):
+        ax.axhline(threshold, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.05, 1.05)
-    ax.set_title(f"{title}\nFSC-AUC {result.auc:.3f}" if title else f"FSC-AUC {result.auc:.3f}", fontsize=9)
-    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

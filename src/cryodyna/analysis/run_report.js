@@ -159,6 +159,23 @@ function viewerTrace(coords, meta, reference) {
   }
 })();
 
+// ---------------------------------------------------------------- half-set agreement (--halfsets runs)
+(function halfsets() {
+  const h = D.halfsets;
+  if (!h) return;
+  const root = document.getElementById("halfsets");
+  add(root, "h2", {}, "Half-set agreement");
+  add(root, "p", {className: h.warning ? "warn" : ""},
+      `Two models trained on independent halves (${h.split}) predict every particle. RMS disagreement / RMS motion = ` +
+      `${fmt(h.ratio, 2)} (reproducible below 0.5); median per-particle RMSD between the halves ${fmt(h.median_particle_rmsd, 2)} Å.` +
+      (h.warning ? ` Warning: ${h.warning}` : ""));
+  const x = h.labels.map((_, i) => i + 1);
+  plot(add(root, "div", {className: "plot", id: "halfset-plot"}), [
+    {type: "scatter", mode: "lines", name: "motion (RMS over particles)", x: x, y: h.motion, text: h.labels, hovertemplate: "%{text}: %{y:.2f} Å"},
+    {type: "scatter", mode: "lines", name: "disagreement between halves", x: x, y: h.disagreement, text: h.labels, hovertemplate: "%{text}: %{y:.2f} Å"},
+  ], {title: {text: "per node"}, xaxis: {title: {text: "node (in model order)"}}, yaxis: {title: {text: "Å"}}});
+})();
+
 // ---------------------------------------------------------------- density runs
 (function maps() {
   if (!D.maps || !D.maps.length) return;

@@ -6,7 +6,8 @@ losses, motion per principal component in Å, bond and clash statistics, warning
 (PCA, UMAP when stored; numbered k-means centres; colour by PC or cluster; lasso / box selection
 exporting the particle indices and the command that writes them as a STAR subset), a 3-D viewer
 that plays each PC trajectory and shows the structure at a clicked centre coloured by displacement,
-RMSF per residue, loss curves with units, image previews, links to every file and next steps.
+RMSF per residue, loss curves with units, image previews, links to every file and next steps; for
+the halves of a ``--halfsets`` run, the half-set agreement per node (disagreement next to motion).
 Density runs: the summary, central slices of the maps, losses, links and next steps.
 """
 
@@ -23,6 +24,7 @@ import pandas as pd
 from plotly.offline import get_plotlyjs
 from sklearn.decomposition import PCA
 
+from cryodyna.analysis.halfsets import HalfsetAgreement
 from cryodyna.io.mrc import read_volume
 from cryodyna.io.structure import read_models
 
@@ -120,6 +122,21 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
     }
 
 
+def _halfset_data(run_dir: Path) -> dict | None:
+    """Agreement of the two halves of a ``--halfsets`` run (``run_dir`` is one of them), or None."""
+    parent = run_dir.parent
+    table_path = parent / "halfset_agreement.csv"
+    if not (parent / "halfsets.json").is_file() or not table_path.is_file():
+        return None
+    t = pd.read_csv(table_path, dtype={"residue": str})
+    particles = pd.read_csv(parent / "halfset_particles.csv")
+    agreement = HalfsetAgreement(t.disagreement_a.to_numpy(), t.motion_a.to_numpy(), particles.rmsd_a.to_numpy())
+    return {"split": _read_json(parent / "halfsets.json").get("split", "?"), "ratio": agreement.ratio,
+            "warning": agreement.warning(), "labels": (t.chain.astype(str) + ":" + t.res_name + t.residue + " " + t.atom).tolist(),
+            "disagreement": np.round(agreement.disagreement, 3).tolist(), "motion": np.round(agreement.motion, 3).tolist(),
+            "median_particle_rmsd": float(np.median(agreement.particle_rmsd))}
+
+
 def _map_slices(folder: Path) -> list[dict]:
     """Central x/y/z slices of up to 6 maps of a density evaluation."""
     maps = sorted(folder.glob("vol*.mrc"))[:6]
@@ -168,6 +185,7 @@ def write_report(run_dir: Path, reference: np.ndarray | None = None) -> Path:
             "next": _next_steps(run_dir, summary["task"], folder, summary["inputs"].get("particles")), "run": str(run_dir)}
     if folder is not None and (folder / "z.npy").is_file() and summary["task"] in ("atom", "cg"):
         data["deformation"] = _deformation_data(folder, reference)
+        data["halfsets"] = _halfset_data(run_dir)
     if folder is not None and summary["task"] == "density":
         data["maps"] = _map_slices(folder)
     page = (TEMPLATE.replace("{{TITLE}}", html.escape(f"cryodyna {summary['task']} run: {run_dir.name}"))
@@ -197,6 +215,7 @@ h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid
 <h1>{{TITLE}}</h1>
 <div id="summary" class="card"></div>
 <div id="deformation"></div>
+<div id="halfsets"></div>
 <div id="maps"></div>
 <h2>Losses</h2><div id="losses" class="row"></div>
 <h2>Files</h2><div id="files"></div>

@@ -89,6 +89,19 @@ class ParticleDataset(Dataset):
             img = img * self.mask
         return img
 
+    def batch(self, indices: np.ndarray) -> dict:
+        """Stacked items ``indices`` (B,): ``images`` (B, D, D) and the tensors of :meth:`__getitem__`
+        with a leading batch axis (``rotations``, ``shifts``, ``ctf``, ``apix``, ``index``)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return {
+            "images": torch.stack([self.image(int(i)) for i in indices]),
+            "rotations": torch.as_tensor(self._rot[indices], dtype=torch.float32),
+            "shifts": torch.from_numpy(self._shift_px[indices]),
+            "ctf": torch.from_numpy(self._ctf[indices]),
+            "apix": torch.as_tensor(self.apix[indices], dtype=torch.float32),
+            "index": torch.from_numpy(indices),
+        }
+
     def __getitem__(self, i: int) -> dict:
         return {
             "image": self.image(i),

@@ -66,6 +66,12 @@ def read_cs(path: str | Path, datadir: str | Path | None = None) -> ParticleTabl
             shifts = np.asarray(data["alignments3D/shift"], dtype=np.float64) * apix[:, None]
     phase = np.asarray(data["ctf/phase_shift_rad"], dtype=np.float64) if "ctf/phase_shift_rad" in names else np.zeros(n)
     group = np.asarray(data["ctf/exp_group_id"], dtype=np.int64) + 1 if "ctf/exp_group_id" in names else np.ones(n, np.int64)
+    subset = None
+    if "alignments3D/split" in names:  # 0/1 in cryoSPARC; 1/2 as RELION's rlnRandomSubset
+        subset = np.asarray(data["alignments3D/split"], dtype=np.int64) + 1
+        bad = np.flatnonzero((subset != 1) & (subset != 2))
+        if bad.size:
+            raise InputError(path, f"row {bad[0] + 1}, field alignments3D/split: value {subset[bad[0]] - 1}; expected 0 or 1")
     return ParticleTable(
         image_file=files,
         image_index=np.asarray(data["blob/idx"], dtype=np.int64),
@@ -82,4 +88,5 @@ def read_cs(path: str | Path, datadir: str | Path | None = None) -> ParticleTabl
         box=box,
         optics_group=group,
         source=path,
+        random_subset=subset,
     )

@@ -27,6 +27,8 @@ class ParticleTable:
         optics_group: integer group id (1-based as in RELION).
         source: the file the table was read from.
         row_label: human-readable origin of each entry for error messages (e.g. ``"row 12"``).
+        random_subset: gold-standard half-set (1 or 2) of each particle (RELION ``rlnRandomSubset``,
+            cryoSPARC ``alignments3D/split`` + 1), or None when the file has none.
     """
 
     image_file: np.ndarray
@@ -45,6 +47,7 @@ class ParticleTable:
     optics_group: np.ndarray
     source: Path | None = None
     row_label: np.ndarray | None = field(default=None)
+    random_subset: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.image_index)

@@ -161,7 +161,19 @@ def read_star(path: str | Path, datadir: str | Path | None = None, apix: float |
         box=box_arr,
         optics_group=group,
         source=path,
+        random_subset=_random_subset(path, df),
     )
+
+
+def _random_subset(path: Path, df: pd.DataFrame) -> np.ndarray | None:
+    """rlnRandomSubset (1 or 2 per particle) when the file has it."""
+    if "rlnRandomSubset" not in df.columns:
+        return None
+    subset = _numeric(path, df, "rlnRandomSubset")
+    bad = np.flatnonzero((subset != 1) & (subset != 2))
+    if bad.size:
+        raise InputError(path, f"row {bad[0] + 1}: rlnRandomSubset is {subset[bad[0]]:g}; expected 1 or 2")
+    return subset.astype(np.int64)
 
 
 def _amplitude_contrast(path, df, optics, per_particle) -> np.ndarray:
@@ -228,6 +240,8 @@ def write_star(path: str | Path, table: ParticleTable) -> None:
         rlnPhaseShift=np.rad2deg(table.phase_shift),
         rlnOpticsGroup=group,
     )
+    if table.random_subset is not None:
+        particles["rlnRandomSubset"] = table.random_subset
     starfile.write({"optics": optics, "particles": pd.DataFrame(particles)}, path, overwrite=True, float_format="%.6f")
 
 

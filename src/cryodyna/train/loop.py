@@ -49,10 +49,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of particle indices into (train, holdout), both sorted."""
-    perm = np.random.default_rng(seed).permutation(n)
-    k = int(round(n * fraction)) if n > 1 else 0
+def holdout_split(n: int, fraction: float, seed: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of particle indices (all ``n``, or only those of ``subset``) into (train,
+    holdout), both sorted."""
+    pool = np.arange(n) if subset is None else np.asarray(subset, dtype=np.int64)
+    perm = np.random.default_rng(seed).permutation(pool)
+    k = int(round(len(pool) * fraction)) if len(pool) > 1 else 0
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
@@ -69,11 +71,13 @@ class TrainingLoop:
     ``metrics.csv``, ``progress.json``, evaluation folders ``epoch-NNNN_step-NNNNNNN/``).
 
     find_unused_parameters: passed to DDP (parameters that some steps leave idle); table: the
-    particle file's rows (written back with refined poses when ``optim.refine_poses``).
+    particle file's rows (written back with refined poses when ``optim.refine_poses``); subset:
+    the particles to train on (and hold out from), e.g. one half-set; None = all.  Evaluations
+    still cover every particle.
     """
 
     def __init__(self, model: torch.nn.Module, particles: PreparedParticles, optim: OptimConfig, run_dir: Path,
-                 find_unused_parameters: bool = False, table: ParticleTable | None = None):
+                 find_unused_parameters: bool = False, table: ParticleTable | None = None, subset: np.ndarray | None = None):
         self.model, self.data, self.table = model, particles, table
         self.cfg, self.run_dir = optim, Path(run_dir)
         self.device = resolve_device(optim.device)
@@ -91,7 +95,7 @@ class TrainingLoop:
             free = torch.cuda.mem_get_info(self.device)[0]
             if optim.images_on_device or particles.image_bytes < 0.3 * free:
                 particles.images_to(self.device)
-        self.train_idx, self.holdout_idx = holdout_split(len(particles), optim.holdout_fraction, optim.seed)
+        self.train_idx, self.holdout_idx = holdout_split(len(particles), optim.holdout_fraction, optim.seed, subset)
         self.batch_size = max(1, min(optim.batch_size, len(self.train_idx) // self.world))
         self.steps_per_epoch = max(1, len(self.train_idx) // (self.batch_size * self.world))
         self.total_steps = self.steps_per_epoch * optim.epochs

@@ -110,11 +110,13 @@ def train_cg(particles: Path, model_path: Path, run_dir: Path, cfg: TrainCGConfi
 
 def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir: Path, eval_only: bool = False,
                       resume: Path | None = None, restart: bool = False, time_limit_minutes: float | None = None,
-                      poses: Path | None = None, ctf: Path | None = None) -> Path | None:
+                      poses: Path | None = None, ctf: Path | None = None, subset: np.ndarray | None = None,
+                      cache_dir: Path | None = None) -> Path | None:
     """Train the deformation model of ``stage``.  Re-running with an existing ``run_dir`` resumes from
     ``checkpoints/last.pt`` unless ``restart``; ``eval_only`` writes one evaluation and stops;
     ``time_limit_minutes`` ends training early (then evaluates); ``poses``/``ctf`` are cryoDRGN
-    pickles when ``particles`` is an image stack."""
+    pickles when ``particles`` is an image stack; ``subset``: train on these particles only (a
+    half-set; latents are still written for all); ``cache_dir``: where the image cache lives."""
     cfg = stage.cfg
     run_dir = Path(run_dir)
     distributed.setup()
@@ -132,18 +134,20 @@ def train_deformation(stage: _Stage, particles: Path, model_path: Path, run_dir:
         check_particle_count(table)
         if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
             check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
-        data = load_images(table, cfg.data, run_dir)
+        data = load_images(table, cfg.data, run_dir, cache_dir=cache_dir)
         lowpass = cfg.data.lowpass or default_lowpass(data.apix)
         write_run_files(run_dir, cfg, resolve_device(cfg.optim.device), {
             "task": stage.kind, "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
             "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
-            "n_blocks": graph.n_blocks}, changes)
+            "n_blocks": graph.n_blocks, **({} if subset is None else {"n_trained_on": int(len(subset))}),
+            **{k: str(Path(v).resolve()) for k, v in (("poses", poses), ("ctf", ctf)) if v is not None}}, changes)
         device = resolve_device(cfg.optim.device)
         model = build_model(graph, cfg, data.d)
         image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
                                  lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
         trainer = DeformationTrainer(stage.task(graph, device), model, image_model, data, cfg.optim, cfg.analysis, run_dir,
-                                     image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table)
+                                     image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table,
+                                     subset=subset)
     if not trainer.resume_or_start(resume) and cfg.model.reference_init and not eval_only:
         trainer.reference_init()
     if main:

@@ -112,10 +112,12 @@ def _log_to(path: Path) -> None:
     log.addHandler(handler)
 
 
-def load_images(table: ParticleTable, data: ImageDataConfig, run_dir: Path, largest_default_box: int = 128) -> PreparedParticles:
+def load_images(table: ParticleTable, data: ImageDataConfig, run_dir: Path, largest_default_box: int = 128,
+                cache_dir: Path | None = None) -> PreparedParticles:
     """Downsampled, masked images of ``table`` (see :func:`prepare_particles`); with
-    ``data.cache_images`` rank 0 fills ``RUN/cache/images.npy`` first and the others reuse it."""
-    cache = Path(run_dir) / "cache" / "images.npy" if data.cache_images else None
+    ``data.cache_images`` rank 0 fills ``images.npy`` in ``cache_dir`` (default ``RUN/cache``)
+    first and the others reuse it."""
+    cache = Path(cache_dir or Path(run_dir) / "cache") / "images.npy" if data.cache_images else None
     main = distributed.is_main()
     prepared = None
     for first in (True, False):

@@ -33,9 +33,9 @@ class DeformationTrainer(TrainingLoop):
 
     def __init__(self, task, model: DeformationModel, image_model: ImageModel, particles: PreparedParticles,
                  optim: DeformationOptimConfig, analysis: AnalysisConfig, run_dir: Path, image_weight: float = 1.0,
-                 context_dropout: float = 0.5, table=None):
+                 context_dropout: float = 0.5, table=None, subset: np.ndarray | None = None):
         unused = context_dropout > 0 and len(model.encoder.attention) > 0  # q/k idle without context
-        super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused, table=table)
+        super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused, table=table, subset=subset)
         self.task, self.image_model = task, image_model.to(self.device)
         self.analysis, self.image_weight, self.context_dropout = analysis, image_weight, context_dropout
 
