@@ -277,7 +277,7 @@ def test_forcefield_neighbours_cover_every_structure_of_a_batch(adk_cg):
 
     with open(out / "prep" / "cg_model.pkl", "rb") as fh:
         cg = pickle.load(fh)
-    ff = MartiniForceField(cg.topology, cg.sizes, "lj", use_lj_table=False)
+    ff = MartiniForceField(cg.topology, cg.sizes, "lj")
     x = torch.as_tensor(cg.coords, dtype=torch.float32) + torch.randn(4, cg.n_beads, 3, generator=torch.Generator().manual_seed(0))
     got = {tuple(p) for p in ff.neighbours(x).tolist()}
     want = {tuple(p) for p in neighbour_pairs(x.numpy(), ff.cutoff, cg.topology.excluded_pairs())}
@@ -378,3 +378,95 @@ def test_relax_repairs_back_mapping_distortions():
     after = geometry_report(s, y)
     assert after.bond_rms_dev < 0.3 * before.bond_rms_dev and after.clash_fraction < 0.5 * before.clash_fraction
     assert np.sqrt(((y[0] - x) ** 2).sum(1).mean()) < 1.0  # the conformation is kept
+
+
+def test_martini3_nonbonded_parameters_by_default(adk_cg, monkeypatch):
+    """The Martini 3 LJ table drives the non-bonded energy; without it, an error names the fix
+    unless the size-based fallback is asked for; Martini 2.2 says it runs with the fallback."""
+    import pickle
+
+    from cryodyna.errors import CryodynaError
+    from cryodyna.physics import nonbonded
+    from cryodyna.train import cg_prep
+
+    out, output = adk_cg
+    with open(out / "prep" / "cg_model.pkl", "rb") as fh:
+        cg = pickle.load(fh)
+    cfg = load_config("train-cg", None, []).martini
+    ff = cg_prep.forcefield_of(cg, cfg)
+    assert ff.pair_parameters.source.startswith("Martini 3 Lennard-Jones table") and "lacks" not in ff.pair_parameters.source
+    table = read_lj_table(nonbonded.find_martini3_table(), set(cg.topology.types))
+    i, j = (int(np.flatnonzero(cg.topology.types == t)[0]) for t in ("P2", "SC2"))  # backbone P2, a side-chain SC2
+    sigma, eps = ff.pair_parameters(torch.tensor([[i, j]]))
+    a, b = table.index(["P2", "SC2"])
+    assert float(sigma) == pytest.approx(table.sigma[a, b]) and float(eps) == pytest.approx(table.epsilon[a, b])
+    assert "Martini 3 Lennard-Jones table" in " ".join(output.split())  # cg-prep reports it
+    fallback = cg_prep.forcefield_of(cg, cfg.model_copy(update={"lj_table": False})).pair_parameters
+    assert fallback.source.startswith("size-based")
+    assert float(fallback(torch.tensor([[i, j]]))[0]) == pytest.approx(0.5 * (cg.sizes[i] + cg.sizes[j]))
+    m22 = cg_prep.forcefield_of(cg, cfg.model_copy(update={"force_field": "martini22"})).pair_parameters
+    assert "Martini 2.2 runs with its bonded terms and this fallback" in m22.source
+    monkeypatch.setattr(cg_prep, "find_martini3_table", lambda: None)
+    with pytest.raises(CryodynaError, match="pip install --no-deps martini-shaker.*martini.lj_table=false"):
+        cg_prep.forcefield_of(cg, cfg)
+    types = np.array(["P2", "P2", "Q1", "TX9"])  # TX9 is no Martini 3 type: pairs with it use the sizes
+    mixed = nonbonded.PairParameters(types, np.array([4.7, 4.7, 4.7, 3.2]), nonbonded.find_martini3_table())
+    assert "size-based WCA for pairs with the 1 bead type(s) it lacks (TX9)" in mixed.source
+    s, e = mixed(torch.tensor([[0, 1], [0, 3]]))
+    assert float(s[1]) == pytest.approx(0.5 * (4.7 + 3.2)) and float(e[1]) == nonbonded.FALLBACK_EPSILON
+    p = table.index(["P2"])[0]
+    assert float(s[0]) == pytest.approx(table.sigma[p, p])
+
+
+def test_dssp_classes_for_martinize(adk_cg):
+    """Eight DSSP classes (mdtraj's DSSP), checked against reference DSSP assignments shipped with
+    MDAnalysisTests (three-state) and used by martinize2 (turns and bends get their own beads)."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    from cryodyna.structure.secondary import dssp, secondary_structure
+
+    out, _ = adk_cg
+    closed = read_structure(out / "reference.pdb")
+    classes = dssp(closed)
+    assert set(classes) >= {"H", "G", "E", "T", "S", "B", "C"} and len(classes) == 214
+    root = Path(importlib.util.find_spec("MDAnalysisTests").submodule_search_locations[0]) / "data" / "dssp"
+    agreement = []
+    for name in ("1ahsA", "1bvyF", "1eteA", "1h4aX"):
+        with gzip.open(root / f"{name}.pdb.gz", "rt") as fh:
+            (out / f"{name}.pdb").write_text(fh.read())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = read_structure(out / f"{name}.pdb")
+            ours = "".join(secondary_structure(s)[s.res_kind == "protein"])
+        reference = (root / f"{name}.pdb.dssp").read_text().split()[0].replace("-", "C")
+        assert len(reference) == len(ours), name
+        agreement.append(np.mean([a == b for a, b in zip(ours, reference)]))
+    assert min(agreement) > 0.9, agreement
+    import pickle
+
+    with open(out / "prep" / "cg_model.pkl", "rb") as fh:
+        cg = pickle.load(fh)
+    assert cg.ss == "".join(classes)
+
+
+def test_insertion_codes_stay_distinct_and_electrons_follow_the_mapping(adk_cg):
+    from dataclasses import replace
+
+    out, _ = adk_cg
+    closed = read_structure(out / "reference.pdb")
+    seq, ins = closed.res_seq.copy(), closed.ins_code.copy()
+    seq[52:] -= 1
+    ins[52] = "A"  # residues 52 and 52A, as in antibody numbering
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cg = martinize(replace(closed, res_seq=seq, ins_code=ins))
+    per_residue = np.bincount(cg.residue, minlength=214)
+    assert (per_residue > 0).all() and per_residue[51] == per_residue[52] == 2  # ILE 52 and MET 52A: BB + SC1 each
+    met = int(np.flatnonzero((cg.residue == 52) & (cg.topology.names == "SC1"))[0])
+    assert cg.electrons[met] == 6 + 6 + 16 + 6  # CB, CG, SD, CE of Met, from the mapping file
+    phe = int(np.flatnonzero(closed.res_name == "PHE")[0])
+    ring = cg.electrons[(cg.residue == phe) & np.isin(cg.topology.names, ["SC1", "SC2", "SC3"])]
+    # SC1 = CB + CG + 1/3 CD1 + 1/3 CD2; SC2 = 2/3 CD1 + CE1 + 1/2 CZ; SC3 = 1/2 CZ + 2/3 CD2 + CE2 (Martini 3 Phe map)
+    np.testing.assert_allclose(ring, [16, 13, 13])

@@ -144,3 +144,23 @@ def test_image_cache_is_reused_and_invalidated(tiny_adk, tmp_path, monkeypatch):
     os.utime(stack, ns=(stack.stat().st_atime_ns, stack.stat().st_mtime_ns + 10**9))  # the stack changed
     with pytest.raises(AssertionError, match="the stacks were read"):
         prepare_particles(table, None, 1.0, False, cache=tmp_path / "images.npy")
+
+
+def test_the_graph_of_a_saved_run_never_changes(tiny_adk, tmp_path):
+    """The secondary structure behind the blocks is kept in the run; weights that do not fit the
+    graph (another cryodyna computed it differently) are a one-line error, not a torch traceback."""
+    from cryodyna.errors import CryodynaError
+    from cryodyna.structure.secondary import secondary_structure
+    from cryodyna.io.structure import read_structure
+    from cryodyna.train.run import load_run
+
+    run_dir = tmp_path / "run"
+    run(tiny_adk, run_dir, 1)
+    stored = run_dir / "inputs" / "secondary_structure.txt"
+    assert stored.read_text().strip() == "".join(secondary_structure(read_structure(tiny_adk / "reference.pdb")))
+    load_run(run_dir)
+    stored.write_text("H" * 214 + "\n")  # one block per chain instead of ~30
+    with pytest.raises(CryodynaError, match="its weights do not fit the model built for this run.*--restart"):
+        load_run(run_dir)
+    run(tiny_adk, run_dir, 1, restart=True)  # --restart forgets the stored assignment
+    assert stored.read_text().strip() != "H" * 214

@@ -83,7 +83,7 @@ class BeadLossConfig(ElasticLossConfig):
 class MartiniConfig(Section):
     force_field: Literal["martini3001", "martini22"] = Field("martini3001", description="MARTINI force field of martinize2: Martini 3 or Martini 2.2 (the reference method's)")
     nonbonded: Literal["wca", "lj", "morse"] = Field("wca", description="Non-bonded form: repulsive WCA, full Lennard-Jones, or Morse with the LJ minimum (both potential-shifted at 11 Å)")
-    lj_table: bool = Field(True, description="Use the Martini 3 Lennard-Jones table when an installed package provides it (martini-shaker); else size-based WCA")
+    lj_table: bool = Field(True, description="Martini 3 non-bonded parameters from its Lennard-Jones table (pip install --no-deps martini-shaker; an error when absent); false: a size-based WCA repulsion for every pair (Martini 2.2 always runs with it)")
     minimize: bool = Field(True, description="Minimise the mapped reference in its force field (L-BFGS, restrained to the map frame) before training")
     minimize_steps: int = Field(500, ge=1, description="[iterations] L-BFGS iterations of the minimisation")
     restraint_k: float = Field(10.0, ge=0, description="[kJ mol^-1 Å^-2] Harmonic restraint of the minimisation to the mapped positions (10 keeps the beads within ~0.5 Å RMS of them)")

@@ -3,6 +3,8 @@ from a neighbour list refreshed from the structure being scored."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -21,11 +23,12 @@ class MartiniForceField(nn.Module):
     nonbonded: ``wca`` (repulsive only; default for training), ``lj`` or ``morse`` (potential-shifted
     at ``LJ_CUTOFF``); the neighbour list covers ``2^(1/6) sigma_max`` for WCA and ``LJ_CUTOFF``
     otherwise, minus the 1-2 and ``[ exclusions ]`` pairs, and is rebuilt from the coordinates at
-    every call (KD-tree, O(N)).  Pairs beyond the cut-off score 0, so the energy of a structure
+    every call (KD-tree, O(N)).  ``lj_table``: the MARTINI file with the pair parameters (see
+    :class:`~cryodyna.physics.nonbonded.PairParameters`; None = size-based).  Pairs beyond the cut-off score 0, so the energy of a structure
     does not depend on the batch it is scored in.
     """
 
-    def __init__(self, topology: Topology, sizes: np.ndarray, nonbonded: str = "wca", use_lj_table: bool = True):
+    def __init__(self, topology: Topology, sizes: np.ndarray, nonbonded: str = "wca", lj_table: Path | None = None):
         super().__init__()
         self.nonbonded_form = nonbonded
         t = topology
@@ -48,7 +51,7 @@ class MartiniForceField(nn.Module):
         buf("improper_xi0", t.improper_xi0)
         buf("improper_k", t.improper_k)
         self.excluded = t.excluded_pairs()
-        self.pair_parameters = PairParameters(t.types, sizes, use_table=use_lj_table)
+        self.pair_parameters = PairParameters(t.types, sizes, lj_table)
         sigma_max = float(self.pair_parameters.sigma.max())
         self.cutoff = 2 ** (1 / 6) * sigma_max if nonbonded == "wca" else LJ_CUTOFF
 

@@ -2,15 +2,15 @@
 
 The Martini 3 Lennard-Jones table (``martini_v3.0.0.itp``: ``[ atomtypes ]`` and ``[ nonbond_params ]``
 with sigma in nm and epsilon in kJ/mol) is read at run time from an installed copy (the PyPI packages
-``martini-shaker`` or ``martini-taster`` ship it; it is never bundled here).  Without it, a size-based
-repulsion is used: WCA with sigma = the mean LJ size of the two beads (regular / small / tiny) and
-``FALLBACK_EPSILON``.
+``martini-shaker`` or ``martini-taster`` ship it; ``pip install --no-deps martini-shaker`` is enough;
+it is never bundled here).  Pairs without table parameters (no table given, or bead types the table
+lacks, such as the Martini 2 DNA beads) get a size-based repulsion: sigma = the mean LJ size of the
+two beads (regular / small / tiny) and ``FALLBACK_EPSILON``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,33 +89,33 @@ def read_lj_table(path: str | Path, only: set[str] | None = None) -> LJTable:
 
 
 class PairParameters(nn.Module):
-    """sigma/epsilon lookup for bead pairs through a (T, T) table over T bead classes: the bead types
-    present (Lennard-Jones table), or the bead size classes (fallback).  Memory O(T^2), never O(N^2).
+    """sigma/epsilon lookup for bead pairs through a (T, T) table over the T bead types present.
+    Memory O(T^2), never O(N^2).
 
-    types (N,) bead type names; sizes (N,) LJ size of each bead (Å) for the fallback.
+    types (N,) bead type names; sizes (N,) LJ size of each bead (Å); table: a MARTINI force-field file
+    with ``[ nonbond_params ]`` (None: size-based parameters for every pair).  ``source`` says what
+    was used.
     """
 
-    def __init__(self, types: np.ndarray, sizes: np.ndarray, use_table: bool = True):
+    def __init__(self, types: np.ndarray, sizes: np.ndarray, table: Path | None = None):
         super().__init__()
-        present = sorted(set(types))
-        path = find_martini3_table() if use_table else None
-        table = read_lj_table(path, set(present)) if path is not None else None
-        if table is not None and all(t in table.names for t in present):
-            index, sigma, epsilon = table.index(types), table.sigma, table.epsilon
-            self.source = f"Martini 3 Lennard-Jones table {path}"
-        else:
-            if use_table:
-                missing = sorted(set(present) - set(table.names)) if table is not None else []
-                reason = (f"{path} has no bead type(s) {', '.join(missing[:6])} (Martini 2 DNA beads have no Martini 3 "
-                          "parameters)" if missing else f"no Martini 3 Lennard-Jones table (pip install martini-shaker "
-                          f"for {TABLE_NAME})")
-                warnings.warn(f"{reason}; using a size-based WCA repulsion (epsilon {FALLBACK_EPSILON} kJ/mol) for "
-                              "all bead pairs", stacklevel=2)
-            classes, index = np.unique(np.asarray(sizes, dtype=np.float64), return_inverse=True)
-            sigma = 0.5 * (classes[:, None] + classes[None, :])
-            epsilon = np.full_like(sigma, FALLBACK_EPSILON)
-            self.source = "size-based WCA (regular / small / tiny bead sizes)"
-        self.register_buffer("type_index", torch.as_tensor(np.asarray(index).reshape(-1), dtype=torch.int64))
+        present, index = np.unique(np.asarray(types).astype(str), return_inverse=True)
+        size = np.zeros(len(present))
+        size[index.reshape(-1)] = np.asarray(sizes, dtype=np.float64)
+        sigma = 0.5 * (size[:, None] + size[None, :])
+        epsilon = np.full_like(sigma, FALLBACK_EPSILON)
+        self.source = "size-based WCA (regular / small / tiny bead sizes) for all pairs"
+        if table is not None:
+            lj = read_lj_table(table, set(present))
+            known = np.array([t in lj.names for t in present])
+            rows = lj.index(present[known])
+            sigma[np.ix_(known, known)] = lj.sigma[np.ix_(rows, rows)]
+            epsilon[np.ix_(known, known)] = lj.epsilon[np.ix_(rows, rows)]
+            self.source = f"Martini 3 Lennard-Jones table {table}"
+            if not known.all():
+                self.source += (f"; size-based WCA for pairs with the {int((~known).sum())} bead type(s) it lacks "
+                                f"({', '.join(present[~known][:6])})")
+        self.register_buffer("type_index", torch.as_tensor(index.reshape(-1), dtype=torch.int64))
         self.register_buffer("sigma", torch.as_tensor(sigma, dtype=torch.float32))
         self.register_buffer("epsilon", torch.as_tensor(epsilon, dtype=torch.float32))
 

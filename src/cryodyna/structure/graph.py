@@ -14,7 +14,7 @@ from cryodyna.structure.blocks import assign_blocks, block_centroids, knn_graph,
 from cryodyna.structure.martini import CGModel
 from cryodyna.structure.nodes import residue_nodes
 from cryodyna.structure.pairs import clash_pairs, connect_pairs, elastic_pairs, exclude_pairs
-from cryodyna.structure.secondary import secondary_structure
+from cryodyna.structure.secondary import secondary_structure, three_state
 
 
 @dataclass
@@ -82,13 +82,15 @@ def build_residue_graph(
     clash_distance: float = 4.0,
     clash_search: float = 15.0,
     source=None,
+    ss: np.ndarray | None = None,
 ) -> NodeGraph:
-    """Residue-level graph: one node per residue (CA / C1'), amplitudes = residue electrons."""
+    """Residue-level graph: one node per residue (CA / C1'), amplitudes = residue electrons; ``ss``:
+    the three-state secondary structure per residue (default: :func:`secondary_structure`)."""
     nodes = residue_nodes(structure, source)
     coords = nodes.coords
     chain_index = {c: i for i, c in enumerate(structure.chains)}
     chain = np.array([chain_index[c] for c in structure.chain_id], dtype=np.int64)
-    ss = secondary_structure(structure)
+    ss = secondary_structure(structure) if ss is None else np.asarray(ss, dtype=object)
     block = assign_blocks(ss, structure.chain_id, min_block_length)
     centroids = block_centroids(coords, block)
     nbr, dist = knn_graph(centroids, knn)
@@ -128,7 +130,7 @@ def build_bead_graph(
     residues, first_bead = cg.backbone_beads()
     group = np.searchsorted(residues, cg.residue)
     group_coords = coords[first_bead]  # the backbone bead of each residue
-    ss = secondary_structure(structure)[residues]
+    ss = three_state(cg.ss)[residues]  # the DSSP classes the topology was built with
     block = assign_blocks(ss, res_chain[residues], min_block_length)
     centroids = block_centroids(group_coords, block)
     nbr, dist = knn_graph(centroids, knn)

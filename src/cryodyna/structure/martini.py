@@ -1,10 +1,11 @@
 """MARTINI coarse-grained model of an all-atom structure, built with vermouth's ``martinize2`` (run
-as a subprocess of this Python; no external binaries) with secondary structure from pydssp.
+as a subprocess of this Python; no external binaries) with the eight DSSP classes of mdtraj's DSSP
+(turns and bends get their own parameters, as with martinize2's own ``-dssp``).
 
 Martini 3 (``martini3001``) is the default; Martini 2.2 (``martini22``, the reference method's force
 field, run with ``-noscfix``) is selectable for proteins; nucleic acids get Martini-DNA beads
 (:mod:`cryodyna.structure.martini_nucleic`).  Bead amplitudes are the electrons of the heavy
-atoms mapped to each bead (each heavy atom goes to the nearest bead of its residue); Gaussian widths
+atoms mapped to each bead (martinize2's mapping, shared atoms split); Gaussian widths
 are half the bead's Lennard-Jones size (regular / small / tiny beads).
 """
 
@@ -23,8 +24,9 @@ import numpy as np
 from cryodyna.errors import CryodynaError, InputError
 from cryodyna.io.itp import Topology, concatenate, read_itp
 from cryodyna.io.structure import Structure, write_structure
+from cryodyna.structure.martini_mapping import mapping_weights
 from cryodyna.structure.martini_nucleic import martinize_nucleic, nucleic_fragments
-from cryodyna.structure.secondary import secondary_structure
+from cryodyna.structure.secondary import dssp
 
 FORCE_FIELDS = {"martini3001": [], "martini22": ["-noscfix"]}
 BACKBONE_BEADS = ("BB", "BB3")
@@ -47,7 +49,7 @@ class CGModel:
     residue (N,) index of each bead's residue in the all-atom structure; chain_id (N,) str;
     electrons (N,) heavy-atom electrons per bead; sizes (N,) LJ sigma Å from the bead size class;
     force_field (of the protein beads); itp: the molecule topologies (name -> text, martinize2 or
-    polyply); ss: per-residue secondary-structure letters ('N' for nucleotides).
+    polyply); ss: per-residue DSSP class letters (H G I E B T S C; 'N' for nucleotides).
     """
 
     coords: np.ndarray
@@ -171,10 +173,10 @@ def martinize(structure: Structure, force_field: str = "martini3001", source: st
     if force_field not in FORCE_FIELDS:
         raise CryodynaError(f"force field {force_field!r} is not supported; choose one of {', '.join(FORCE_FIELDS)}")
     protein = structure.res_kind == "protein"
-    ss_res = secondary_structure(structure)
+    ss_res = dssp(structure)
     molecules = []
     if protein.any():
-        ss = "".join("C" if s == "N" else s for s in ss_res[protein])
+        ss = "".join(ss_res[protein])
         molecules += _martinize_proteins(structure, force_field, ss, source)
     for i, fragment in enumerate(nucleic_fragments(structure)):
         beads = martinize_nucleic(structure, fragment, f"nucleic_{i}", source)
@@ -187,24 +189,41 @@ def martinize(structure: Structure, force_field: str = "martini3001", source: st
     sizes = np.array([BEAD_SIZES[NUCLEIC_FORCE_FIELD if n else force_field][bead_size_class(t)]
                       for t, n in zip(topology.types, nucleic)])
     return CGModel(coords, coords.copy(), topology, residue, structure.chain_id[residue].astype(object),
-                   _bead_electrons(structure, coords, residue), sizes, force_field, {m.name: m.itp for m in molecules},
+                   _bead_electrons(structure, coords, residue, topology.names, force_field), sizes, force_field, {m.name: m.itp for m in molecules},
                    "".join(ss_res))
 
 
 def _bead_residues(structure: Structure, chain_id: np.ndarray, res_seq: np.ndarray, source) -> np.ndarray:
-    lookup = {(c, int(n)): r for r, (c, n) in enumerate(zip(structure.chain_id, structure.res_seq))}
-    try:
-        return np.array([lookup[(c, int(n))] for c, n in zip(chain_id, res_seq)], dtype=np.int64)
-    except KeyError as exc:
-        raise InputError(source, f"martinize2 produced a bead for residue {exc.args[0]} that is not in the model") from None
+    """Residue of ``structure`` of every bead of martinize2's output, by order: martinize2 keeps the
+    residues in input order but renumbers them (``52A`` becomes ``53``), so the k-th residue of its
+    output is the k-th protein residue of the input (residues with insertion codes stay distinct)."""
+    new = np.ones(len(chain_id), dtype=bool)
+    new[1:] = (chain_id[1:] != chain_id[:-1]) | (res_seq[1:] != res_seq[:-1])
+    ordinal = np.cumsum(new) - 1
+    protein = np.flatnonzero(structure.res_kind == "protein")
+    if ordinal[-1] + 1 != len(protein):
+        raise InputError(source, f"martinize2 wrote beads for {ordinal[-1] + 1} residues; the model has {len(protein)} "
+                         "protein residues")
+    return protein[ordinal]
 
 
-def _bead_electrons(structure: Structure, coords: np.ndarray, residue: np.ndarray) -> np.ndarray:
-    """Heavy-atom electrons per bead, each heavy atom assigned to the nearest bead of its residue."""
+def _bead_electrons(structure: Structure, coords: np.ndarray, residue: np.ndarray, names: np.ndarray,
+                    force_field: str) -> np.ndarray:
+    """Heavy-atom electrons per bead: each atom split over its beads as martinize2's mapping files
+    say (:mod:`cryodyna.structure.martini_mapping`); an atom the mapping does not name (terminal
+    oxygens, nucleotides) goes to the nearest bead of its residue."""
+    weights = mapping_weights(force_field)
     electrons = np.zeros(len(coords))
     for r in np.unique(residue):
         beads = np.flatnonzero(residue == r)
-        atoms = np.flatnonzero((structure.residue == r) & (structure.atomic_number > 1))
-        d = ((structure.coords[atoms, None, :] - coords[None, beads, :]) ** 2).sum(-1)
-        np.add.at(electrons, beads[np.argmin(d, axis=1)], structure.atomic_number[atoms])
+        index = {str(n): b for n, b in zip(names[beads], beads)}
+        mapping = weights.get(str(structure.res_name[r]), {})
+        for a in np.flatnonzero((structure.residue == r) & (structure.atomic_number > 1)):
+            shares = mapping.get(str(structure.atom_name[a]), {})
+            if shares and all(bead in index for bead in shares):
+                for bead, share in shares.items():
+                    electrons[index[bead]] += share * structure.atomic_number[a]
+            else:
+                nearest = beads[np.argmin(((coords[beads] - structure.coords[a]) ** 2).sum(-1))]
+                electrons[nearest] += structure.atomic_number[a]
     return electrons

@@ -12,7 +12,9 @@ import torch
 
 from cryodyna.config.schema import MartiniConfig
 from cryodyna.io.structure import Structure, write_structure
+from cryodyna.errors import CryodynaError
 from cryodyna.physics.forcefield import MartiniForceField
+from cryodyna.physics.nonbonded import TABLE_NAME, find_martini3_table
 from cryodyna.physics.minimize import minimize
 from cryodyna.structure.martini import CGModel, martinize
 
@@ -22,8 +24,22 @@ CG_MODEL = "cg_model.pkl"
 
 
 def forcefield_of(cg: CGModel, cfg: MartiniConfig) -> MartiniForceField:
-    """The MARTINI energy of ``cg`` with the configured non-bonded form and table."""
-    return MartiniForceField(cg.topology, cg.sizes, cfg.nonbonded, cfg.lj_table)
+    """The MARTINI energy of ``cg`` with the configured non-bonded form and parameters: the Martini 3
+    Lennard-Jones table (an error when it is not installed, unless ``martini.lj_table=false`` asks
+    for the size-based fallback); Martini 2.2 has no installable non-bonded table and runs with its
+    bonded terms and the size-based repulsion, which the energy report says."""
+    table = None
+    if cfg.force_field == "martini3001" and cfg.lj_table:
+        table = find_martini3_table()
+        if table is None:
+            raise CryodynaError(f"no Martini 3 Lennard-Jones table ({TABLE_NAME}) is installed: pip install --no-deps "
+                                "martini-shaker (it ships the file), or --set martini.lj_table=false for a size-based "
+                                "WCA repulsion instead")
+    ff = MartiniForceField(cg.topology, cg.sizes, cfg.nonbonded, table)
+    if cfg.force_field == "martini22":
+        ff.pair_parameters.source += ("; Martini 2.2 runs with its bonded terms and this fallback (no installable "
+                                      "Martini 2.2 non-bonded table)")
+    return ff
 
 
 def prepare_cg(structure: Structure, cfg: MartiniConfig, out_dir: Path, source=None) -> tuple[CGModel, dict]:

@@ -38,6 +38,19 @@ def read_checkpoint(path: Path, map_location="cpu") -> dict:
                             f"({type(exc).__name__}); {hint}") from None
 
 
+def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """Load the weights ``state`` (read from ``path``) into ``model``; weights of another shape (a
+    graph built differently, e.g. by an older cryodyna) are a one-line error."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        raise CryodynaError(f"{path}: its weights do not fit the model built for this run (the node graph differs: "
+                            "another model, settings or cryodyna version built it); train again with --restart "
+                            "or a new -o") from None
+
+
 def rng_state() -> dict:
     """Python, numpy and torch RNG states."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}

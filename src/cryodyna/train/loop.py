@@ -30,7 +30,7 @@ from cryodyna.io.particles import ParticleTable
 from cryodyna.io.star import write_star_with_poses
 from cryodyna.train import distributed
 from cryodyna.train.batches import iterate_batches
-from cryodyna.train.checkpoint import read_checkpoint, rng_state, save_atomic, set_rng_state
+from cryodyna.train.checkpoint import load_model_state, read_checkpoint, rng_state, save_atomic, set_rng_state
 from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.poses import PoseCorrections
@@ -156,7 +156,7 @@ class TrainingLoop:
     def load(self, path: Path) -> None:
         """Resume from a checkpoint written by :meth:`save` (model, optimiser, schedule, counters, RNG)."""
         state = read_checkpoint(path, self.device)
-        self.model.load_state_dict(state["model"])
+        load_model_state(self.model, state["model"], path)
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

@@ -20,6 +20,7 @@ from cryodyna.models.decoder import BlockGraphDecoder
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.models.encoder import ImageEncoder
 from cryodyna.structure.graph import NodeGraph, build_bead_graph, build_residue_graph
+from cryodyna.structure.secondary import secondary_structure
 from cryodyna.train import distributed
 from cryodyna.train.checkpoint import seed_everything
 from cryodyna.train.image_model import ImageModel
@@ -40,14 +41,32 @@ def default_lowpass(apix: float) -> float:
     return max(2.5 * apix, 6.0)
 
 
-def residue_graph(structure, cfg: TrainAtomConfig, source=None) -> NodeGraph:
-    """The residue graph of ``structure`` with the configured parameters."""
+def residue_graph(structure, cfg: TrainAtomConfig, source=None, ss: np.ndarray | None = None) -> NodeGraph:
+    """The residue graph of ``structure`` with the configured parameters (``ss``: its three-state
+    secondary structure, computed when not given)."""
     m, loss = cfg.model, cfg.loss
     return build_residue_graph(
         structure, sigma=m.gaussian_sigma, knn=m.knn, min_block_length=m.min_block_length,
         intra_chain_cutoff=loss.intra_chain_cutoff, inter_chain_cutoff=loss.inter_chain_cutoff,
-        nucleic_cutoff=loss.nucleic_cutoff, clash_distance=loss.clash_distance, source=source,
+        nucleic_cutoff=loss.nucleic_cutoff, clash_distance=loss.clash_distance, source=source, ss=ss,
     )
+
+
+SECONDARY_STRUCTURE = "secondary_structure.txt"
+
+
+def run_secondary_structure(structure, run_dir: Path) -> np.ndarray:
+    """The three-state secondary structure the run's graph is built on: computed once (rank 0) and
+    kept in ``RUN/inputs/secondary_structure.txt``, so that the graph of a saved run never changes."""
+    path = Path(run_dir) / "inputs" / SECONDARY_STRUCTURE
+    if distributed.is_main() and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(secondary_structure(structure)) + "\n")
+    distributed.barrier()
+    letters = path.read_text().strip()
+    if len(letters) != structure.n_residues:
+        raise CryodynaError(f"{path}: {len(letters)} residues, the model has {structure.n_residues}; use --restart")
+    return np.array(list(letters), dtype=object)
 
 
 def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) -> DeformationModel:
@@ -70,7 +89,7 @@ class _Stage:
 
     def graph(self, structure, run_dir: Path, source) -> NodeGraph:
         if self.kind == "atom":
-            return residue_graph(structure, self.cfg, source)
+            return residue_graph(structure, self.cfg, source, run_secondary_structure(structure, run_dir))
         cached = run_dir / "inputs" / CG_MODEL
         settings = run_dir / "inputs" / "martini.json"
         wanted = self.cfg.martini.model_dump_json()

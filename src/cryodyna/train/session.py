@@ -24,7 +24,7 @@ from cryodyna.errors import CryodynaError
 from cryodyna.io.particles import ParticleTable
 from cryodyna.progress import progress_bar
 from cryodyna.train import distributed
-from cryodyna.train.checkpoint import read_checkpoint
+from cryodyna.train.checkpoint import load_model_state, read_checkpoint
 from cryodyna.train.particles import PreparedParticles, prepare_particles
 from cryodyna.train.preflight import check_output_dir
 
@@ -43,7 +43,7 @@ def start_run(run_dir: Path, restart: bool) -> None:
         check_output_dir(run_dir)
         _log_to(run_dir / "log.txt")
         if restart:
-            for p in [last_checkpoint(run_dir), run_dir / "metrics.csv"]:
+            for p in [last_checkpoint(run_dir), run_dir / "metrics.csv", run_dir / "inputs" / "secondary_structure.txt"]:
                 p.unlink(missing_ok=True)
     distributed.barrier()
 
@@ -170,7 +170,7 @@ def read_run(run_dir: Path, tasks: tuple[str, ...]) -> tuple[dict, BaseModel]:
 def load_weights(model: torch.nn.Module, run_dir: Path, checkpoint: Path | None = None) -> None:
     """Load the model weights of ``checkpoint`` (default ``checkpoints/last.pt`` of ``run_dir``)."""
     ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
-    model.load_state_dict(read_checkpoint(ckpt)["model"])
+    load_model_state(model, read_checkpoint(ckpt)["model"], ckpt)
 
 
 def environment_report(device: torch.device) -> str:
@@ -178,7 +178,7 @@ def environment_report(device: torch.device) -> str:
     lines = [f"python {platform.python_version()} ({platform.platform()})", f"device {device}"]
     if device.type == "cuda":
         lines.append(f"gpu {torch.cuda.get_device_name(device)}")
-    for pkg in ("cryodyna", "torch", "numpy", "scipy", "gemmi", "mrcfile", "starfile", "pydssp", "vermouth", "scikit-learn"):
+    for pkg in ("cryodyna", "torch", "numpy", "scipy", "gemmi", "mrcfile", "starfile", "mdtraj", "vermouth", "scikit-learn"):
         try:
             lines.append(f"{pkg} {version(pkg)}")
         except PackageNotFoundError:
