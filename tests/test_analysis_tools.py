@@ -100,6 +100,8 @@ def test_user_mistakes_get_one_line_with_the_fix(trained, tiny_adk, tmp_path):
     assert not (tmp_path / "swapped").exists()
     r = runner.invoke(app, ["analyze", str(tmp_path / "nowhere")])
     assert isinstance(r.exception, CryodynaError) and "no such run folder" in str(r.exception)
+    r = runner.invoke(app, ["sample-structures", str(run_dir), "--z", str(folder / "z.npy"), "--allatom", "-o", str(tmp_path / "a.pdb")])
+    assert isinstance(r.exception, CryodynaError) and "all-atom models need the bead level" in str(r.exception)
     import shutil
 
     damaged = tmp_path / "damaged"

@@ -331,6 +331,25 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     aa = read_models(tmp_path / "aa.pdb")
     assert len(aa) == len(models) and aa[0].n_atoms == read_structure(tiny_adk / "reference.pdb").n_atoms
     assert "bond lengths" in r.output
+    # all-atom models for any latents: the same as back-mapping the decoded bead models one by one
+    z = np.load(folder / "z.npy")[:40]
+    np.save(tmp_path / "z40.npy", z)
+    r = CliRunner().invoke(app, ["sample-structures", str(tmp_path / "run"), "--z", str(tmp_path / "z40.npy"), "--allatom",
+                                 "--npy", str(tmp_path / "aa40.npy")])
+    assert r.exit_code == 0, r.output
+    assert "back-mapped 40 models" in r.output and "atoms in clashes" in r.output
+    allatom = np.load(tmp_path / "aa40.npy")
+    reference = read_structure(tiny_adk / "reference.pdb")
+    from cryodyna.analysis.backmap import run_backmapping
+    from cryodyna.analysis.sampling import decode_latents
+
+    beads = decode_latents(model, z[[3, 17]])
+    one_by_one = np.stack([backmap(*run_backmapping(tmp_path / "run"), b[None])[0] for b in beads])
+    assert allatom.shape == (40, reference.n_atoms, 3)
+    np.testing.assert_allclose(allatom[[3, 17]], one_by_one, atol=1e-3)
+    r = CliRunner().invoke(app, ["sample-structures", str(tmp_path / "run"), "--z", str(tmp_path / "z40.npy"), "--allatom",
+                                 "-o", str(tmp_path / "aa40.pdb")])
+    assert r.exit_code == 0 and len(read_models(tmp_path / "aa40.pdb")) == 40
 
 
 def test_train_cg_on_a_protein_dna_complex(tmp_path):
@@ -342,10 +361,16 @@ def test_train_cg_on_a_protein_dna_complex(tmp_path):
     structure = read_structure(model)
     simulate([structure, structure], SimulationSpec(n_particles=64, box=32, apix=3.0, snr=1.0, density="residue", seed=0),
              tmp_path)
-    cfg = load_config("train-cg", None, TINY_TRAIN_SETTINGS + ["optim.epochs=1", "martini.minimize_steps=50"])
+    cfg = load_config("train-cg", None, TINY_TRAIN_SETTINGS + ["optim.epochs=1", "martini.minimize_steps=50",
+                                                               "loss.protein_nucleic_cutoff=20"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = train_cg(tmp_path / "particles.star", model, tmp_path / "run", cfg)
+    _, task = load_run(tmp_path / "run")  # the protein-nucleotide restraint: mixed pairs within the cut-off only
+    pairs, nucleic = task.protein_nucleic.numpy(), structure.res_kind[task.graph.template.residue] == "nucleic"
+    ref = np.linalg.norm(task.graph.coords[pairs[:, 0]] - task.graph.coords[pairs[:, 1]], axis=1)
+    assert len(pairs) > 10 and (nucleic[pairs[:, 0]] != nucleic[pairs[:, 1]]).all() and ref.max() <= 20
+    assert "protein_nucleic" in set(__import__("pandas").read_csv(tmp_path / "run" / "metrics.csv").name)
     models = read_models(folder / "pca-1.pdb")
     chain_b = models[0].res_name[models[0].residue][models[0].chain_id[models[0].residue] == "B"]
     assert set(chain_b) == {"DG", "DA", "DC"} and np.isfinite(np.stack([m.coords for m in models])).all()

@@ -1,5 +1,6 @@
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,3 +84,32 @@ def test_cross_view_attention_registered_and_single_particle_mode():
     # the attention mixes only within a batch: permuting the batch permutes the output
     perm = torch.randperm(6)
     torch.testing.assert_close(enc(x[perm]), enc(x)[perm], atol=1e-5, rtol=1e-5)
+
+
+def test_each_bead_has_its_own_freedom():
+    """Bead level: a bead's own learned features change its displacement alone, not its residue's
+    other beads (side chains are not tied rigidly to the residue features)."""
+    from cryodyna.models.decoder import BlockGraphDecoder
+
+    n_res, per_res = 12, 3
+    rng = np.random.default_rng(0)
+    res_coords = np.cumsum(rng.normal(0, 2.2, (n_res, 3)), 0)
+    group = np.repeat(np.arange(n_res), per_res)
+    coords = res_coords[group] + rng.normal(0, 1.5, (n_res * per_res, 3))
+    block = np.repeat(np.arange(4), 3)
+    centroids = np.stack([res_coords[block == b].mean(0) for b in range(4)])
+    t = {"coords": torch.as_tensor(coords, dtype=torch.float32), "group_coords": torch.as_tensor(res_coords, dtype=torch.float32),
+         "group": torch.as_tensor(group), "block": torch.as_tensor(block), "centroids": torch.as_tensor(centroids, dtype=torch.float32),
+         "block_nbr": torch.arange(4).repeat(4, 1), "block_dist": torch.ones(4, 4),
+         "link_idx": torch.as_tensor(block)[:, None], "link_mask": torch.ones(n_res, 1, dtype=torch.bool)}
+    torch.manual_seed(0)
+    decoder = BlockGraphDecoder(t, z_dim=4, dim=16, bead_features=8)
+    assert decoder.bead_embedding.shape == (1, n_res * per_res, 8)
+    z = torch.randn(2, 4)
+    assert decoder(z).abs().max() == 0  # zero-initialised output: the reference at the start
+    torch.nn.init.normal_(decoder.head[-1].weight)
+    before = decoder(z).detach()
+    with torch.no_grad():
+        decoder.bead_embedding[0, 4] += 1.0  # the second bead of residue 1
+    changed = (decoder(z).detach() - before).abs().amax(dim=(0, 2)) > 1e-6
+    assert changed.tolist() == [i == 4 for i in range(n_res * per_res)]

@@ -299,13 +299,15 @@ def sample_structures_cmd(
     run: Path = typer.Argument(..., help="A train-atom or train-cg run folder."),
     z: Path = typer.Option(..., "--z", help="Latents to decode: .npy (K, z_dim) or a text file, e.g. RUN/epoch-*/z.npy."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Multi-model PDB/mmCIF output, one model per latent row."),
-    npy: Optional[Path] = typer.Option(None, "--npy", help="Write coordinates (K, N, 3) in Å as .npy instead."),
+    npy: Optional[Path] = typer.Option(None, "--npy", help="Write coordinates (K, N, 3) in Å as .npy instead (with --allatom: (K, atoms, 3))."),
+    allatom: bool = typer.Option(False, "--allatom", help="train-cg runs: back-map every bead model to all atoms (per-residue superposition of the all-atom reference) and report bond-length changes and clashes."),
     checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint to load (default RUN/checkpoints/last.pt)."),
     device: str = typer.Option("auto", help="Torch device."),
 ) -> None:
     """Decode latent rows into structures (all particles' z.npy gives one structure per particle).
 
     Example: cryodyna sample-structures runs/adk --z runs/adk/epoch-0005_step-0000150/z.npy --npy all.npy
+    Example: cryodyna sample-structures runs/adk_cg --z runs/adk_cg/epoch-0005_step-0000150/z.npy --allatom -o all.pdb
     """
     import numpy as np
 
@@ -314,11 +316,27 @@ def sample_structures_cmd(
 
     if (out is None) == (npy is None):
         raise CryodynaError("give exactly one of -o/--out (PDB/mmCIF) or --npy")
+    if allatom:
+        from cryodyna.analysis.backmap import backmap, geometry_report, run_backmapping
+
+        reference, cg = run_backmapping(run)
     model, task = load_run(run, checkpoint, device)
     coords = decode_latents(model, load_latents(z))
+    if allatom:
+        start = time.perf_counter()
+        coords = backmap(reference, cg, coords)
+        rate = len(coords) / (time.perf_counter() - start)
+        r = geometry_report(reference, coords)
+        console.print(f"back-mapped {len(coords)} models ({rate:.0f} models/s): bond lengths RMS change {r.bond_rms_dev:.3f} Å, "
+                      f"max {r.bond_max_dev:.2f} Å; atoms in clashes (< 2.2 Å): {100 * r.clash_fraction:.2f} %", highlight=False)
     if npy is not None:
         np.save(npy, coords)
         console.print(f"wrote {npy} {coords.shape}")
+    elif allatom:
+        from cryodyna.io.structure import write_structure
+
+        write_structure(out, reference, coords)
+        console.print(f"wrote {out} ({len(coords)} all-atom models)")
     else:
         task.write_models(out, coords)
         console.print(f"wrote {out} ({len(coords)} models)")

@@ -40,33 +40,34 @@ def _fit_sets(structure: Structure, cg: CGModel) -> tuple[np.ndarray, np.ndarray
 
 
 def _batched_kabsch(p: np.ndarray, q: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotations (R, 3, 3) and translations (R, 3) with ``R p + t ~ q`` for point sets p, q
-    (R, S, 3) with weights w (R, S); sets of fewer than 3 points get translation only."""
+    """Rotations (..., R, 3, 3) and translations (..., R, 3) with ``R p + t ~ q`` for point sets
+    p (R, S, 3) and q (..., R, S, 3) with weights w (R, S); sets of fewer than 3 points get
+    translation only."""
     ws = w / w.sum(1, keepdims=True)
-    pc, qc = (ws[..., None] * p).sum(1), (ws[..., None] * q).sum(1)
-    h = np.einsum("rs,rsi,rsj->rij", ws, p - pc[:, None], q - qc[:, None])
+    pc, qc = (ws[..., None] * p).sum(-2), (ws[..., None] * q).sum(-2)
+    h = np.einsum("rs,rsi,...rsj->...rij", ws, p - pc[:, None], q - qc[..., None, :])
     u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("rij,rjk->rik", vt.transpose(0, 2, 1), u.transpose(0, 2, 1))))
-    fix = np.tile(np.eye(3), (len(p), 1, 1))
-    fix[:, 2, 2] = d
-    rot = np.einsum("rij,rjk,rkl->ril", vt.transpose(0, 2, 1), fix, u.transpose(0, 2, 1))
-    rot[w.sum(1) < 3] = np.eye(3)
-    return rot, qc - np.einsum("rij,rj->ri", rot, pc)
+    v, ut = np.swapaxes(vt, -1, -2), np.swapaxes(u, -1, -2)
+    d = np.sign(np.linalg.det(v @ ut))
+    fix = np.broadcast_to(np.eye(3), h.shape).copy()
+    fix[..., 2, 2] = d
+    rot = v @ fix @ ut
+    rot[..., w.sum(1) < 3, :, :] = np.eye(3)
+    return rot, qc - np.einsum("...rij,rj->...ri", rot, pc)
 
 
-def backmap(structure: Structure, cg: CGModel, beads: np.ndarray) -> np.ndarray:
+def backmap(structure: Structure, cg: CGModel, beads: np.ndarray, batch: int = 64) -> np.ndarray:
     """All-atom coordinates (K, A, 3) for bead models ``beads`` (K, N, 3) Å, given the all-atom
     reference ``structure`` and its CG model ``cg`` (the fit starts from ``cg.mapped``, the bead
-    positions that match the atoms)."""
+    positions that match the atoms); ``batch`` models are fitted at once."""
     beads = np.asarray(beads, dtype=np.float64)
     idx, mask = _fit_sets(structure, cg)
-    w = mask.astype(np.float64)
     ref = cg.mapped[idx]
+    r = structure.residue
     out = np.empty((len(beads), structure.n_atoms, 3))
-    for k, model in enumerate(beads):
-        rot, trans = _batched_kabsch(ref, model[idx], w)
-        r = structure.residue
-        out[k] = np.einsum("aij,aj->ai", rot[r], structure.coords) + trans[r]
+    for start in range(0, len(beads), batch):
+        rot, trans = _batched_kabsch(ref, beads[start : start + batch][:, idx], mask.astype(np.float64))
+        out[start : start + batch] = np.einsum("kaij,aj->kai", rot[:, r], structure.coords) + trans[:, r]
     return out
 
 
@@ -109,6 +110,17 @@ def _find_run(path: Path) -> Path | None:
     return None
 
 
+def run_backmapping(run: Path) -> tuple[Structure, CGModel]:
+    """The all-atom reference and the CG model of a ``train-cg`` run folder (what
+    :func:`backmap` needs); a clear error for any other folder."""
+    run = Path(run)
+    info_path = run / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if info.get("task") != "cg" or not (run / "inputs" / CG_MODEL).is_file():
+        raise CryodynaError(f"{run}: not a train-cg run folder; all-atom models need the bead level (train-cg)")
+    return read_structure(info["model"]), load_cg(run / "inputs" / CG_MODEL)
+
+
 def backmap_run(source: Path, out: Path, run: Path | None = None, relax_iterations: int | None = None,
                 restraint_k: float = 1000.0) -> tuple[int, GeometryReport, GeometryReport | None]:
     """Back-map the bead models of ``source`` (a train-cg run folder: its latest ``pred.pdb``; or a
@@ -124,9 +136,7 @@ def backmap_run(source: Path, out: Path, run: Path | None = None, relax_iteratio
         if not evaluations:
             raise CryodynaError(f"{run}: no evaluation folder yet")
         source = evaluations[-1] / "pred.pdb"
-    cg = load_cg(run / "inputs" / CG_MODEL)
-    info = json.loads((run / "run.json").read_text())
-    reference = read_structure(info["model"])
+    reference, cg = run_backmapping(run)
     beads = np.stack([m.coords for m in read_models(source)])
     if beads.shape[1] != cg.n_beads:
         raise InputError(source, f"has {beads.shape[1]} atoms per model but the run's CG model has {cg.n_beads} beads")

@@ -51,6 +51,10 @@ class DeformationModelConfig(Section):
     reference_init: bool = Field(False, description="Instead of a zero-initialised output layer, start from a random one and first train the model to output the reference (the reference method's init stage)")
 
 
+class BeadModelConfig(DeformationModelConfig):
+    bead_features: int = Field(8, ge=0, description="Learned features of each bead's own, next to its residue's, in the decoder head: side-chain beads move in their own way with the latent (0 = rigidly with their residue's features)")
+
+
 class ModelConfig(DeformationModelConfig):
     gaussian_sigma: float = Field(2.0, gt=0, description="[Å] Width of each residue Gaussian")
 
@@ -78,6 +82,9 @@ class BeadLossConfig(ElasticLossConfig):
     dihedral_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI proper-dihedral energy (mean per dihedral term, kT)")
     improper_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI improper-dihedral energy (mean per improper, kT)")
     nonbonded_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI non-bonded energy (kT, summed over pairs and divided by the reference's neighbour-pair count)")
+    protein_nucleic_cutoff: float = Field(12.0, ge=0, description="[Å] Protein-nucleotide bead pairs within this distance are restrained to their reference distances (the reference method's dist_aa_nt; 0 = none)")
+    protein_nucleic_weight: float = Field(1.0, ge=0, description="Weight of the protein-nucleotide distance restraint (mean squared deviation, Å^2)")
+    protein_nucleic_keep_ratio: float = Field(0.99, gt=0, le=1, description="Fraction of protein-nucleotide pairs kept (those whose error varies most across the batch are released)")
 
 
 class MartiniConfig(Section):
@@ -158,7 +165,7 @@ class TrainCGConfig(Section):
     """Bead-level (MARTINI) training (``cryodyna train-cg``)."""
 
     data: DataConfig = DataConfig()
-    model: DeformationModelConfig = DeformationModelConfig()
+    model: BeadModelConfig = BeadModelConfig()
     martini: MartiniConfig = MartiniConfig()
     loss: BeadLossConfig = BeadLossConfig()
     optim: DeformationOptimConfig = DeformationOptimConfig()

@@ -56,10 +56,12 @@ class BlockGraphDecoder(nn.Module):
     """z (B, z_dim) -> displacements (B, N, 3) Å over a fixed :class:`NodeGraph`.
 
     With a ``group`` mapping (bead level) the rounds run on the groups (residues) and each node
-    (bead) is decoded from its group's features and its offset from the group position."""
+    (bead) is decoded from its group's features, its offset from the group position and a learned
+    embedding of its own (``bead_features`` values per bead), so that every bead, side chains
+    included, can move in its own way with the latent instead of rigidly with its residue."""
 
     def __init__(self, graph_tensors: dict[str, torch.Tensor], z_dim: int, dim: int = 32, rounds: int = 2,
-                 heads: int = 4, length_scale: float = 10.0):
+                 heads: int = 4, length_scale: float = 10.0, bead_features: int = 8):
         super().__init__()
         block, centroids = graph_tensors["block"], graph_tensors["centroids"]
         grouped = "group" in graph_tensors
@@ -79,7 +81,8 @@ class BlockGraphDecoder(nn.Module):
         if grouped:
             self.register_buffer("group", graph_tensors["group"])
             self.register_buffer("group_offset", ((graph_tensors["coords"] - coords[graph_tensors["group"]]) / length_scale).unsqueeze(0))
-        width = dim + 3 if grouped else dim
+            self.bead_embedding = nn.Parameter(0.1 * torch.randn(1, len(graph_tensors["group"]), bead_features))  # (1, N, F)
+        width = dim + 3 + bead_features if grouped else dim
         self.head = nn.Sequential(nn.Linear(width, dim), nn.ELU(),
                                   *[layer for _ in range(2) for layer in (nn.Linear(dim, dim), nn.ELU())], nn.Linear(dim, 3))
         nn.init.zeros_(self.head[-1].weight)
@@ -91,5 +94,7 @@ class BlockGraphDecoder(nn.Module):
         for layer in self.rounds:
             h = layer(h, g)
         if hasattr(self, "group"):
-            h = torch.cat([h.index_select(1, self.group), self.group_offset.expand(h.shape[0], -1, -1).to(h.dtype)], -1)
+            b = h.shape[0]
+            h = torch.cat([h.index_select(1, self.group), self.group_offset.expand(b, -1, -1).to(h.dtype),
+                           self.bead_embedding.expand(b, -1, -1).to(h.dtype)], -1)
         return self.head(h)

@@ -13,7 +13,7 @@ from cryodyna.io.structure import Structure
 from cryodyna.structure.blocks import assign_blocks, block_centroids, knn_graph, residue_block_links
 from cryodyna.structure.martini import CGModel
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.structure.pairs import clash_pairs, connect_pairs, elastic_pairs, exclude_pairs
+from cryodyna.structure.pairs import clash_pairs, connect_pairs, elastic_pairs, exclude_pairs, protein_nucleic_pairs
 from cryodyna.structure.secondary import secondary_structure, three_state
 
 
@@ -27,7 +27,8 @@ class NodeGraph:
     link_idx / link_mask (N, L) other blocks that inform each node;
     connect, elastic, clash (P, 2) node pairs; elastic_group (P,) chain index of intra-chain
     elastic pairs, -1 for pairs between chains; template: structure of one atom per node, for
-    writing models.
+    writing models; protein_nucleic (P, 2) protein-nucleotide pairs of the bead level's distance
+    restraint (empty without both kinds).
 
     Bead level: the decoder works on residues and each node (bead) reads the features of its residue:
     group (N,) residue index of each node, group_coords (R, 3) Å residue positions (backbone bead);
@@ -52,6 +53,7 @@ class NodeGraph:
     template: Structure
     group: np.ndarray | None = None
     group_coords: np.ndarray | None = None
+    protein_nucleic: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -116,13 +118,15 @@ def build_bead_graph(
     inter_chain_cutoff: float = 0.0,
     nucleic_cutoff: float = 15.0,
     elastic_scope: str = "backbone",
+    protein_nucleic_cutoff: float = 12.0,
 ) -> NodeGraph:
     """Bead-level graph: one node per MARTINI bead at ``cg.coords``, amplitudes = the bead's
     heavy-atom electrons, widths = half its Lennard-Jones size.  The decoder hierarchy is
     blocks -> residues (at their backbone bead) -> beads; elastic pairs join backbone beads
     (``elastic_scope="backbone"``; side chains are held by the MARTINI bonded terms) or all beads
-    (``"all"``), minus the bonded (1-2) pairs.  Bonds and non-bonded repulsion come from the force
-    field, so there are no connect or clash pairs."""
+    (``"all"``), minus the bonded (1-2) pairs; protein-nucleotide bead pairs within
+    ``protein_nucleic_cutoff`` Å form their own restraint.  Bonds and non-bonded repulsion come from
+    the force field, so there are no connect or clash pairs."""
     coords = cg.coords
     chain_index = {c: i for i, c in enumerate(structure.chains)}
     res_chain = structure.chain_id
@@ -147,4 +151,5 @@ def build_bead_graph(
         block=block, centroids=centroids, block_nbr=nbr, block_dist=dist, link_idx=link_idx, link_mask=link_mask,
         connect=none, elastic=elastic, elastic_group=np.where(same, chain[elastic[:, 0]], -1), clash=none,
         template=cg.template(structure), group=group.reshape(-1), group_coords=group_coords,
+        protein_nucleic=protein_nucleic_pairs(coords, nucleic, protein_nucleic_cutoff, cg.topology.bonded_pairs()),
     )

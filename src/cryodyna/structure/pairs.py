@@ -48,6 +48,15 @@ def elastic_pairs(
     return exclude_pairs(pairs[keep], excluded, len(coords))
 
 
+def protein_nucleic_pairs(coords: np.ndarray, is_nucleic: np.ndarray, cutoff: float, excluded: np.ndarray) -> np.ndarray:
+    """(protein node, nucleotide node) pairs within ``cutoff`` Å, ``excluded`` removed: the
+    reference method's protein-nucleic distance restraint (``dist_aa_nt``).  (P, 2), i < j."""
+    if cutoff <= 0 or not is_nucleic.any() or is_nucleic.all():
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = pairs_within(coords, cutoff)
+    return exclude_pairs(pairs[is_nucleic[pairs[:, 0]] != is_nucleic[pairs[:, 1]]], excluded, len(coords))
+
+
 def clash_pairs(coords: np.ndarray, min_distance: float, search: float, excluded: np.ndarray) -> np.ndarray:
     """Pairs that may come into contact: reference distance in [``min_distance``, ``search``] Å
     (pairs already closer in the reference are never penalised), ``excluded`` removed. (P, 2)."""

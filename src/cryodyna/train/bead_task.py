@@ -30,6 +30,8 @@ class BeadTask:
         t = graph.tensors(device)
         self.elastic, self.elastic_group = t["elastic"], t["elastic_group"]
         self.elastic_ref = pair_distances(t["coords"].unsqueeze(0), self.elastic)[0]
+        self.protein_nucleic = t["protein_nucleic"]
+        self.protein_nucleic_ref = pair_distances(t["coords"].unsqueeze(0), self.protein_nucleic)[0]
         # the non-bonded sum is divided by the reference's pair count, not by the length of the
         # batch's neighbour list, so that a structure's prior does not depend on its batch
         self.pair_norm = max(1, len(self.forcefield.neighbours(t["coords"].unsqueeze(0))))
@@ -37,13 +39,18 @@ class BeadTask:
     def priors(self, x: torch.Tensor, gather=None) -> dict[str, tuple[float, torch.Tensor]]:
         """Weighted prior terms for bead coordinates (B, N, 3): name -> (weight, value).  Energies
         are in kT per tuple: bonded terms averaged over their tuples, the non-bonded sum over the
-        reference's neighbour-pair count; the elastic term is in Å^2 as at residue level."""
+        reference's neighbour-pair count; the elastic and protein-nucleotide terms are in Å^2 as at
+        residue level."""
         x = x.float()
         c = self.cfg
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         if len(self.elastic):
             terms["elastic"] = (c.elastic_weight, elastic_energy(x, self.elastic, self.elastic_ref, self.elastic_group,
                                                                  c.elastic_keep_ratio, gather))
+        if len(self.protein_nucleic):
+            one_group = torch.zeros(len(self.protein_nucleic), dtype=torch.long, device=x.device)
+            terms["protein_nucleic"] = (c.protein_nucleic_weight, elastic_energy(
+                x, self.protein_nucleic, self.protein_nucleic_ref, one_group, c.protein_nucleic_keep_ratio, gather))
         for name, energy in self.forcefield.terms(x).items():
             if name == "nonbonded":
                 terms[name] = (c.nonbonded_weight, energy.sum(1).mean() / (self.pair_norm * KT_300K))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cryodyna.config import load_config
-from cryodyna.config.schema import TrainAtomConfig, TrainCGConfig
+from cryodyna.config.schema import BeadModelConfig, TrainAtomConfig, TrainCGConfig
 from cryodyna.errors import CryodynaError
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_structure
@@ -75,7 +75,7 @@ def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) 
     layers = m.attention_layers if m.encoder == "cross-attention" else 0
     encoder = ImageEncoder(d * d, m.encoder_hidden, m.z_dim, layers, m.attention_heads)
     t = graph.tensors()
-    decoder = BlockGraphDecoder(t, m.z_dim, m.latent_dim)
+    decoder = BlockGraphDecoder(t, m.z_dim, m.latent_dim, bead_features=m.bead_features if isinstance(m, BeadModelConfig) else 0)
     if m.reference_init:  # a random output layer, to be trained towards zero by the init stage
         decoder.head[-1].reset_parameters()
     return DeformationModel(encoder, decoder, t["coords"], m.latent_noise)
@@ -112,7 +112,8 @@ def bead_graph(structure, cg, cfg: TrainCGConfig) -> NodeGraph:
     m, loss = cfg.model, cfg.loss
     return build_bead_graph(structure, cg, knn=m.knn, min_block_length=m.min_block_length,
                             intra_chain_cutoff=loss.intra_chain_cutoff, inter_chain_cutoff=loss.inter_chain_cutoff,
-                            nucleic_cutoff=loss.nucleic_cutoff, elastic_scope=loss.elastic_scope)
+                            nucleic_cutoff=loss.nucleic_cutoff, elastic_scope=loss.elastic_scope,
+                            protein_nucleic_cutoff=loss.protein_nucleic_cutoff)
 
 
 def train_atom(particles: Path, model_path: Path, run_dir: Path, cfg: TrainAtomConfig, **options) -> Path | None:
