@@ -36,6 +36,7 @@ from cryodyna.imaging.filters import model_mask
 from cryodyna.imaging.shift import fourier_shift
 
 UNFILTERED_LAMBDA = 0.01  # regularisation of the half maps, as a fraction of the shell-mean weight
+BATCH_BYTES = 512 * 2**20  # temporaries of one batch of back-projections: ~16 bytes per particle and voxel
 
 
 @dataclass
@@ -149,7 +150,12 @@ def reconstruct(dataset: ParticleDataset, halves: Sequence[np.ndarray], deformed
     """Reconstruct the particles of ``halves`` (two index arrays into ``dataset``) in the frame
     ``frame`` (N, 3) Å; ``deformed_nodes(half, indices)`` gives their node coordinates (B, N, 3) Å
     (the learned deformation of each particle); ``sign`` multiplies the images (-1 for dark
-    protein).  ``progress(done, total)`` is called after each batch."""
+    protein).  ``progress(done, total)`` is called after each batch; ``batch_size`` is lowered for
+    large boxes so that a batch's temporaries stay within :data:`BATCH_BYTES`."""
+    if np.ptp(dataset.apix) > 1e-3 * dataset.apix.mean():
+        raise CryodynaError(f"pixel sizes after downsampling differ between optics groups ({dataset.apix.min():.4f} - "
+                            f"{dataset.apix.max():.4f} Å); reconstruct one pixel size at a time")
+    batch_size = max(1, min(batch_size, BATCH_BYTES // (16 * dataset.box**3)))
     projector = BackProjector(frame, dataset.box, float(dataset.apix.mean()), width, device)
     total, done = sum(len(h) for h in halves), 0
     for k, indices in enumerate(halves):

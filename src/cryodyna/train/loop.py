@@ -237,8 +237,10 @@ class TrainingLoop:
         self._progress = {"status": "running", "step": self.step, "total_steps": self.total_steps,
                           "epoch": self.epoch, "epochs": self.cfg.epochs}
         self._set_status("running")
-        log.info("training %d particles (%d held out) of %d px at %.3g Å/px on %s%s: epochs %d-%d of %d, %d steps "
-                 "of %d particles; output %s", len(self.data), len(self.holdout_idx), self.data.d, self.data.apix,
+        used = len(self.train_idx) + len(self.holdout_idx)
+        log.info("training %s particles (%d held out) of %d px at %.3g Å/px on %s%s: epochs %d-%d of %d, %d steps "
+                 "of %d particles; output %s", used if used == len(self.data) else f"{used} of {len(self.data)}",
+                 len(self.holdout_idx), self.data.d, self.data.apix,
                  self.device, f" x {self.world} processes" if self.world > 1 else "", self.epoch + 1, self.cfg.epochs,
                  self.cfg.epochs, self.total_steps - self.step, self.batch_size * self.world, self.run_dir)
         with interrupt_signals() as received:

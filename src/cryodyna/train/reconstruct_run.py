@@ -83,6 +83,7 @@ def reconstruct_run(run_dir: Path, out: Path, box: int | None = None, eval_dir: 
     (K, z_dim) also one map per row from the ``particles_per_map`` particles whose structures are
     nearest (node RMSD) to that latent's.  Returns the summary also written to ``OUT.json``."""
     run_dir, out = Path(run_dir), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     halfsets = is_halfset_run(run_dir)
     runs = [run_dir / h for h in HALVES] if halfsets else [run_dir]
