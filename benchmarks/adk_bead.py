@@ -14,17 +14,21 @@ same number of epochs with default settings; then, for every particle decoded fr
 * MARTINI bonded energy per bead of the predictions over that of the minimised reference;
 * the closest non-bonded bead pair in units of its Lennard-Jones sigma, and the fraction of
   structures with a pair closer than 0.8 sigma;
-* images/s of both stages (the cost ratio at equal epochs).
+* images/s of both stages (the cost ratio at equal epochs), and with ``--step-cost`` the time of one
+  training step of each stage (batch 16, 64 px, a deformed state), timed interleaved in one process
+  so that a shared machine slows both alike, next to the machine's matmul rate.
 
 Example (the issue's setting; ~40 min on 2 free cores):
     python benchmarks/adk_bead.py --particles 6000 --epochs 10 --snr 0.05
     python benchmarks/adk_bead.py --particles 6000 --epochs 10 --snr 0.05 --set loss.elastic_scope=all --tag all
+    python benchmarks/adk_bead.py --step-cost          # only the interleaved step timing (a minute)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -34,8 +38,10 @@ import torch
 from accuracy_sets import build, sequential_path
 from adk_data import images_per_s, print_table
 from scipy.spatial import cKDTree
+from reconstruction import matmul_gflops
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
+from throughput import make_trainer
 
 from cryodyna.analysis.backmap import backmap, run_backmapping
 from cryodyna.analysis.sampling import decode_latents
@@ -88,6 +94,28 @@ def closest_pairs(forcefield, coords: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+def step_cost(repeats: int = 20, batch: int = 16, box: int = 64) -> None:
+    """Median step time of train-atom and train-cg on AdK, interleaved, with the matmul rate."""
+    closed = adk_states()[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cg = martinize(closed)
+    times: dict[str, list[float]] = {"atom": [], "cg": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {s: make_trainer(s, closed, cg, box, batch, "cpu", [], tmp, deformed=True) for s in times}
+        for trainer, data in trainers.values():
+            trainer.train_step(data)  # warm-up
+        for _ in range(repeats):
+            for stage, (trainer, data) in trainers.items():
+                start = time.perf_counter()
+                trainer.train_step(data)
+                times[stage].append(time.perf_counter() - start)
+    ms = {s: 1000 * float(np.median(t)) for s, t in times.items()}
+    print(f"step (batch {batch}, {box} px, deformed): train-atom {ms['atom']:.1f} ms ({1000 * batch / ms['atom']:.0f} images/s), "
+          f"train-cg {ms['cg']:.1f} ms ({1000 * batch / ms['cg']:.0f} images/s): {ms['cg'] / ms['atom']:.2f}x; "
+          f"matmul {matmul_gflops():.0f} GFLOP/s")
+
+
 def train(kind: str, data: Path, folder: Path, epochs: int, settings: list[str]) -> tuple[Path, float]:
     """Train (or reuse a finished run); returns its last evaluation folder and minutes spent now."""
     start = time.perf_counter()
@@ -110,7 +138,11 @@ def main() -> None:
     p.add_argument("--atom-run", default=None, help="a finished train-atom run (default settings, same epochs) on the same "
                    "data to compare with, instead of training one (e.g. benchmarks/reconstruction.py's run_all)")
     p.add_argument("--out", default="bench_runs/adk_bead")
+    p.add_argument("--step-cost", action="store_true", help="only time one training step of each stage, interleaved")
     args = p.parse_args()
+    if args.step_cost:
+        step_cost()
+        return
     out = Path(args.out) / f"adk-curved_snr{args.snr}_n{args.particles}"
     data = build("adk-curved", out / "data", args.particles, args.snr)
     gt = np.load(data / "ground_truth.npz")

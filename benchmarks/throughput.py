@@ -75,8 +75,11 @@ def tiled_cg(cg: CGModel, n_residues: int, copies: int) -> CGModel:
         electrons=np.tile(cg.electrons, copies), sizes=np.tile(cg.sizes, copies), itp={}, ss=cg.ss * copies)
 
 
-def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batch: int, device: str, steps: int,
-            settings: list[str]) -> dict:
+def make_trainer(stage: str, structure: Structure, cg: CGModel | None, box: int, batch: int, device: str,
+                 settings: list[str], run_dir: str, deformed: bool = False):
+    """(trainer, one batch of random images on its device) for ``stage``; ``deformed``: a random
+    decoder output layer, so that the step is timed away from the undeformed start (the bead
+    neighbour list grows with motion)."""
     overrides = [f"optim.batch_size={batch}", f"optim.device={device}", "optim.holdout_fraction=0", *settings]
     cfg = load_config("train-atom" if stage == "atom" else "train-cg", overrides=overrides)
     dev = resolve_device(device)
@@ -90,10 +93,18 @@ def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batc
         ctf=torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.0], dtype=torch.float64).expand(n, 7).clone(),
         d=box, apix=max(1.0, 2 * np.abs(graph.coords).max() / box), scale=1.0)
     model = build_model(graph, cfg, box)
+    if deformed:
+        torch.nn.init.normal_(model.decoder.head[-1].weight, std=0.05)
     image_model = ImageModel(box, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 2.5 * data.apix, 2.0, 0.9375)
+    trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, run_dir)
+    return trainer, data.batch(torch.arange(batch), trainer.device)
+
+
+def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batch: int, device: str, steps: int,
+            settings: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, tmp)
-        batch_data = data.batch(torch.arange(batch), trainer.device)
+        trainer, batch_data = make_trainer(stage, structure, cg, box, batch, device, settings, tmp)
+        graph = trainer.task.graph
         trainer.train_step(batch_data)  # warm-up
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()

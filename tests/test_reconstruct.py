@@ -17,7 +17,8 @@ from cryodyna.data.dataset import ParticleDataset
 from cryodyna.errors import CryodynaError
 from cryodyna.imaging.backprojection import backproject
 from cryodyna.imaging.density import gaussian_density
-from cryodyna.imaging.displacement_field import DisplacementField, voxel_points
+from cryodyna.imaging.displacement_field import DisplacementField
+from cryodyna.imaging.grids import voxel_points
 from cryodyna.io.mrc import read_volume
 from cryodyna.io.read import read_particles
 from cryodyna.simulate.adk import adk_states

@@ -44,6 +44,14 @@ class FSCResult:
         return float(np.trapezoid(np.concatenate([[1.0], self.fsc]), np.concatenate([[0.0], x])))
 
 
+def fourier_shells(d: int) -> np.ndarray:
+    """Shell of every voxel (D^3,) of a centred (D, D, D) spectrum: its distance from the zero
+    frequency (voxel D//2) in Fourier pixels, rounded (shell r holds ``r - 0.5 <= |k| < r + 0.5``)."""
+    n = np.arange(d) - d // 2
+    r = np.sqrt(n[:, None, None] ** 2 + n[None, :, None] ** 2 + n[None, None, :] ** 2)
+    return np.rint(r).astype(np.int64).ravel()
+
+
 def fsc(map1: np.ndarray, map2: np.ndarray, apix: float, mask: np.ndarray | None = None) -> FSCResult:
     """FSC of two (D, D, D) maps (optionally both multiplied by ``mask``) over shells of 1 Fourier
     pixel up to Nyquist, shells ``r - 0.5 <= |k| < r + 0.5``."""
@@ -56,9 +64,7 @@ def fsc(map1: np.ndarray, map2: np.ndarray, apix: float, mask: np.ndarray | None
     d = map1.shape[0]
     f1 = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(map1.astype(np.float64))))
     f2 = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(map2.astype(np.float64))))
-    n = np.arange(d) - d // 2
-    r = np.sqrt(n[:, None, None] ** 2 + n[None, :, None] ** 2 + n[None, None, :] ** 2)
-    shell = np.rint(r).astype(np.int64).ravel()
+    shell = fourier_shells(d)
     keep = shell <= d // 2
     shell, a, b = shell[keep], f1.ravel()[keep], f2.ravel()[keep]
     n_shells = d // 2 + 1

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryodyna.analysis.fsc import FSCResult, fsc
+from cryodyna.analysis.fsc import FSCResult, fourier_shells, fsc
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.errors import CryodynaError
 from cryodyna.imaging.backprojection import backproject
 from cryodyna.imaging.ctf import CTFParams, compute_ctf
-from cryodyna.imaging.displacement_field import DisplacementField, voxel_points
+from cryodyna.imaging.displacement_field import DisplacementField
+from cryodyna.imaging.grids import voxel_points
 from cryodyna.imaging.fft import fft2_center, fft3_center, ifft2_center, ifft3_center
 from cryodyna.imaging.filters import model_mask
 from cryodyna.imaging.shift import fourier_shift
@@ -72,11 +73,11 @@ class BackProjector:
         self.d, self.apix, self.device = d, apix, torch.device(device or "cpu")
         self.nodes = np.asarray(nodes, np.float32)
         self.field = DisplacementField(self.nodes, d, apix, width, device=self.device)
+        self._nodes = torch.as_tensor(self.nodes, device=self.device)
         self.points = voxel_points(d, apix, device=self.device)
-        zeros = lambda n: torch.zeros(n, dtype=torch.float64, device=self.device)  # noqa: E731
-        self.plain = [zeros(d**3), zeros(d**3)]
-        self.weight = [zeros(d**3), zeros(d**3)]
-        self.near = [zeros(len(self.field.voxels)), zeros(len(self.field.voxels))]
+        self.plain = [torch.zeros(d**3, dtype=torch.float64, device=self.device) for _ in range(2)]
+        self.weight = [torch.zeros(d**3, dtype=torch.float64, device=self.device) for _ in range(2)]
+        self.near = [torch.zeros(len(self.field.voxels), dtype=torch.float64, device=self.device) for _ in range(2)]
         self.count = [0, 0]
 
     def add(self, half: int, images: torch.Tensor, rotations: torch.Tensor, shifts_px: torch.Tensor, ctf: torch.Tensor,
@@ -92,7 +93,7 @@ class BackProjector:
         sums = backproject(stacked, rotations, self.points, self.apix)
         self.plain[half] += sums[0].double()
         self.weight[half] += sums[1].double()
-        u = self.field.at_voxels(deformed.to(dev, torch.float32) - torch.as_tensor(self.nodes, device=dev))
+        u = self.field.at_voxels(deformed.to(dev, torch.float32) - self._nodes)
         self.near[half] += backproject(stacked[:, :1], rotations, self.field.points + u, self.apix)[0].double()
         self.count[half] += len(images)
 
@@ -120,9 +121,7 @@ class _WienerSolver:
 
     def __init__(self, d: int, apix: float, weights: list[torch.Tensor], mask: np.ndarray):
         self.d, self.apix, self.mask = d, apix, mask
-        n = torch.arange(d, device=weights[0].device) - d // 2
-        r = torch.sqrt(n[:, None, None] ** 2 + n[None, :, None] ** 2 + n[None, None, :] ** 2).float()
-        self.shell = torch.round(r).long().flatten()
+        self.shell = torch.as_tensor(fourier_shells(d), device=weights[0].device)
         self.inside = self.shell <= d // 2
         self.shell = self.shell.clamp(max=d // 2)
         self.w = [fft3_center(w.view(d, d, d)).real.clamp(min=0).flatten() for w in weights]

@@ -20,16 +20,9 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from cryodyna.imaging.grids import grid_1d
+from cryodyna.imaging.grids import grid_1d, voxel_points
 
 FLOOR = math.exp(-2.0)  # the weight of a single node two widths away
-
-
-def voxel_points(d: int, apix: float, device=None) -> torch.Tensor:
-    """Centres (D^3, 3) Å (x, y, z) of the voxels of a (D, D, D) box indexed ``[z, y, x]``."""
-    g = grid_1d(d, apix, device=device)
-    z, y, x = torch.meshgrid(g, g, g, indexing="ij")
-    return torch.stack([x, y, z], -1).reshape(-1, 3)
 
 
 class DisplacementField:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from cryodyna.imaging.grids import radius_grid
+from cryodyna.imaging.grids import radius_grid, voxel_points
 
 
 def circular_mask(d: int, radius: float = 1.0, device=None) -> torch.Tensor:
@@ -34,9 +34,6 @@ def lowpass_filter(d: int, apix: float, resolution: float, soft_width: float = 0
 def model_mask(nodes: np.ndarray, d: int, apix: float, radius: float = 6.0, edge: float = 6.0) -> np.ndarray:
     """Soft (D, D, D) mask ``[z, y, x]`` around a model: 1 within ``radius`` Å of any node (N, 3) Å,
     a raised-cosine fall-off to 0 over the next ``edge`` Å (origin at voxel D//2)."""
-    g = (np.arange(d) - d // 2) * apix
-    z, y, x = np.meshgrid(g, g, g, indexing="ij")
-    dist = cKDTree(np.asarray(nodes, np.float64)).query(np.stack([x, y, z], -1).reshape(-1, 3),
-                                                        distance_upper_bound=radius + edge)[0]
+    dist = cKDTree(np.asarray(nodes, np.float64)).query(voxel_points(d, apix).numpy(), distance_upper_bound=radius + edge)[0]
     t = np.clip((dist - radius) / max(edge, 1e-6), 0.0, 1.0)
     return (0.5 * (1 + np.cos(np.pi * t))).reshape(d, d, d).astype(np.float32)

@@ -17,3 +17,10 @@ def radius_grid(d: int, device=None) -> torch.Tensor:
     n = (torch.arange(d, device=device, dtype=torch.float32) - d // 2) / (d / 2)
     y, x = torch.meshgrid(n, n, indexing="ij")
     return torch.sqrt(x * x + y * y)
+
+
+def voxel_points(d: int, apix: float, device=None) -> torch.Tensor:
+    """Centres (D^3, 3) Å (x, y, z) of the voxels of a (D, D, D) box indexed ``[z, y, x]``."""
+    g = grid_1d(d, apix, device=device)
+    z, y, x = torch.meshgrid(g, g, g, indexing="ij")
+    return torch.stack([x, y, z], -1).reshape(-1, 3)

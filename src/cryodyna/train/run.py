@@ -28,7 +28,8 @@ from cryodyna.train.preflight import check_model_in_box, check_particle_count, c
 from cryodyna.train.bead_task import BeadTask
 from cryodyna.train.cg_prep import CG_MODEL, forcefield_of, load_cg, prepare_cg
 from cryodyna.train.residue_task import ResidueTask
-from cryodyna.train.session import last_checkpoint, load_images, load_weights, opened_run, read_run, write_run_files
+from cryodyna.train.session import (last_checkpoint, load_images, load_weights, opened_run, read_run,
+                                     secondary_structure_file, write_run_files)
 from cryodyna.train.loop import resolve_device
 from cryodyna.train.trainer import DeformationTrainer
 
@@ -52,13 +53,10 @@ def residue_graph(structure, cfg: TrainAtomConfig, source=None, ss: np.ndarray |
     )
 
 
-SECONDARY_STRUCTURE = "secondary_structure.txt"
-
-
 def run_secondary_structure(structure, run_dir: Path) -> np.ndarray:
     """The three-state secondary structure the run's graph is built on: computed once (rank 0) and
     kept in ``RUN/inputs/secondary_structure.txt``, so that the graph of a saved run never changes."""
-    path = Path(run_dir) / "inputs" / SECONDARY_STRUCTURE
+    path = secondary_structure_file(run_dir)
     if distributed.is_main() and not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(secondary_structure(structure)) + "\n")

@@ -31,6 +31,11 @@ from cryodyna.train.preflight import check_output_dir
 log = logging.getLogger("cryodyna")
 
 
+def secondary_structure_file(run_dir: Path) -> Path:
+    """Where a run keeps the secondary structure its residue graph is built on."""
+    return Path(run_dir) / "inputs" / "secondary_structure.txt"
+
+
 def last_checkpoint(run_dir: Path) -> Path:
     """Where a run keeps its resumable checkpoint."""
     return Path(run_dir) / "checkpoints" / "last.pt"
@@ -43,7 +48,7 @@ def start_run(run_dir: Path, restart: bool) -> None:
         check_output_dir(run_dir)
         _log_to(run_dir / "log.txt")
         if restart:
-            for p in [last_checkpoint(run_dir), run_dir / "metrics.csv", run_dir / "inputs" / "secondary_structure.txt"]:
+            for p in [last_checkpoint(run_dir), run_dir / "metrics.csv", secondary_structure_file(run_dir)]:
                 p.unlink(missing_ok=True)
     distributed.barrier()
 
