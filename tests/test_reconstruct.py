@@ -165,8 +165,19 @@ def test_reconstruct_command_on_halfset_and_single_runs(halfset_run, tiny_adk, t
     single = tmp_path / "single"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", single, resolved_config(None, TINY_TRAIN_SETTINGS, 1))
+        train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", single,
+                   resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.refine_poses=true", "optim.pose_warmup_epochs=0"], 1))
     z = np.load(sorted(single.glob("epoch-*"))[-1] / "z.npy")
+    from cryodyna.train.reconstruct_run import _source, _with_refined_poses
+
+    source = _source(single, None, torch.device("cpu"))
+    refined = read_particles(source.folder / "particles_refined.star")
+    given = read_particles(tiny_adk / "particles.star")
+    labels = np.array([1, 2] * 100)
+    used = _with_refined_poses(given, [source, source], labels, resolved_config(None, [], 1))
+    assert not np.allclose(refined.rotations, given.rotations)  # refinement moved the poses; reconstruct uses them
+    np.testing.assert_allclose(used.rotations, refined.rotations)
+    np.testing.assert_allclose(used.shifts, refined.shifts)
     np.savetxt(tmp_path / "targets.txt", z[[0, 5]])
     r = runner.invoke(app, ["reconstruct", str(single), "-o", str(tmp_path / "s.mrc"), "--box", "24", "--z",
                             str(tmp_path / "targets.txt"), "--particles-per-map", "60"])

@@ -60,11 +60,11 @@ def _source(run_dir: Path, eval_dir: Path | None, device: torch.device) -> _Sour
 def _with_refined_poses(table: ParticleTable, sources: list[_Source], labels: np.ndarray, cfg) -> ParticleTable:
     """``table`` with each half's poses from its source's ``particles_refined.star`` when present."""
     rotations, shifts = table.rotations.copy(), table.shifts.copy()
-    for k, source in enumerate(sources):
-        refined = source.folder / "particles_refined.star"
+    for folder in {source.folder for source in sources}:  # one run serves both halves: read its file once
+        refined = folder / "particles_refined.star"
         if refined.is_file():
             r = read_particles(refined, datadir=cfg.data.datadir, apix=cfg.data.apix)
-            rows = labels == k + 1
+            rows = np.isin(labels, [k + 1 for k, source in enumerate(sources) if source.folder == folder])
             rotations[rows], shifts[rows] = r.rotations[rows], r.shifts[rows]
     return ParticleTable(**{**vars(table), "rotations": rotations, "shifts": shifts})
 
@@ -99,7 +99,8 @@ def reconstruct_run(run_dir: Path, out: Path, box: int | None = None, eval_dir: 
     labels = np.load(run_dir / "halfset.npy") if halfsets else halfset_labels(table, cfg.optim.seed)[0]
     if len(labels) != len(table) or any(len(s.z) != len(table) for s in sources):
         raise CryodynaError(f"{run_dir}: the run's latents do not match the {len(table)} particles of {info['particles']}")
-    sources = sources * (3 - len(sources))  # one source per half
+    if len(sources) == 1:  # one model serves both halves
+        sources = sources * 2
     table = _with_refined_poses(table, sources, labels, cfg)
     dataset = ParticleDataset(table, box=box)
     reference = sources[0].model.reference.cpu().numpy()
