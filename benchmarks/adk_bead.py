@@ -38,10 +38,9 @@ import torch
 from accuracy_sets import build, sequential_path
 from adk_data import images_per_s, print_table
 from scipy.spatial import cKDTree
-from reconstruction import matmul_gflops
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
-from throughput import make_trainer
+from throughput import make_trainer, matmul_gflops
 
 from cryodyna.analysis.backmap import backmap, run_backmapping
 from cryodyna.analysis.sampling import decode_latents

@@ -33,7 +33,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import pandas as pd
 import torch
 from accuracy_sets import ADK_LID, ADK_NMP, build, sequential_path
 from scipy.stats import pearsonr, spearmanr
+from throughput import matmul_gflops
 
 from cryodyna.analysis.fsc import fsc
 from cryodyna.analysis.reconstruct import reconstruct
@@ -64,16 +64,6 @@ def cryodyna(*args: str) -> None:
     """Run a cryodyna command (the user's path), failing loudly."""
     print("$ cryodyna " + " ".join(args), flush=True)
     subprocess.run([sys.executable, "-m", "cryodyna.cli", *args], check=True)
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    """The machine's float32 matmul rate (GFLOP/s), measured now."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def true_map(reference: Path, box: int, apix: float) -> np.ndarray:

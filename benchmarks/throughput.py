@@ -1,14 +1,29 @@
 """Training-step throughput of ``train-atom`` and ``train-cg`` (images/s, peak memory) for several image
-sizes and model sizes, on CPU and on CUDA when present.
+sizes and model sizes, on CPU and on CUDA when present, next to the machine's matmul rate and the
+step's matmul FLOP floor measured in the same process.
 
 Models are made here by tiling the adenylate-kinase closed state (214 residues; 476 Martini 3 beads,
 mapped once by martinize2) on a grid: 1, 10 and 100 copies give about 200, 2,000 and 20,000 residues
 (about 480, 4,800 and 48,000 beads) with realistic secondary-structure blocks.  Images are random
-(throughput does not depend on their content).  Each row repeats one training step on one batch held
-on the device, in a fresh process (so that its peak memory is its own).
+(throughput does not depend on their content).  The decoder's output layer is randomised so that the
+step is timed on a deformed model (the bead neighbour list grows with motion).  Each row repeats one
+training step on one batch held on the device (``--steps`` timed steps after two warm-up steps), in a
+fresh process (so that its peak memory is its own).  Per row:
+
+* ``gflop_step``: matmul/convolution FLOPs of one step, forward and backward (torch's FLOP counter);
+* ``matmul_gflops``: float32 matmul rate of this machine, measured in the same process;
+* ``floor_img_s``: images/s if the step did nothing but its matmuls at that rate; ``pct_floor``: the
+  measured rate as a percentage of it.
+
+``--baseline REV`` times the same rows with this package at git revision REV (a temporary worktree,
+imported in place of the installed package) right after the current one, and prints the ratio: a
+side-by-side comparison on the same machine in the same run.  The reference CryoDyna code is not
+installable offline (it is not on PyPI); to time it side by side, run its AdK example's training for a
+few hundred steps at batch 64 on the same machine during this benchmark and compare its it/s x 64.
 
 Example:
     python benchmarks/throughput.py                       # all sizes, both stages, default device
+    python benchmarks/throughput.py --stages atom --boxes 64 --copies 1 --baseline 7059be9
     python benchmarks/throughput.py --stages atom --boxes 128 --copies 1 --device cuda --batch 256
     python benchmarks/throughput.py --device cuda --set optim.precision=bf16 --set optim.compile=true
 """
@@ -16,17 +31,22 @@ Example:
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import json
+import os
+import pickle
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from cryodyna.config import load_config
 from cryodyna.io.itp import concatenate
@@ -100,27 +120,77 @@ def make_trainer(stage: str, structure: Structure, cg: CGModel | None, box: int,
     return trainer, data.batch(torch.arange(batch), trainer.device)
 
 
+def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """The machine's float32 matmul rate (GFLOP/s), measured now."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batch: int, device: str, steps: int,
             settings: list[str]) -> dict:
+    """One row: the step's rate, cost, FLOPs and peak memory, with the matmul rate of this process."""
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, batch_data = make_trainer(stage, structure, cg, box, batch, device, settings, tmp)
+        trainer, batch_data = make_trainer(stage, structure, cg, box, batch, device, settings, tmp, deformed=True)
         graph = trainer.task.graph
-        trainer.train_step(batch_data)  # warm-up
-        if trainer.device.type == "cuda":
+        for _ in range(2):  # warm-up (and the bead neighbour list's first build)
+            trainer.train_step(batch_data)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            trainer.train_step(batch_data)
+        cuda = trainer.device.type == "cuda"
+        gflops = matmul_gflops() if not cuda else float("nan")
+        if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         for _ in range(steps):
             trainer.train_step(batch_data)
-        if trainer.device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated() / 2**30
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # high-water mark of this fresh process
         elapsed = time.perf_counter() - start
+    rate = steps * batch / elapsed
+    step_gflop = counter.get_total_flops() / 1e9
+    floor = gflops / step_gflop * batch
     return {"stage": stage, "device": str(trainer.device), "box": box, "residues": structure.n_residues, "nodes": graph.n_nodes,
-            "blocks": graph.n_blocks, "batch": batch, "images_per_s": steps * batch / elapsed, "step_ms": 1000 * elapsed / steps,
-            "peak_memory_gb": peak}
+            "batch": batch, "images_per_s": rate, "step_ms": 1000 * elapsed / steps, "gflop_step": step_gflop,
+            "matmul_gflops": gflops, "floor_img_s": floor, "pct_floor": 100 * rate / floor, "peak_memory_gb": peak}
+
+
+def run_row(args: dict, source: Path | None) -> dict:
+    """:func:`measure` in a fresh Python process, importing cryodyna from ``source`` (a checkout's
+    ``src`` folder) when given, else the installed package."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as fh:
+        pickle.dump(args, fh)
+    try:
+        out = subprocess.run([sys.executable, __file__, "--row", fh.name], env=env, check=True, capture_output=True, text=True)
+    finally:
+        os.unlink(fh.name)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def worktree(rev: str, folder: Path) -> Path:
+    """A detached git worktree of this repository at ``rev`` in ``folder``; returns its ``src``."""
+    subprocess.run(["git", "-C", str(Path(__file__).parent), "worktree", "add", "--detach", str(folder), rev],
+                   check=True, capture_output=True)
+    return folder / "src"
+
+
+def row_main(path: str) -> None:
+    with open(path, "rb") as fh:
+        args = pickle.load(fh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        print(json.dumps(measure(**args)))
 
 
 def main() -> None:
@@ -130,9 +200,13 @@ def main() -> None:
     p.add_argument("--copies", type=int, nargs="+", default=[1, 10, 100])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--device", default="auto")
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per row (after two warm-up steps)")
+    p.add_argument("--baseline", default=None, help="git revision of this package to time side by side")
     p.add_argument("--set", action="append", default=[], help="config override, e.g. optim.precision=bf16, optim.compile=true")
+    p.add_argument("--row", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.row:
+        return row_main(args.row)
     closed = adk_states()[0]
     cg = None
     if "cg" in args.stages:
@@ -140,15 +214,29 @@ def main() -> None:
             warnings.simplefilter("ignore")
             cg = martinize(closed)
     rows = []
-    for copies in args.copies:
-        structure = tiled(closed, copies)
-        for stage in args.stages:
-            cg_copies = tiled_cg(cg, closed.n_residues, copies) if stage == "cg" else None
-            for box in args.boxes:
-                batch = args.batch if copies < 100 else max(1, args.batch // 4)
-                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:  # own peak memory
-                    rows.append(fresh.submit(measure, stage, structure, cg_copies, box, batch, args.device, args.steps, args.set).result())
-                print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = {"current": None}
+        if args.baseline:
+            sources[args.baseline] = worktree(args.baseline, Path(tmp) / "baseline")
+        try:
+            for copies in args.copies:
+                structure = tiled(closed, copies)
+                for stage in args.stages:
+                    cg_copies = tiled_cg(cg, closed.n_residues, copies) if stage == "cg" else None
+                    for box in args.boxes:
+                        batch = args.batch if copies < 100 else max(1, args.batch // 4)
+                        job = dict(stage=stage, structure=structure, cg=cg_copies, box=box, batch=batch, device=args.device,
+                                   steps=args.steps, settings=args.set)
+                        for name, source in sources.items():
+                            rows.append({"code": name, **run_row(job, source)})
+                            if name != "current":
+                                rows[-1]["speed_vs_current"] = rows[-1]["images_per_s"] / rows[-2]["images_per_s"]
+                            print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"),
+                                  flush=True)
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(Path(__file__).parent), "worktree", "remove", "--force", str(Path(tmp) / "baseline")],
+                               capture_output=True)
     print()
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 

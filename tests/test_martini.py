@@ -303,7 +303,11 @@ def test_bead_priors_of_a_batch_are_the_mean_of_its_structures(adk_cg):
         ref = torch.as_tensor(cg.coords, dtype=torch.float32)
         squeezed = ref.mean(0) + 0.85 * (ref - ref.mean(0))  # overlapping beads: non-zero WCA energy
         shifted = ref + torch.tensor([0.0, 0.0, 40.0]) * (torch.arange(cg.n_beads) > cg.n_beads // 2)[:, None]
-        single = [task.priors(x[None])["nonbonded"][1] for x in (squeezed, shifted)]
+        single = []
+        for x in (squeezed, shifted):
+            task.verlet.refresh(x[None], 0)
+            single.append(task.priors(x[None])["nonbonded"][1])
+        task.verlet.refresh(torch.stack([squeezed, shifted]), 0)
         both = task.priors(torch.stack([squeezed, shifted]))["nonbonded"][1]
         assert float(single[0]) > 0
         assert float(both) == pytest.approx(float(sum(single)) / 2, rel=1e-5)

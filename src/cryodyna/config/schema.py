@@ -84,6 +84,8 @@ class BeadLossConfig(ElasticLossConfig):
     nonbonded_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI non-bonded energy (kT, summed over pairs and divided by the reference's neighbour-pair count)")
     protein_nucleic_cutoff: float = Field(12.0, ge=0, description="[Å] Protein-nucleotide bead pairs within this distance are restrained to their reference distances (the reference method's dist_aa_nt; 0 = none)")
     protein_nucleic_weight: float = Field(1.0, ge=0, description="Weight of the protein-nucleotide distance restraint (mean squared deviation, Å^2)")
+    neighbour_skin: float = Field(3.0, ge=0, description="[Å] Margin of the non-bonded neighbour list beyond the cut-off (the list is exact while no bead moves more than half of it between refreshes)")
+    neighbour_every: int = Field(10, ge=1, description="[steps] Rebuild the non-bonded neighbour list this often (halved automatically when a check finds missed pairs)")
     protein_nucleic_keep_ratio: float = Field(0.99, gt=0, le=1, description="Fraction of protein-nucleotide pairs kept (those whose error varies most across the batch are released)")
 
 
@@ -112,9 +114,10 @@ class OptimConfig(Section):
     max_bad_steps: int = Field(20, ge=1, description="[steps] Stop with an error after this many consecutive steps with a non-finite loss or gradient (each is skipped)")
     seed: int = Field(1, description="Random seed")
     device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N")
+    threads: int = Field(0, ge=0, description="CPU threads of each process (0 = one per core it may use, shared among the processes of a node)")
     loader_workers: int = Field(0, ge=0, description="Background processes reading batches from the image cache (useful when it is larger than the page cache); on a GPU batches are pinned and copied without blocking either way")
     images_on_device: bool | None = Field(None, description="Hold all downsampled images in GPU memory (default: when they take under 30 % of the free GPU memory)")
-    compile: bool = Field(False, description="Compile the networks with torch.compile (faster steps on GPU after a slower start)")
+    compile: bool = Field(False, description="torch.compile the training step's loss whole (networks, image model, priors; fullgraph, static shapes; train-density: the network): faster steps on GPU after a slower start, needs a C++ compiler on CPU")
     compile_backend: str = Field("inductor", description="torch.compile backend (inductor; aot_eager needs no compiler)")
     refine_poses: bool = Field(False, description="Learn a per-particle rotation and shift correction of the given poses (written as particles_refined.star with each evaluation)")
     pose_warmup_epochs: int = Field(1, ge=0, description="[epochs] Train with the given poses this long before refining them")

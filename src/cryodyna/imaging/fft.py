@@ -84,6 +84,15 @@ def frequency_grid_2d(d: int, apix: torch.Tensor | float = 1.0, device=None) -> 
     return grid / apix
 
 
+def rfft_frequency_grid(d: int, device=None) -> torch.Tensor:
+    """Frequencies of the ``torch.fft.rfft2`` layout of a (D, D) image in cycles/pixel, float64:
+    (D, D // 2 + 1, 2) with ``[..., 0]`` along columns (0 .. 1/2) and ``[..., 1]`` along rows
+    (``fftfreq`` order, zero first)."""
+    sy, sx = torch.meshgrid(torch.fft.fftfreq(d, dtype=torch.float64, device=device),
+                            torch.fft.rfftfreq(d, dtype=torch.float64, device=device), indexing="ij")
+    return torch.stack([sx, sy], dim=-1)
+
+
 def fourier_crop(images: torch.Tensor, d_out: int) -> torch.Tensor:
     """Downsample real images (..., D, D) to (..., d_out, d_out) by cropping the centred spectrum.
 

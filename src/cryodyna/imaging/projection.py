@@ -26,6 +26,7 @@ import torch
 from cryodyna.imaging.grids import grid_1d
 
 Norm = Literal["peak", "mass"]
+EXP_FLOOR = -87.0  # exp(-87) ~ 1.6e-38, the smallest normal float32: below it exp() takes a slow path on CPU
 
 
 def _profiles(centres: torch.Tensor, sigmas: torch.Tensor, d: int, apix: float, pixel_average: bool) -> torch.Tensor:
@@ -38,7 +39,7 @@ def _profiles(centres: torch.Tensor, sigmas: torch.Tensor, d: int, apix: float, 
     inv = 1.0 / sigmas.expand_as(centres).unsqueeze(-1)
     if not pixel_average:
         t = (grid_1d(d, apix, device=centres.device).view(1, 1, -1) - centres.unsqueeze(-1)) * inv
-        return torch.exp(-0.5 * t * t)
+        return torch.exp((-0.5 * t * t).clamp(min=EXP_FLOOR))
     edges = (torch.arange(d + 1, device=centres.device, dtype=torch.float32) - d // 2 - 0.5) * apix
     e = torch.erf((edges.view(1, 1, -1) - centres.unsqueeze(-1)) * (inv / math.sqrt(2.0)))
     return (e[..., 1:] - e[..., :-1]) * ((math.sqrt(math.pi / 2) / apix) / inv)

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import torch
 
+from cryodyna.imaging.fft import frequency_grid_2d
+
+
+def ramp_on(shift_px: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """``exp(-2 pi i (q_x t_x + q_y t_y))`` for shifts ``t`` (B, 2) px on a grid of ``frequencies``
+    (2, ...) in cycles/pixel (``[0]`` along columns): returns complex (B, ...)."""
+    phase = (-2 * torch.pi) * (shift_px.float() @ frequencies.reshape(2, -1).float())
+    return torch.polar(torch.ones_like(phase), phase).view(-1, *frequencies.shape[1:])
+
 
 def phase_ramp(shift_px: torch.Tensor, d: int) -> torch.Tensor:
-    """``exp(-2 pi i (k_x t_x + k_y t_y) / D)`` on the centred grid: shift (B, 2) px -> (B, D, D)."""
-    k = torch.arange(d, device=shift_px.device, dtype=torch.float32) - d // 2
-    tx = shift_px[:, 0, None, None].float()
-    ty = shift_px[:, 1, None, None].float()
-    phase = -2 * torch.pi * (k.view(1, 1, -1) * tx + k.view(1, -1, 1) * ty) / d
-    return torch.polar(torch.ones_like(phase), phase)
+    """:func:`ramp_on` the centred (D, D) grid: shift (B, 2) px -> (B, D, D)."""
+    return ramp_on(shift_px, frequency_grid_2d(d, 1.0, device=shift_px.device).permute(2, 0, 1))
 
 
 def fourier_shift(f_centered: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:

@@ -32,23 +32,21 @@ class FusionRound(nn.Module):
         self.out = two_layer(dim, dim)
 
     def forward(self, h: torch.Tensor, g: dict[str, torch.Tensor]) -> torch.Tensor:
-        b = h.shape[0]
-        offset = g["offset"].expand(b, -1, -1)
+        """h (N, B, C) node-major features -> (N, B, C).  Gathers and scatters run over the leading
+        (node / block / pair) axis, where each row is one contiguous (B, C) slab."""
+        offset = g["offset"].transpose(0, 1).expand(-1, h.shape[1], -1)
         u = self.node(torch.cat([h, offset], -1))
-        m = torch.zeros(b, g["counts"].shape[0], u.shape[-1], dtype=u.dtype, device=u.device)
-        m = m.index_add(1, g["block"], u) / g["counts"].to(u.dtype)[:, None]
-        m = self.gat(m, g["block_nbr"], g["block_dist"])
-        own = m.index_select(1, g["block"])
+        m = torch.zeros(g["counts"].shape[0], *u.shape[1:], dtype=u.dtype, device=u.device)
+        m = m.index_add_(0, g["block"], u) / g["counts"].to(u.dtype)[:, None, None]
+        m = self.gat(m.transpose(0, 1), g["block_nbr"], g["block_dist"]).transpose(0, 1).contiguous()  # (M, B, C)
+        own = m.index_select(0, g["block"])
         gate = torch.sigmoid(self.gate(torch.cat([u, own, -offset], -1)))
-        n, l = g["link_idx"].shape
-        flat = g["link_idx"].reshape(-1)
-        linked = m.index_select(1, flat).view(b, n, l, -1)  # (B, N, L, C)
-        pre = self.msg_block(m).index_select(1, flat).view(b, n, l, -1)
-        pre = pre + self.msg_node(u).unsqueeze(2) + self.msg_vec(g["link_vec"])
-        msg = torch.sigmoid(self.msg_out(pre))
-        mask = g["link_mask"].to(u.dtype)
-        weights = (mask / mask.sum(1, keepdim=True).clamp(min=1)).expand(b, n, l).reshape(b * n, 1, l)
-        agg = torch.bmm(weights, (msg * linked).view(b * n, l, -1)).view(b, n, -1)  # mean over valid links
+        # messages on the P valid (node, linked block) pairs only, summed per node by index and
+        # divided by the node's link count (the mean over its links)
+        node, block = g["pair_node"], g["pair_block"]
+        pre = self.msg_block(m).index_select(0, block) + self.msg_node(u).index_select(0, node)
+        msg = torch.sigmoid(self.msg_out(pre.add_(self.msg_vec(g["pair_vec"]).unsqueeze(1))))  # (P, B, C)
+        agg = torch.zeros_like(u).index_add_(0, node, (msg * m.index_select(0, block)).to(u.dtype)) / g["link_count"][:, None, None]
         return self.out(u + gate * own + agg)
 
 
@@ -76,6 +74,11 @@ class BlockGraphDecoder(nn.Module):
         self.register_buffer("link_idx", graph_tensors["link_idx"])
         self.register_buffer("link_mask", graph_tensors["link_mask"])
         self.register_buffer("link_vec", (coords.unsqueeze(1) - centroids[graph_tensors["link_idx"]]) / length_scale)
+        node, slot = graph_tensors["link_mask"].nonzero(as_tuple=True)  # valid links, grouped by node
+        self.register_buffer("pair_node", node, persistent=False)
+        self.register_buffer("pair_block", graph_tensors["link_idx"][node, slot], persistent=False)
+        self.register_buffer("pair_vec", self.link_vec[node, slot], persistent=False)
+        self.register_buffer("link_count", graph_tensors["link_mask"].sum(1).clamp(min=1).float(), persistent=False)
         self.expand = nn.Linear(z_dim, n * dim)
         self.rounds = nn.ModuleList(FusionRound(dim, heads) for _ in range(rounds))
         if grouped:
@@ -89,12 +92,13 @@ class BlockGraphDecoder(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        g = {name: getattr(self, name) for name in ("block", "counts", "offset", "block_nbr", "block_dist", "link_idx", "link_mask", "link_vec")}
-        h = self.expand(z).view(z.shape[0], self.n_nodes, self.dim)
+        g = {name: getattr(self, name) for name in ("block", "counts", "offset", "block_nbr", "block_dist", "pair_node", "pair_block",
+                                                    "pair_vec", "link_count")}
+        b = z.shape[0]
+        h = self.expand(z).view(b, self.n_nodes, self.dim).transpose(0, 1).contiguous()  # (N, B, C)
         for layer in self.rounds:
             h = layer(h, g)
         if hasattr(self, "group"):
-            b = h.shape[0]
-            h = torch.cat([h.index_select(1, self.group), self.group_offset.expand(b, -1, -1).to(h.dtype),
-                           self.bead_embedding.expand(b, -1, -1).to(h.dtype)], -1)
-        return self.head(h)
+            h = torch.cat([h.index_select(0, self.group), self.group_offset.transpose(0, 1).expand(-1, b, -1).to(h.dtype),
+                           self.bead_embedding.transpose(0, 1).expand(-1, b, -1).to(h.dtype)], -1)
+        return self.head(h).transpose(0, 1)

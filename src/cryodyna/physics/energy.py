@@ -11,12 +11,14 @@ import math
 
 import torch
 
+from cryodyna.physics.indexing import gather_nodes
+
 KT_300K = 2.494339  # kJ/mol: k_B T at 300 K, the unit of the training priors
 EPS = 1e-12
 
 
 def _distances(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    d = x[:, pairs[:, 1]] - x[:, pairs[:, 0]]
+    d = gather_nodes(x, pairs[:, 1]) - gather_nodes(x, pairs[:, 0])
     return torch.sqrt((d * d).sum(-1) + EPS)
 
 
@@ -27,8 +29,8 @@ def bond_energy(x: torch.Tensor, pairs: torch.Tensor, b0: torch.Tensor, k: torch
 
 def cos_angle(x: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
     """Cosine of the angle at the middle bead, (B, A), kept inside (-1, 1)."""
-    a = x[:, triples[:, 0]] - x[:, triples[:, 1]]
-    b = x[:, triples[:, 2]] - x[:, triples[:, 1]]
+    a = gather_nodes(x, triples[:, 0]) - gather_nodes(x, triples[:, 1])
+    b = gather_nodes(x, triples[:, 2]) - gather_nodes(x, triples[:, 1])
     cos = (a * b).sum(-1) / torch.sqrt((a * a).sum(-1) * (b * b).sum(-1) + EPS)
     return cos.clamp(-1 + 1e-6, 1 - 1e-6)
 
@@ -46,9 +48,9 @@ def angle_energy(x: torch.Tensor, triples: torch.Tensor, func: torch.Tensor, the
 
 def dihedral_angle(x: torch.Tensor, quads: torch.Tensor) -> torch.Tensor:
     """Dihedral angle (B, D) in (-pi, pi] of beads i-j-k-l (IUPAC sign convention, as GROMACS)."""
-    b1 = x[:, quads[:, 1]] - x[:, quads[:, 0]]
-    b2 = x[:, quads[:, 2]] - x[:, quads[:, 1]]
-    b3 = x[:, quads[:, 3]] - x[:, quads[:, 2]]
+    b1 = gather_nodes(x, quads[:, 1]) - gather_nodes(x, quads[:, 0])
+    b2 = gather_nodes(x, quads[:, 2]) - gather_nodes(x, quads[:, 1])
+    b3 = gather_nodes(x, quads[:, 3]) - gather_nodes(x, quads[:, 2])
     n1 = torch.cross(b1, b2, dim=-1)
     n2 = torch.cross(b2, b3, dim=-1)
     y = torch.sqrt((b2 * b2).sum(-1) + EPS) * (b1 * n2).sum(-1)

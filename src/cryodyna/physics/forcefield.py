@@ -70,9 +70,11 @@ class MartiniForceField(nn.Module):
             pairs = neighbour_pairs(frames.cpu().numpy(), self.cutoff, self.excluded)
         return torch.as_tensor(pairs, device=x.device)
 
-    def terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def terms(self, x: torch.Tensor, pairs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Energy of every tuple per term, kJ/mol: bond (bonds and constraints), angle, proper,
-        improper, nonbonded; each (B, P_term)."""
+        improper, nonbonded; each (B, P_term).  ``pairs`` (P, 2): the non-bonded pairs to score (e.g.
+        a :class:`~cryodyna.physics.verlet.VerletList`'s; pairs beyond the cut-off score 0); None =
+        :meth:`neighbours` of ``x``."""
         dtype = x.dtype
         out = {
             "bond": bond_energy(x, self.bonds, self.bond_b0.to(dtype), self.bond_k.to(dtype)),
@@ -80,7 +82,7 @@ class MartiniForceField(nn.Module):
             "proper": proper_energy(x, self.propers, self.proper_phi0.to(dtype), self.proper_k.to(dtype), self.proper_mult.to(dtype)),
             "improper": improper_energy(x, self.impropers, self.improper_xi0.to(dtype), self.improper_k.to(dtype)),
         }
-        pairs = self.neighbours(x)
+        pairs = self.neighbours(x) if pairs is None else pairs
         sigma, eps = self.pair_parameters(pairs)
         out["nonbonded"] = pair_energy(x, pairs, sigma.to(dtype), eps.to(dtype), self.nonbonded_form, cutoff=self.cutoff)
         return out

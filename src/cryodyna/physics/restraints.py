@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from cryodyna.physics.indexing import gather_nodes
+
 
 def pair_distances(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """Distances (B, P) in Å between node pairs (P, 2) of coordinates (B, N, 3)."""
-    return torch.linalg.vector_norm(x.index_select(1, pairs[:, 0]) - x.index_select(1, pairs[:, 1]), dim=-1)
+    return torch.linalg.vector_norm(gather_nodes(x, pairs[:, 0]) - gather_nodes(x, pairs[:, 1]), dim=-1)
 
 
 def distance_deviation(x: torch.Tensor, pairs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -16,27 +18,41 @@ def distance_deviation(x: torch.Tensor, pairs: torch.Tensor, reference: torch.Te
     return (pair_distances(x, pairs) - reference) ** 2
 
 
-def release_mask(sq_err: torch.Tensor, group: torch.Tensor, keep_ratio: float) -> torch.Tensor:
+class ElasticRelease:
     """Variance filter of CryoSTAR/CryoDyna: within each group (chain), keep the ``keep_ratio``
     fraction of pairs whose error varies least across the batch; group -1 is always kept.
 
-    sq_err: (B, P) squared errors (the batch may be gathered from all processes); group: (P,).
-    Returns a boolean (P,) mask, computed without gradient and without Python loops over groups.
+    The group structure is fixed at construction (group (P,) long), so a step has static shapes and
+    no host synchronisation: a stable sort by variance then by group, ranks by scatter, and a (P,)
+    0/1 weight; the number of kept pairs :attr:`n_kept` is known in advance.
     """
-    with torch.no_grad():
-        p = sq_err.shape[1]
-        if keep_ratio >= 1 or p == 0:
-            return torch.ones(p, dtype=torch.bool, device=sq_err.device)
-        var = sq_err.float().var(dim=0, unbiased=False) if sq_err.shape[0] > 1 else torch.zeros(p, device=sq_err.device)
-        g = torch.where(group < 0, int(group.max().item()) + 1, group)  # inter-chain pairs: own group
-        order = torch.argsort(var, stable=True)
-        order = order[torch.argsort(g[order], stable=True)]  # sorted by group, then variance
-        counts = torch.bincount(g, minlength=int(g.max().item()) + 1)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.empty(p, dtype=torch.long, device=sq_err.device)
-        rank[order] = torch.arange(p, device=sq_err.device) - starts[g[order]]
-        keep = rank < torch.ceil(keep_ratio * counts[g].float()).long()
-        return keep | (group < 0)
+
+    def __init__(self, group: torch.Tensor, keep_ratio: float):
+        p = len(group)
+        self.keep_all = keep_ratio >= 1 or p == 0
+        self.always = group < 0
+        g = torch.where(self.always, int(group.max()) + 1 if p else 0, group)  # inter-chain pairs: own group
+        counts = torch.bincount(g, minlength=int(g.max()) + 1 if p else 0)
+        self.group, self.starts = g, torch.cumsum(counts, 0) - counts
+        self.quota = torch.where(self.always, counts[g], torch.ceil(keep_ratio * counts[g].float()).long())
+        self.n_kept = int(self.weights(torch.zeros(1, p, device=group.device)).sum())  # the same for every batch
+
+    def weights(self, sq_err: torch.Tensor) -> torch.Tensor:
+        """(P,) 1.0 for kept pairs and 0.0 for released ones, from squared errors (B, P) (the batch may
+        be gathered from all processes); no gradient."""
+        with torch.no_grad():
+            if self.keep_all:
+                return torch.ones(sq_err.shape[1], dtype=sq_err.dtype, device=sq_err.device)
+            var = sq_err.float().var(dim=0, unbiased=False) if sq_err.shape[0] > 1 else torch.zeros_like(sq_err[0], dtype=torch.float32)
+            order = torch.argsort(var, stable=True)
+            order = order[torch.argsort(self.group[order], stable=True)]  # sorted by group, then variance
+            rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device) - self.starts[self.group[order]])
+            return (rank < self.quota).to(sq_err.dtype)
+
+
+def release_mask(sq_err: torch.Tensor, group: torch.Tensor, keep_ratio: float) -> torch.Tensor:
+    """Boolean (P,) mask of the pairs :class:`ElasticRelease` keeps for squared errors (B, P)."""
+    return ElasticRelease(group, keep_ratio).weights(sq_err) > 0
 
 
 def clash_penalty(x: torch.Tensor, pairs: torch.Tensor, min_distance: float) -> torch.Tensor:
@@ -48,10 +64,10 @@ def clash_penalty(x: torch.Tensor, pairs: torch.Tensor, min_distance: float) -> 
     return (violation**2).sum() / n.clamp(min=1)
 
 
-def elastic_energy(x: torch.Tensor, pairs: torch.Tensor, reference: torch.Tensor, group: torch.Tensor,
-                   keep_ratio: float, gather=None) -> torch.Tensor:
-    """Mean squared distance deviation (Å^2) over the elastic pairs kept by :func:`release_mask`;
+def elastic_energy(x: torch.Tensor, pairs: torch.Tensor, reference: torch.Tensor, release: ElasticRelease,
+                   gather=None) -> torch.Tensor:
+    """Mean squared distance deviation (Å^2) over the (batch, pair) entries kept by ``release``;
     ``gather`` optionally collects the (B, P) errors of all processes for the release statistics."""
     err = distance_deviation(x, pairs, reference)
-    keep = release_mask(err if gather is None else gather(err.detach()), group, keep_ratio)
-    return err[:, keep].mean()
+    keep = release.weights(err if gather is None else gather(err.detach()))
+    return (err * keep).sum() / (err.shape[0] * max(release.n_kept, 1))

@@ -47,6 +47,8 @@ class DensityTrainer(TrainingLoop):
     def __init__(self, model: VolumeDecoder, particles: PreparedParticles, z: np.ndarray | None, optim: OptimConfig,
                  analysis: AnalysisConfig, run_dir: Path, fourier_radius: float = 1.0, table=None):
         super().__init__(model, particles, optim, run_dir, table=table)
+        if optim.compile:
+            self.net = torch.compile(self.net, backend=optim.compile_backend)
         self.analysis, self.fourier_radius = analysis, fourier_radius
         self.z = z
         self.z_device = None if z is None else torch.as_tensor(z, dtype=torch.float32, device=self.device)

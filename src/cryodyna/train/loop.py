@@ -34,6 +34,7 @@ from cryodyna.train.checkpoint import load_model_state, read_checkpoint, rng_sta
 from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.poses import PoseCorrections
+from cryodyna.train.runtime import configure_cpu
 from cryodyna.train.session import last_checkpoint
 from cryodyna.train.signals import interrupt_signals
 
@@ -80,6 +81,7 @@ class TrainingLoop:
                  find_unused_parameters: bool = False, table: ParticleTable | None = None, subset: np.ndarray | None = None):
         self.model, self.data, self.table = model, particles, table
         self.cfg, self.run_dir = optim, Path(run_dir)
+        self.threads = configure_cpu(optim.threads)
         self.device = resolve_device(optim.device)
         self.model.to(self.device)
         self.rank, self.world = distributed.rank(), distributed.world_size()
@@ -89,8 +91,6 @@ class TrainingLoop:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=find_unused_parameters)
-        if optim.compile:
-            self.net = torch.compile(self.net, backend=optim.compile_backend)
         if self.device.type == "cuda" and optim.images_on_device is not False:
             free = torch.cuda.mem_get_info(self.device)[0]
             if optim.images_on_device or particles.image_bytes < 0.3 * free:

@@ -10,7 +10,7 @@ import torch
 
 from cryodyna.config.schema import LossConfig
 from cryodyna.io.structure import write_structure
-from cryodyna.physics.restraints import clash_penalty, distance_deviation, elastic_energy, pair_distances
+from cryodyna.physics.restraints import ElasticRelease, clash_penalty, distance_deviation, elastic_energy, pair_distances
 from cryodyna.structure.graph import NodeGraph
 
 
@@ -24,10 +24,13 @@ class ResidueTask:
         t = graph.tensors(device)
         self.coords = t["coords"]
         self.connect, self.elastic, self.clash = t["connect"], t["elastic"], t["clash"]
-        self.elastic_group = t["elastic_group"]
+        self.elastic_release = ElasticRelease(t["elastic_group"], loss.elastic_keep_ratio)
         ref = self.coords.unsqueeze(0)
         self.connect_ref = pair_distances(ref, self.connect)[0]
         self.elastic_ref = pair_distances(ref, self.elastic)[0]
+
+    def prepare(self, x: torch.Tensor, step: int) -> None:
+        """Nothing to refresh between steps at residue level (all pair lists are fixed)."""
 
     def priors(self, x: torch.Tensor, gather=None) -> dict[str, tuple[float, torch.Tensor]]:
         """Weighted prior terms for coordinates (B, N, 3): name -> (weight, value).
@@ -41,8 +44,7 @@ class ResidueTask:
         if len(self.connect):
             terms["connect"] = (c.connect_weight, distance_deviation(x, self.connect, self.connect_ref).mean())
         if len(self.elastic):
-            terms["elastic"] = (c.elastic_weight, elastic_energy(x, self.elastic, self.elastic_ref, self.elastic_group,
-                                                                 c.elastic_keep_ratio, gather))
+            terms["elastic"] = (c.elastic_weight, elastic_energy(x, self.elastic, self.elastic_ref, self.elastic_release, gather))
         if len(self.clash):
             terms["clash"] = (c.clash_weight, clash_penalty(x, self.clash, c.clash_distance))
         return terms

@@ -37,16 +37,31 @@ class DeformationTrainer(TrainingLoop):
         unused = context_dropout > 0 and len(model.encoder.attention) > 0  # q/k idle without context
         super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused, table=table, subset=subset)
         self.task, self.image_model = task, image_model.to(self.device)
+        self.last_coords: torch.Tensor | None = None
+        self.loss_function = self._loss_terms
+        if optim.compile:
+            self.loss_function = torch.compile(self._loss_terms, fullgraph=True, dynamic=False, backend=optim.compile_backend)
         self.analysis, self.image_weight, self.context_dropout = analysis, image_weight, context_dropout
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted image loss plus the task's priors.  With probability ``context_dropout`` the
-        images are encoded without cross-view attention (same draw on all ranks: same RNG stream)."""
+        images are encoded without cross-view attention (drawn here, outside the loss function, from
+        the CPU generator: the same draw on all ranks, no device synchronisation).  The task's
+        neighbour lists are refreshed here when due, from the previous step's structures."""
         context = bool(torch.rand(()) >= self.context_dropout)
+        self.task.prepare(self.model.reference.unsqueeze(0) if self.last_coords is None else self.last_coords, self.step)
+        total, values, self.last_coords = self.loss_function(batch["images"], batch["rotations"], batch["shifts"], batch["ctf"], context)
+        return total, values
+
+    def _loss_terms(self, images: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor, ctf: torch.Tensor,
+                    context: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(total, detached terms, detached coordinates (B, N, 3)) of one batch: images (B, D, D), rotations (B, 3, 3), RELION origins
+        (B, 2) px, CTF rows (B, 7).  Static shapes and no host synchronisation (networks, image model,
+        priors and release), so ``optim.compile`` compiles it whole (``fullgraph=True``)."""
         with self._autocast():
-            _, coords = self.net(batch["images"], context=context)
-        pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"])
-        image_loss = self.image_model.loss(pred, self.image_model.target(batch["images"]))
+            _, coords = self.net(images, context=context)
+        pred = self.image_model.predict(coords, rotations, shifts, ctf)
+        image_loss = self.image_model.loss(pred, self.image_model.target(images))
         total = self.image_weight * image_loss
         values = {"image": image_loss.detach()}
         gather = distributed.gather_rows if self.world > 1 else None
@@ -54,7 +69,7 @@ class DeformationTrainer(TrainingLoop):
             total = total + weight * value
             values[name] = value.detach()
         values["total"] = total.detach()
-        return total, values
+        return total, values, coords.detach()
 
     def reference_init(self, max_epochs: int = 3, tolerance: float = 1e-4) -> int:
         """The reference method's init stage: train encoder + decoder so that the displacements of

@@ -1,0 +1,206 @@
+"""The training step's fast paths against plain formulations (decoder link messages, half-spectrum
+image model, node-major priors), the static-shape step under ``torch.compile(fullgraph=True)``, and
+the Verlet neighbour list against brute force."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cryodyna.config import load_config
+from cryodyna.imaging.ctf import CTFParams, compute_ctf
+from cryodyna.imaging.fft import fft2_center, ifft2_center
+from cryodyna.imaging.filters import lowpass_filter
+from cryodyna.imaging.projection import project_gaussians
+from cryodyna.imaging.shift import apply_origin
+from cryodyna.physics.restraints import ElasticRelease, distance_deviation, elastic_energy, pair_distances, release_mask
+from cryodyna.physics.verlet import VerletList
+from cryodyna.train.image_model import ImageModel
+from cryodyna.train.particles import PreparedParticles
+from cryodyna.train.residue_task import ResidueTask
+from cryodyna.train.run import build_model, residue_graph
+from cryodyna.train.trainer import DeformationTrainer
+
+
+@pytest.fixture(scope="module")
+def adk():
+    from cryodyna.simulate.adk import adk_states
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return adk_states()[0]
+
+
+def assert_close_to_scale(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> None:
+    """|a - b| <= tol * max|b| everywhere (float32 sums in another order differ at that level)."""
+    assert float((a - b).detach().abs().max()) <= tol * float(b.detach().abs().max()) + 1e-12
+
+
+def plain_round(r, h, d):
+    """One decoder round on (B, N, C) features with the padded (B, N, L, C) link messages."""
+    b = h.shape[0]
+    offset = d.offset.expand(b, -1, -1)
+    u = r.node(torch.cat([h, offset], -1))
+    m = torch.zeros(b, len(d.counts), u.shape[-1]).index_add(1, d.block, u) / d.counts[:, None]
+    m = r.gat(m, d.block_nbr, d.block_dist)
+    own = m[:, d.block]
+    gate = torch.sigmoid(r.gate(torch.cat([u, own, -offset], -1)))
+    linked = m[:, d.link_idx]  # (B, N, L, C)
+    pre = r.msg_block(m)[:, d.link_idx] + r.msg_node(u).unsqueeze(2) + r.msg_vec(d.link_vec)
+    msg = torch.sigmoid(r.msg_out(pre))
+    mask = d.link_mask.float()[None, :, :, None]
+    agg = (msg * linked * mask).sum(2) / d.link_mask.sum(1).clamp(min=1)[None, :, None]
+    return r.out(u + gate * own + agg)
+
+
+def test_decoder_matches_padded_link_formula(adk):
+    torch.manual_seed(0)
+    graph = residue_graph(adk, load_config("train-atom"))
+    model = build_model(graph, load_config("train-atom"), 32)
+    d = model.decoder
+    torch.nn.init.normal_(d.head[-1].weight, std=0.1)
+    z = torch.randn(5, d.expand.in_features)
+    fast = d(z)
+    h = d.expand(z).view(5, d.n_nodes, d.dim)
+    for r in d.rounds:
+        h = plain_round(r, h, d)
+    plain = d.head(h)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    weights = torch.randn_like(plain)
+    g_fast = torch.autograd.grad((fast * weights).sum(), list(d.parameters()))
+    g_plain = torch.autograd.grad((plain * weights).sum(), list(d.parameters()))
+    for a, b in zip(g_fast, g_plain):
+        assert_close_to_scale(a, b, 1e-4)  # gradients: float32 sums over other index orders
+
+
+@pytest.mark.parametrize("d", [64, 65])
+def test_image_model_matches_centred_full_spectrum(d):
+    """rfft layout, cached CTF basis and phase-ramp frequencies == centred complex FFT composition."""
+    torch.manual_seed(0)
+    b, n, apix = 6, 40, 1.5
+    model = ImageModel(d, apix, torch.rand(n) + 0.5, torch.full((n,), 2.0), 4.0, 2.0, 0.9)
+    coords = (10 * torch.randn(b, n, 3)).requires_grad_()
+    rotations = torch.linalg.qr(torch.randn(b, 3, 3))[0]
+    shifts = (3 * torch.randn(b, 2)).requires_grad_()
+    ctf = torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.2], dtype=torch.float64).repeat(b, 1)
+    ctf[:, 0] += torch.linspace(0, 20000, b, dtype=torch.float64)
+    fast = model.predict(coords, rotations, shifts, ctf)
+    image = project_gaussians(coords, model.amplitudes, model.sigmas, rotations, d, apix)
+    spectrum = apply_origin(fft2_center(image) * compute_ctf(CTFParams(*ctf.T), d, apix), shifts)
+    plain = ifft2_center(spectrum * lowpass_filter(d, apix, 4.0, 2.0)).real
+    assert_close_to_scale(fast, plain, 1e-6)
+    w = torch.randn_like(plain)
+    g_fast = torch.autograd.grad((fast * w).sum(), [coords, shifts])
+    g_plain = torch.autograd.grad((plain * w).sum(), [coords, shifts])
+    for a, b_ in zip(g_fast, g_plain):
+        assert_close_to_scale(a, b_, 1e-4)
+    images = torch.randn(b, d, d)
+    torch.testing.assert_close(model.target(images), ifft2_center(fft2_center(images) * lowpass_filter(d, apix, 4.0, 2.0)).real,
+                               rtol=0, atol=1e-5)
+
+
+def test_priors_match_direct_indexing():
+    torch.manual_seed(0)
+    x = torch.randn(4, 30, 3, requires_grad=True)
+    pairs = torch.randint(0, 30, (50, 2))
+    direct = (x[:, pairs[:, 0]] - x[:, pairs[:, 1]]).norm(dim=-1)
+    torch.testing.assert_close(pair_distances(x, pairs), direct)
+    group = torch.randint(-1, 3, (50,))
+    reference = direct[0].detach() * 0.9
+    err = distance_deviation(x, pairs, reference)
+    keep = release_mask(err, group, 0.7)
+    release = ElasticRelease(group, 0.7)
+    assert release.n_kept == int(keep.sum())
+    torch.testing.assert_close(elastic_energy(x, pairs, reference, release), err[:, keep].mean())
+
+
+def tiny_trainer(task, graph, cfg, tmp_path, batch=4, box=32):
+    data = PreparedParticles(
+        images=torch.randn(2 * batch, box, box), rotations=torch.linalg.qr(torch.randn(2 * batch, 3, 3))[0],
+        shifts=torch.randn(2 * batch, 2), ctf=torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.0],
+                                                            dtype=torch.float64).repeat(2 * batch, 1),
+        d=box, apix=2 * float(np.abs(graph.coords).max()) / box, scale=1.0)
+    model = build_model(graph, cfg, box)
+    torch.nn.init.normal_(model.decoder.head[-1].weight, std=0.05)
+    image_model = ImageModel(box, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 3 * data.apix, 2.0, 0.9)
+    trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, tmp_path)
+    return trainer, data.batch(torch.arange(batch), trainer.device)
+
+
+def compiled_matches_eager(trainer, batch):
+    args = (batch["images"], batch["rotations"], batch["shifts"], batch["ctf"], True)
+    trainer.task.prepare(trainer.model.reference.unsqueeze(0), 0)
+    params = list(trainer.model.parameters())
+    eager_total, eager_values, _ = trainer._loss_terms(*args)
+    eager_grads = torch.autograd.grad(eager_total, params, allow_unused=True)
+    compiled = torch.compile(trainer._loss_terms, fullgraph=True, dynamic=False, backend="aot_eager")
+    total, values, _ = compiled(*args)  # fullgraph: any graph break (host sync, data-dependent shape) raises
+    grads = torch.autograd.grad(total, params, allow_unused=True)
+    torch.testing.assert_close(total, eager_total, rtol=1e-5, atol=1e-7)
+    assert values.keys() == eager_values.keys()
+    for a, b in zip(grads, eager_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert_close_to_scale(a, b, 1e-4)
+
+
+def test_residue_step_compiles_whole_and_matches_eager(adk, tmp_path):
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    cfg = load_config("train-atom", overrides=["optim.holdout_fraction=0", "model.z_dim=4"])
+    graph = residue_graph(adk, cfg)
+    compiled_matches_eager(*tiny_trainer(ResidueTask(graph, cfg.loss), graph, cfg, tmp_path))
+
+
+def test_bead_step_compiles_whole_and_matches_eager(adk, tmp_path):
+    from cryodyna.structure.martini import martinize
+    from cryodyna.train.bead_task import BeadTask
+    from cryodyna.train.cg_prep import forcefield_of
+    from cryodyna.train.run import bead_graph
+
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    cfg = load_config("train-cg", overrides=["optim.holdout_fraction=0", "model.z_dim=4"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cg = martinize(adk)
+        graph = bead_graph(adk, cg, cfg)
+        task = BeadTask(graph, forcefield_of(cg, cfg.martini), cfg.loss)
+    compiled_matches_eager(*tiny_trainer(task, graph, cfg, tmp_path))
+
+
+def brute_force_pairs(x: np.ndarray, cutoff: float, excluded: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs i < j within ``cutoff`` in any structure of x (B, N, 3), from all N^2 distances."""
+    excluded = {(min(i, j), max(i, j)) for i, j in excluded}
+    found = set()
+    for frame in x:
+        d = np.linalg.norm(frame[:, None] - frame[None], axis=-1)
+        i, j = np.nonzero(np.triu(d < cutoff, 1))
+        found |= set(zip(i.tolist(), j.tolist()))
+    return found - excluded
+
+
+def test_verlet_list_is_exact_within_half_the_skin_and_catches_larger_moves():
+    rng = np.random.default_rng(0)
+    n, cutoff, skin = 300, 5.0, 2.0
+    frames = rng.uniform(0, 25, (3, n, 3))
+    excluded = np.stack([np.arange(n - 1), np.arange(1, n)], 1)  # chain bonds
+    verlet = VerletList(n, cutoff, excluded, skin=skin, interval=8)
+    verlet.refresh(torch.as_tensor(frames, dtype=torch.float32), step=0)
+    listed = {tuple(p) for p in verlet.pairs[verlet.weight > 0].tolist()}
+    assert listed == brute_force_pairs(frames, cutoff + skin, excluded)
+    assert len(verlet.pairs) >= len(listed) and len(verlet.pairs) & (len(verlet.pairs) - 1) == 0  # padded to 2^k
+    # every bead within skin/2 of its place in one of the frames: nothing within the cut-off is missing
+    step = rng.normal(size=(3, n, 3))
+    moved = frames + 0.99 * (skin / 2) * step / np.linalg.norm(step, axis=-1, keepdims=True)
+    assert brute_force_pairs(moved, cutoff, excluded) <= listed
+    assert verlet.missing(torch.as_tensor(moved, dtype=torch.float32)) == 0
+    assert not verlet.due(7) and verlet.due(8)
+    # beads moved far: the check at the next refresh counts the missed pairs and halves the interval
+    far = frames + rng.normal(0, 4.0, frames.shape)
+    missed = len(brute_force_pairs(far, cutoff, excluded) - listed)
+    assert missed > 0
+    assert verlet.missing(torch.as_tensor(far, dtype=torch.float32)) == missed
+    verlet.refresh(torch.as_tensor(far, dtype=torch.float32), step=8)
+    assert verlet.interval == 4 and verlet.missed_total == missed
