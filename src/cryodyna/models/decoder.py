@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cryodyna.models.layers import DenseGATv2, two_layer
+from cryodyna.models.layers import DenseGATv2, row_chunks, two_layer
 
 
 class FusionRound(nn.Module):
@@ -43,11 +43,15 @@ class FusionRound(nn.Module):
         gate = torch.sigmoid(self.gate(torch.cat([u, own, -offset], -1)))
         # messages on the P valid (node, linked block) pairs only, summed per node by index and
         # divided by the node's link count (the mean over its links)
+        # (pair chunks: see row_chunks)
         node, block = g["pair_node"], g["pair_block"]
-        pre = self.msg_block(m).index_select(0, block) + self.msg_node(u).index_select(0, node)
-        msg = torch.sigmoid(self.msg_out(pre.add_(self.msg_vec(g["pair_vec"]).unsqueeze(1))))  # (P, B, C)
-        agg = torch.zeros_like(u).index_add_(0, node, (msg * m.index_select(0, block)).to(u.dtype)) / g["link_count"][:, None, None]
-        return self.out(u + gate * own + agg)
+        mb, un, vec = self.msg_block(m), self.msg_node(u), self.msg_vec(g["pair_vec"]).unsqueeze(1)
+        agg = torch.zeros_like(u)
+        for rows in row_chunks(len(node), u.shape[1] * u.shape[2] * u.element_size()):
+            pre = mb.index_select(0, block[rows]) + un.index_select(0, node[rows])
+            msg = torch.sigmoid(self.msg_out(pre.add_(vec[rows])))  # (p, B, C)
+            agg = agg.index_add_(0, node[rows], (msg * m.index_select(0, block[rows])).to(u.dtype))
+        return self.out(u + gate * own + agg / g["link_count"][:, None, None])
 
 
 class BlockGraphDecoder(nn.Module):

@@ -5,6 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+CHUNK_BYTES = 4 * 2**20  # working set of one chunk of a large per-edge computation: stays in the CPU's caches
+
+
+def row_chunks(n_rows: int, bytes_per_row: int, budget: int | None = None) -> list[slice]:
+    """Consecutive slices of ``n_rows`` rows, each about ``budget`` bytes (default
+    :data:`CHUNK_BYTES`) when a row holds ``bytes_per_row``: per-edge temporaries are then made and consumed chunk by chunk while they are
+    still in cache (forward and backward), instead of one pass over memory per elementwise op."""
+    step = max(1, (budget or CHUNK_BYTES) // max(1, bytes_per_row))
+    return [slice(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
+
 
 def mlp_block(dims: list[int]) -> nn.Sequential:
     """For consecutive widths (i -> o): Linear, SiLU, LayerNorm (the reference's ``MLPBlock``)."""
@@ -38,15 +48,20 @@ class DenseGATv2(nn.Module):
         nn.init.xavier_uniform_(self.att)
 
     def forward(self, x: torch.Tensor, nbr: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
-        """x (B, M, C); nbr (M, K) neighbour indices; edge_attr (M, K) -> (B, M, C)."""
+        """x (B, M, C); nbr (M, K) neighbour indices; edge_attr (M, K) -> (B, M, C).  Target nodes
+        are processed in chunks (:func:`row_chunks`) of the (B, m, K, H, C) edge terms."""
         b, m, _ = x.shape
         h, c = self.heads, self.dim
+        k = nbr.shape[1]
         xs = self.src(x).view(b, m, h, c)
-        xj = xs.index_select(1, nbr.reshape(-1)).view(b, m, -1, h, c)  # (B, M, K, H, C)
         xi = self.dst(x).view(b, m, 1, h, c)
-        e = self.edge(edge_attr.unsqueeze(-1)).view(1, m, -1, h, c)
-        logits = (nn.functional.leaky_relu(xj + xi + e, 0.2) * self.att).sum(-1)  # (B, M, K, H)
-        alpha = torch.softmax(logits, dim=2)
-        # sum over neighbours and heads as one batched matmul on the contiguous (K H, C) rows of xj
-        out = torch.bmm(alpha.reshape(b * m, 1, -1), xj.reshape(b * m, -1, c)).view(b, m, c)
-        return out / h + self.bias
+        e = self.edge(edge_attr.unsqueeze(-1)).view(1, m, k, h, c)
+        out = []
+        for rows in row_chunks(m, b * k * h * c * x.element_size()):
+            n = rows.stop - rows.start
+            xj = xs.index_select(1, nbr[rows].reshape(-1)).view(b, n, k, h, c)  # (B, n, K, H, C)
+            logits = (nn.functional.leaky_relu(xj + xi[:, rows] + e[:, rows], 0.2) * self.att).sum(-1)  # (B, n, K, H)
+            alpha = torch.softmax(logits, dim=2)
+            # sum over neighbours and heads as one batched matmul on the contiguous (K H, C) rows of xj
+            out.append(torch.bmm(alpha.reshape(b * n, 1, -1), xj.reshape(b * n, -1, c)).view(b, n, c))
+        return torch.cat(out, 1) / h + self.bias
