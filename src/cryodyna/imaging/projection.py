@@ -11,8 +11,9 @@ conventions (``norm``):
   form when widths differ between nodes.
 
 The sum is separable: per image two profile tensors (B, N, D) and one batched matmul, so memory is
-O(B N D) and work O(B N D^2).  ``pixel_average=True`` replaces point samples by the exact pixel
-average of each 1-D profile (erf differences), which stays accurate when sigma is below a pixel.
+O(B N D) and work O(B N D^2); nodes are taken in cache-sized chunks whose images are summed.
+``pixel_average=True`` replaces point samples by the exact pixel average of each 1-D profile (erf
+differences), which stays accurate when sigma is below a pixel.
 The projection always runs in float32 (never under autocast).
 """
 
@@ -23,6 +24,7 @@ from typing import Literal
 
 import torch
 
+from cryodyna.chunking import row_chunks
 from cryodyna.imaging.grids import grid_1d
 
 Norm = Literal["peak", "mass"]
@@ -82,6 +84,11 @@ def project_gaussians(
             amps = amps / (2 * math.pi * sigmas.expand(posed.shape[:2]) ** 2)
         elif norm != "peak":
             raise ValueError(f"unknown norm {norm!r}; expected 'peak' or 'mass'")
-        px = _profiles(posed[..., 0], sigmas, d, apix, pixel_average)
-        py = _profiles(posed[..., 1], sigmas, d, apix, pixel_average)
-        return torch.bmm((py * amps.unsqueeze(-1)).transpose(1, 2), px)
+        image = None
+        for rows in row_chunks(posed.shape[1], posed.shape[0] * d * 4):  # (B, n, D) profiles per chunk of nodes
+            s = sigmas[..., rows] if sigmas.ndim else sigmas
+            px = _profiles(posed[:, rows, 0], s, d, apix, pixel_average)
+            py = _profiles(posed[:, rows, 1], s, d, apix, pixel_average)
+            part = torch.bmm((py * amps[:, rows].unsqueeze(-1)).transpose(1, 2), px)
+            image = part if image is None else image + part
+        return image

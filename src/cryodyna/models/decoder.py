@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cryodyna.models.layers import DenseGATv2, row_chunks, two_layer
+from cryodyna.chunking import row_chunks
+from cryodyna.models.layers import DenseGATv2, two_layer
 
 
 class FusionRound(nn.Module):

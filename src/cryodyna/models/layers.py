@@ -5,16 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CHUNK_BYTES = 4 * 2**20  # working set of one chunk of a large per-edge computation: stays in the CPU's caches
-
-
-def row_chunks(n_rows: int, bytes_per_row: int, budget: int | None = None) -> list[slice]:
-    """Consecutive slices of ``n_rows`` rows, each about ``budget`` bytes (default
-    :data:`CHUNK_BYTES`) when a row holds ``bytes_per_row``: per-edge temporaries are then made and consumed chunk by chunk while they are
-    still in cache (forward and backward), instead of one pass over memory per elementwise op."""
-    step = max(1, (budget or CHUNK_BYTES) // max(1, bytes_per_row))
-    return [slice(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
-
+from cryodyna.chunking import row_chunks
 
 def mlp_block(dims: list[int]) -> nn.Sequential:
     """For consecutive widths (i -> o): Linear, SiLU, LayerNorm (the reference's ``MLPBlock``)."""
@@ -53,13 +44,14 @@ class DenseGATv2(nn.Module):
         b, m, _ = x.shape
         h, c = self.heads, self.dim
         k = nbr.shape[1]
-        xs = self.src(x).view(b, m, h, c)
+        xs = self.src(x).view(b * m, h * c)  # rows (image, node): gathers run over contiguous rows
         xi = self.dst(x).view(b, m, 1, h, c)
         e = self.edge(edge_attr.unsqueeze(-1)).view(1, m, k, h, c)
+        image_rows = torch.arange(b, device=x.device).unsqueeze(1) * m
         out = []
         for rows in row_chunks(m, b * k * h * c * x.element_size()):
             n = rows.stop - rows.start
-            xj = xs.index_select(1, nbr[rows].reshape(-1)).view(b, n, k, h, c)  # (B, n, K, H, C)
+            xj = xs.index_select(0, (image_rows + nbr[rows].reshape(1, -1)).reshape(-1)).view(b, n, k, h, c)  # (B, n, K, H, C)
             logits = (nn.functional.leaky_relu(xj + xi[:, rows] + e[:, rows], 0.2) * self.att).sum(-1)  # (B, n, K, H)
             alpha = torch.softmax(logits, dim=2)
             # sum over neighbours and heads as one batched matmul on the contiguous (K H, C) rows of xj

@@ -19,7 +19,7 @@ EPS = 1e-12
 
 def _distances(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     d = gather_nodes(x, pairs[:, 1]) - gather_nodes(x, pairs[:, 0])
-    return torch.sqrt((d * d).sum(-1) + EPS)
+    return torch.sqrt((d * d).sum(-1) + EPS).t()  # (B, P)
 
 
 def bond_energy(x: torch.Tensor, pairs: torch.Tensor, b0: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,7 @@ def cos_angle(x: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
     """Cosine of the angle at the middle bead, (B, A), kept inside (-1, 1)."""
     a = gather_nodes(x, triples[:, 0]) - gather_nodes(x, triples[:, 1])
     b = gather_nodes(x, triples[:, 2]) - gather_nodes(x, triples[:, 1])
-    cos = (a * b).sum(-1) / torch.sqrt((a * a).sum(-1) * (b * b).sum(-1) + EPS)
+    cos = ((a * b).sum(-1) / torch.sqrt((a * a).sum(-1) * (b * b).sum(-1) + EPS)).t()  # (B, A)
     return cos.clamp(-1 + 1e-6, 1 - 1e-6)
 
 
@@ -54,7 +54,7 @@ def dihedral_angle(x: torch.Tensor, quads: torch.Tensor) -> torch.Tensor:
     n1 = torch.cross(b1, b2, dim=-1)
     n2 = torch.cross(b2, b3, dim=-1)
     y = torch.sqrt((b2 * b2).sum(-1) + EPS) * (b1 * n2).sum(-1)
-    return torch.atan2(y, (n1 * n2).sum(-1))
+    return torch.atan2(y, (n1 * n2).sum(-1)).t()  # (B, D)
 
 
 def proper_energy(x: torch.Tensor, quads: torch.Tensor, phi0: torch.Tensor, k: torch.Tensor,

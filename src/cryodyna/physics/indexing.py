@@ -6,12 +6,13 @@ import torch
 
 
 def gather_nodes(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Coordinates of nodes ``index`` (P,) in every structure of ``x`` (B, N, 3): (B, P, 3).
+    """Coordinates of nodes ``index`` (P,) in every structure of ``x`` (B, N, 3), node-major:
+    contiguous (P, B, 3).
 
-    The gather runs node-major: ``x`` is laid out once as (N, B * 3) so that each gathered row is
-    one contiguous block (several times faster on CPU than indexing the node axis of (B, N, 3), in
-    both the gather and its backward scatter); the result is a (B, P, 3) view of (P, B, 3) memory.
+    ``x`` is laid out once as (N, B * 3) so that each gathered row is one contiguous block (several
+    times faster on CPU than indexing the node axis of (B, N, 3), in the gather and in its backward
+    scatter).  Callers reduce the last axis and transpose the (P, B) result to (B, P), so that no
+    elementwise work runs on transposed (B, P, 3) views.
     """
     b, n, c = x.shape
-    rows = x.transpose(0, 1).reshape(n, b * c)
-    return rows.index_select(0, index).view(-1, b, c).transpose(0, 1)
+    return x.transpose(0, 1).reshape(n, b * c).index_select(0, index).view(-1, b, c)

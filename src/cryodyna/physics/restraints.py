@@ -10,7 +10,7 @@ from cryodyna.physics.indexing import gather_nodes
 
 def pair_distances(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """Distances (B, P) in Å between node pairs (P, 2) of coordinates (B, N, 3)."""
-    return torch.linalg.vector_norm(gather_nodes(x, pairs[:, 0]) - gather_nodes(x, pairs[:, 1]), dim=-1)
+    return torch.linalg.vector_norm(gather_nodes(x, pairs[:, 0]) - gather_nodes(x, pairs[:, 1]), dim=-1).t()
 
 
 def distance_deviation(x: torch.Tensor, pairs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
+def adamw(params, optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the configured rate and decay; the fused kernel (one pass over all parameters
+    instead of a dozen per-tensor passes) where torch has it (CPU and CUDA)."""
+    return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=device.type in ("cpu", "cuda"))
+
+
 class TrainingLoop:
     """Train ``model`` on prepared particles, writing to ``run_dir`` (``checkpoints/last.pt``,
     ``metrics.csv``, ``progress.json``, evaluation folders ``epoch-NNNN_step-NNNNNNN/``).
@@ -100,7 +106,7 @@ class TrainingLoop:
         self.steps_per_epoch = max(1, len(self.train_idx) // (self.batch_size * self.world))
         self.total_steps = self.steps_per_epoch * optim.epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        self.optimizer = adamw(params, optim, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=optim.precision == "fp16")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0

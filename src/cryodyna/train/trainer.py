@@ -20,7 +20,7 @@ from cryodyna.config.schema import AnalysisConfig, DeformationOptimConfig
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.train import distributed
 from cryodyna.train.image_model import ImageModel
-from cryodyna.train.loop import TrainingLoop
+from cryodyna.train.loop import TrainingLoop, adamw
 from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.refine import refine_latents
 
@@ -78,7 +78,7 @@ class DeformationTrainer(TrainingLoop):
         self.model.train()
         recent: list[float] = []
         steps = 0
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        optimizer = adamw(self.model.parameters(), self.cfg, self.device)
         for epoch in range(max_epochs):
             order = self._epoch_order(-1 - epoch)
             for b in range(self.steps_per_epoch):
