@@ -90,7 +90,7 @@ class DeformationTrainer(TrainingLoop):
                 loss.backward()
                 optimizer.step()
                 steps += 1
-                recent = (recent + [float(loss)])[-20:]
+                recent = (recent + [float(loss.detach())])[-20:]
                 if np.mean(recent) <= tolerance:
                     log.info("reference init converged after %d steps (mean squared displacement %.2e)", steps, np.mean(recent))
                     return steps
