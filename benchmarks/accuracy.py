@@ -28,11 +28,13 @@ from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 
-from cryodyna.analysis.sampling import decode_latents
+from cryodyna.models.sampling import decode_latents
 from cryodyna.io.structure import read_structure
 from cryodyna.simulate.ceiling import accuracy_ceiling, node_rmsd
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.run import load_run, resolved_config, train_atom
+from cryodyna.assembly.stage import load_run
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 
 def structure_metrics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -68,7 +70,7 @@ def run(name: str, snr: float, args) -> dict[str, float]:
     gt = np.load(data / "ground_truth.npz")
     z = np.load(folder / "z.npy")
     pcs = PCA(n_components=min(2, z.shape[1])).fit_transform(z)
-    model, _ = load_run(out / tag)
+    model = load_run(out / tag).model
     pred = decode_latents(model, z)
     reference = residue_nodes(read_structure(data / "reference.pdb")).coords
     row = {"set": name, "snr": snr, "spearman_pc1": abs(spearmanr(pcs[:, 0], gt["path_coordinate"]).statistic),

@@ -43,12 +43,14 @@ from sklearn.decomposition import PCA
 from throughput import make_trainer, matmul_gflops
 
 from cryodyna.analysis.backmap import backmap, run_backmapping
-from cryodyna.analysis.sampling import decode_latents
+from cryodyna.models.sampling import decode_latents
 from cryodyna.simulate.adk import adk_states
 from cryodyna.simulate.ceiling import node_rmsd
 from cryodyna.simulate.landscape import Landscape
 from cryodyna.structure.martini import martinize
-from cryodyna.train.run import load_run, resolved_config, train_atom, train_cg
+from cryodyna.assembly.stage import load_run
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom, train_cg
 
 BONDED = ("bond", "angle", "proper", "improper")
 
@@ -78,7 +80,8 @@ def bead_frames(out: Path) -> np.ndarray:
 def bonded_per_bead(forcefield, coords: np.ndarray) -> float:
     """Mean MARTINI bonded energy (kJ/mol) per bead over structures (K, N, 3)."""
     with torch.no_grad():
-        terms = forcefield.terms(torch.as_tensor(coords, dtype=torch.float32))
+        frames = torch.as_tensor(coords, dtype=torch.float32)
+        terms = forcefield.terms(frames, forcefield.neighbours(frames))
     return float(sum(terms[t].sum(1).mean() for t in BONDED)) / coords.shape[1]
 
 
@@ -152,7 +155,8 @@ def main() -> None:
     true_beads = dataclasses.replace(landscape, node_of_state=frames, modes=np.zeros((0, frames.shape[1], 3))).nodes(params)
 
     cg_folder, cg_minutes = train("cg", data, out / f"cg{'-' + args.tag if args.tag else ''}", args.epochs, args.set)
-    model, task = load_run(cg_folder.parent)
+    task = load_run(cg_folder.parent)
+    model = task.model
     z = np.load(cg_folder / "z.npy")
     pred = decode_latents(model, z)
     bb = np.flatnonzero(task.graph.template.atom_name == "BB")
@@ -178,7 +182,7 @@ def main() -> None:
     }
 
     atom_folder, atom_minutes = train("atom", data, Path(args.atom_run) if args.atom_run else out / "atom", args.epochs, [])
-    atom_model, _ = load_run(atom_folder.parent)
+    atom_model = load_run(atom_folder.parent).model
     z_atom = np.load(atom_folder / "z.npy")
     ca = node_rmsd(decode_latents(atom_model, z_atom), gt["node_coords"])
     atom_row = {"stage": "train-atom (CA)", "spearman_pc1": abs(spearmanr(PCA(1).fit_transform(z_atom)[:, 0], u).statistic),

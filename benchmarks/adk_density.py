@@ -32,15 +32,17 @@ import torch
 from adk_data import adk_dataset, print_table
 
 from cryodyna.analysis.fsc import fsc
-from cryodyna.analysis.sampling import render_volume
+from cryodyna.models.sampling import render_volume
 from cryodyna.config import load_config
 from cryodyna.imaging.density import gaussian_density
 from cryodyna.io.cryodrgn import write_cryodrgn
 from cryodyna.io.mrc import read_volume
 from cryodyna.io.read import read_particles
 from cryodyna.simulate.simulator import SimulationSpec
-from cryodyna.train.density import load_density_run, train_density
-from cryodyna.train.run import resolved_config, train_atom
+from cryodyna.assembly.volume import load_density_run
+from cryodyna.pipelines.training import train_density
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 CONFORMATIONS = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
 HALF_WIDTH = 0.1

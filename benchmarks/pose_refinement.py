@@ -31,13 +31,15 @@ from adk_data import images_per_s
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 
-from cryodyna.analysis.sampling import decode_latents
+from cryodyna.models.sampling import decode_latents
 from cryodyna.imaging.rotations import rotation_angle_deg
 from cryodyna.io.read import read_particles
 from cryodyna.io.star import write_star
 from cryodyna.io.structure import read_structure
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.run import load_run, resolved_config, train_atom
+from cryodyna.assembly.stage import load_run
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 
 def pose_errors(star: Path, gt) -> tuple[float, float]:
@@ -56,8 +58,8 @@ def pose_ceiling(data: Path, star: Path, n_queries: int = 60, n_candidates: int 
     import torch
 
     from cryodyna.imaging.rotations import axis_angle_to_matrix
-    from cryodyna.train.image_model import ImageModel
-    from cryodyna.train.particles import prepare_particles
+    from cryodyna.imaging.image_model import ImageModel
+    from cryodyna.data.particles import prepare_particles
 
     gt = np.load(data / "ground_truth.npz")
     table = read_particles(star)
@@ -139,7 +141,7 @@ def main() -> None:
             folder = train_atom(star, data / "reference.pdb", run_dir, cfg)
         z = np.load(folder / "z.npy")
         pc1 = PCA(n_components=1).fit_transform(z)[:, 0]
-        model, _ = load_run(run_dir)
+        model = load_run(run_dir).model
         final = folder / "particles_refined.star" if refine else star
         angle, shift = pose_errors(final, gt)
         rows.append({"run": name, "spearman_pc1": abs(spearmanr(pc1, gt["path_coordinate"]).statistic),

@@ -47,7 +47,7 @@ from cryodyna.analysis.fsc import fsc
 from cryodyna.analysis.reconstruct import reconstruct
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.analysis.latent import pca_trajectories
-from cryodyna.analysis.sampling import decode_latents
+from cryodyna.models.sampling import decode_latents
 from cryodyna.analysis.traverse import latent_path
 from cryodyna.imaging.density import gaussian_density
 from cryodyna.imaging.filters import model_mask
@@ -57,7 +57,7 @@ from cryodyna.io.structure import read_structure
 from cryodyna.simulate.adk import adk_states
 from cryodyna.simulate.simulator import SimulationSpec, simulate
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.run import load_run
+from cryodyna.assembly.stage import load_run
 
 
 def cryodyna(*args: str) -> None:
@@ -130,7 +130,7 @@ def agreement_rows(run: Path, data: Path) -> dict:
     labels = np.load(run / "halfset.npy")
     err = np.zeros(gt.shape[1])
     for k, half in enumerate(("half-1", "half-2"), start=1):
-        model, _ = load_run(run / half)
+        model = load_run(run / half).model
         z = np.load(sorted((run / half).glob("epoch-*"))[-1] / "z.npy")
         rows = np.flatnonzero(labels == k)
         err += ((decode_latents(model, z[rows]) - gt[rows]) ** 2).sum(-1).sum(0)
@@ -152,7 +152,7 @@ def path_distances(frames: np.ndarray, path: np.ndarray) -> dict[str, float]:
 
 def traversal_rows(run: Path, data: Path, frames: int) -> list[dict]:
     half = run / "half-1"
-    model, _ = load_run(half)
+    model = load_run(half).model
     z = np.load(sorted(half.glob("epoch-*"))[-1] / "z.npy")
     u = np.load(data / "ground_truth.npz")["path_coordinate"]
     start, end = int(np.argmin(u)), int(np.argmax(u))

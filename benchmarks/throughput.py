@@ -48,18 +48,18 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cryodyna import distributed
 from cryodyna.config import load_config
 from cryodyna.io.itp import concatenate
 from cryodyna.io.structure import Structure
 from cryodyna.simulate.adk import adk_states
 from cryodyna.structure.martini import CGModel, martinize
-from cryodyna.train.bead_task import BeadTask
-from cryodyna.train.cg_prep import forcefield_of
-from cryodyna.train.image_model import ImageModel
-from cryodyna.train.loop import resolve_device
-from cryodyna.train.particles import PreparedParticles
-from cryodyna.train.residue_task import ResidueTask
-from cryodyna.train.run import bead_graph, build_model, residue_graph
+from cryodyna.assembly.cg_prep import forcefield_of
+from cryodyna.imaging.image_model import ImageModel
+from cryodyna.data.particles import PreparedParticles
+from cryodyna.assembly.priors import build_priors
+from cryodyna.imaging.batches import CTFParams, PoseBatch
+from cryodyna.assembly.model import bead_graph, build_model, residue_graph
 from cryodyna.train.trainer import DeformationTrainer
 
 
@@ -102,21 +102,22 @@ def make_trainer(stage: str, structure: Structure, cg: CGModel | None, box: int,
     neighbour list grows with motion)."""
     overrides = [f"optim.batch_size={batch}", f"optim.device={device}", "optim.holdout_fraction=0", *settings]
     cfg = load_config("train-atom" if stage == "atom" else "train-cg", overrides=overrides)
-    dev = resolve_device(device)
+    dev = distributed.resolve_device(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = residue_graph(structure, cfg) if stage == "atom" else bead_graph(structure, cg, cfg)
-        task = ResidueTask(graph, cfg.loss, dev) if stage == "atom" else BeadTask(graph, forcefield_of(cg, cfg.martini), cfg.loss, dev)
+        priors = build_priors(graph, cfg.loss, None if stage == "atom" else forcefield_of(cg, cfg.martini), dev)
     n = batch * 2
+    ctf = torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.0], dtype=torch.float64)
     data = PreparedParticles(
-        images=torch.randn(n, box, box), rotations=torch.eye(3).expand(n, 3, 3).clone(), shifts=torch.zeros(n, 2),
-        ctf=torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.0], dtype=torch.float64).expand(n, 7).clone(),
+        images=torch.randn(n, box, box), poses=PoseBatch(torch.eye(3).expand(n, 3, 3).clone(), torch.zeros(n, 2)),
+        ctf=CTFParams(*(v.expand(n).clone() for v in ctf)),
         d=box, apix=max(1.0, 2 * np.abs(graph.coords).max() / box), scale=1.0)
     model = build_model(graph, cfg, box)
     if deformed:
         torch.nn.init.normal_(model.decoder.head[-1].weight, std=0.05)
     image_model = ImageModel(box, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 2.5 * data.apix, 2.0, 0.9375)
-    trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, run_dir)
+    trainer = DeformationTrainer(priors, graph, model, image_model, data, cfg.optim, run_dir)
     return trainer, data.batch(torch.arange(batch), trainer.device)
 
 
@@ -135,7 +136,7 @@ def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batc
     """One row: the step's rate, cost, FLOPs and peak memory, with the matmul rate of this process."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer, batch_data = make_trainer(stage, structure, cg, box, batch, device, settings, tmp, deformed=True)
-        graph = trainer.task.graph
+        graph = trainer.graph
         for _ in range(2):  # warm-up (and the bead neighbour list's first build)
             trainer.train_step(batch_data)
         counter = FlopCounterMode(display=False)

@@ -140,3 +140,19 @@ def write_protein_nucleic_model(path: Path, rna: bool = False, n_nucleotides: in
                      f"  1.00  0.00           {atom[0]}")
     path.write_text("\n".join(lines + ["END"]) + "\n")
     return path
+
+
+def plain_particle_images(projections, origins, ctf, apix):
+    """Particle images (B, D, D) of centred projections composed from the formulas, independently
+    of :mod:`cryodyna.imaging.formation`: centred complex FFT x CTF x ``exp(+2 pi i q . origin)``
+    (the particle centre sits at ``-origin`` px), real part of the inverse."""
+    import torch
+
+    from cryodyna.imaging.ctf import compute_ctf
+    from cryodyna.imaging.fft import fft2_center, frequency_grid_2d, ifft2_center
+
+    d = projections.shape[-1]
+    q = frequency_grid_2d(d)
+    o = origins.to(torch.float32)
+    ramp = torch.exp(2j * torch.pi * (q[..., 0] * o[:, 0, None, None] + q[..., 1] * o[:, 1, None, None]))
+    return ifft2_center(fft2_center(projections) * compute_ctf(ctf, d, apix) * ramp).real

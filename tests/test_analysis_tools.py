@@ -13,7 +13,8 @@ from cryodyna.errors import CryodynaError
 from cryodyna.io.mrc import read_volume, write_volume
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_models, read_structure
-from cryodyna.train.run import resolved_config, train_atom
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 from conftest import TINY_TRAIN_SETTINGS
 
 runner = CliRunner()

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from cryodyna.config import load_config
-from cryodyna.train.batches import iterate_batches
-from cryodyna.train.particles import PreparedParticles
-from cryodyna.train.run import train_atom
+from cryodyna.data.batches import iterate_batches
+from cryodyna.imaging.batches import CTFParams, PoseBatch
+from cryodyna.data.particles import PreparedParticles
+from cryodyna.pipelines.training import train_atom
 
 
 def _train(tiny_adk, run, *overrides):
@@ -26,8 +27,8 @@ def _train(tiny_adk, run, *overrides):
 def test_cached_images_travel_to_workers_by_name(tmp_path):
     path = tmp_path / "images.npy"
     np.save(path, np.random.default_rng(0).normal(size=(50, 8, 8)).astype(np.float32))
-    data = PreparedParticles(np.load(path, mmap_mode="r"), torch.eye(3).expand(50, 3, 3), torch.zeros(50, 2),
-                             torch.zeros(50, 7, dtype=torch.float64), 8, 1.0, 2.0)
+    data = PreparedParticles(np.load(path, mmap_mode="r"), PoseBatch(torch.eye(3).expand(50, 3, 3), torch.zeros(50, 2)),
+                             CTFParams(*(torch.zeros(50, dtype=torch.float64) for _ in range(7))), 8, 1.0, 2.0)
     blob = pickle.dumps(data)
     assert len(blob) < 10_000  # the file name, not 12 kB of pixels per image
     idx = torch.tensor([7, 3, 41])
@@ -36,7 +37,9 @@ def test_cached_images_travel_to_workers_by_name(tmp_path):
     direct = list(iterate_batches(data, batches, torch.device("cpu")))
     background = list(iterate_batches(data, batches, torch.device("cpu"), workers=2))
     for a, b in zip(direct, background):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a["images"], b["images"])
+        torch.testing.assert_close(a["poses"].rotations, b["poses"].rotations)
+        torch.testing.assert_close(a["ctf"].defocus_u, b["ctf"].defocus_u)
 
 
 def test_loader_workers_and_compile_leave_training_unchanged(tiny_adk, tmp_path):

@@ -22,7 +22,7 @@ from cryodyna.models.volume import VolumeDecoder
 from cryodyna.simulate.adk import adk_states
 from cryodyna.simulate.simulator import SimulationSpec, simulate
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.density import train_density
+from cryodyna.pipelines.training import train_density
 
 SMALL_NET = ["model.hidden=64", "model.layers=2", "optim.lr=2e-3", "optim.batch_size=16", "data.cache_images=false"]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryodyna.physics.restraints import clash_penalty, distance_deviation, release_mask
+from cryodyna.physics.restraints import ElasticRelease, clash_penalty, distance_deviation
 from cryodyna.structure.blocks import assign_blocks, block_centroids, knn_graph, residue_block_links
 from cryodyna.structure.pairs import clash_pairs, connect_pairs, elastic_pairs
 
@@ -79,8 +79,8 @@ def test_release_mask_matches_per_chain_loop():
     sq = torch.rand(8, 50) * torch.linspace(0.1, 3, 50)
     group = torch.tensor([0] * 20 + [1] * 25 + [-1] * 5)
     for keep in (0.5, 0.8, 0.99, 1.0):
-        torch.testing.assert_close(release_mask(sq, group, keep), reference_release(sq, group, keep))
-    assert release_mask(sq, group, 0.1)[-5:].all()
+        torch.testing.assert_close(ElasticRelease(group, keep).weights(sq) > 0, reference_release(sq, group, keep))
+    assert (ElasticRelease(group, 0.1).weights(sq) > 0)[-5:].all()
 
 
 def test_clash_and_deviation_values():

@@ -11,9 +11,10 @@ from cryodyna.data.dataset import ParticleDataset
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_structure
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.image_model import ImageModel
+from cryodyna.imaging.image_model import ImageModel
 from cryodyna.train.refine import refine_latents
-from cryodyna.train.run import load_run, train_atom
+from cryodyna.assembly.stage import load_run
+from cryodyna.pipelines.training import train_atom
 
 class LinearDecoder(torch.nn.Module):
     """z (B, 4) -> displacements (B, N, 3): four fixed random motions of ~2 Å RMS per unit of z."""
@@ -50,7 +51,7 @@ def test_refinement_recovers_latents_and_is_independent_of_the_chunking(tiny_adk
     latents lowers every particle's loss and moves the latents back towards the truth, whatever the
     chunk size."""
     _, folder = _eval_z(tiny_adk, tmp_path / "r", [])
-    model, _ = load_run(tmp_path / "r", folder / "ckpt.pt")
+    model = load_run(tmp_path / "r", folder / "ckpt.pt").model
     torch.manual_seed(0)
     n = model.reference.shape[0]
     model.decoder = LinearDecoder(n)  # a decoder whose output depends strongly (and smoothly) on z
@@ -58,16 +59,14 @@ def test_refinement_recovers_latents_and_is_independent_of_the_chunking(tiny_adk
     nodes = residue_nodes(read_structure(tiny_adk / "reference.pdb"))
     im = ImageModel(ds.box, float(ds.apix[0]), torch.as_tensor(nodes.electrons), torch.full((len(nodes),), 2.0), 10.0, 2.0,
                     0.9375)
-    items = [ds[i] for i in range(30)]
-    poses = {"rotations": torch.stack([it["rotation"] for it in items]), "shifts": torch.stack([it["shift"] for it in items]),
-             "ctf": torch.stack([it["ctf"] for it in items])}
+    rows30 = ds.batch(np.arange(30))
     z_true = torch.randn(30, 4)
     with torch.no_grad():
-        images = im.predict(model.decode(z_true), poses["rotations"], poses["shifts"], poses["ctf"])
+        images = im.predict(model.decode(z_true), rows30["poses"], rows30["ctf"])
     start = z_true + 0.5 * torch.randn(30, 4)
 
     def batch(rows):
-        return {"images": images[rows], **{k: v[rows] for k, v in poses.items()}}
+        return {"images": images[rows], "poses": rows30["poses"][rows], "ctf": rows30["ctf"][rows]}
 
     scale = torch.ones(4)
     small, before, after = refine_latents(model, im, start, batch, steps=30, lr=0.05, scale=scale, chunk=7)

@@ -12,7 +12,7 @@ from cryodyna.errors import InputError
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_structure
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.particles import prepare_particles
+from cryodyna.data.particles import prepare_particles
 from cryodyna.train.preflight import check_model_in_box, check_unique_images
 from conftest import PEPTIDE_PDB, write_stack
 

@@ -19,7 +19,8 @@ from cryodyna.physics.energy import angle_energy, bond_energy, dihedral_angle, i
 from cryodyna.physics.forcefield import MartiniForceField
 from cryodyna.physics.nonbonded import neighbour_pairs, read_lj_table
 from cryodyna.structure.martini import martinize
-from cryodyna.train.run import load_run, train_cg
+from cryodyna.assembly.stage import load_run
+from cryodyna.pipelines.training import train_cg
 
 ITP = """\
 [ moleculetype ]
@@ -289,9 +290,9 @@ def test_bead_priors_of_a_batch_are_the_mean_of_its_structures(adk_cg):
     and the non-bonded sum is normalised by a fixed pair count, not by the batch's neighbour list."""
     import pickle
 
-    from cryodyna.train.bead_task import BeadTask
-    from cryodyna.train.cg_prep import forcefield_of
-    from cryodyna.train.run import bead_graph
+    from cryodyna.assembly.cg_prep import forcefield_of
+    from cryodyna.assembly.model import bead_graph
+    from cryodyna.assembly.priors import Martini, build_priors
 
     out, _ = adk_cg
     with open(out / "prep" / "cg_model.pkl", "rb") as fh:
@@ -299,16 +300,17 @@ def test_bead_priors_of_a_batch_are_the_mean_of_its_structures(adk_cg):
     structure = read_structure(out / "reference.pdb")
     for form in ("wca", "lj"):
         cfg = load_config("train-cg", None, [f"martini.nonbonded={form}", "martini.lj_table=false"])
-        task = BeadTask(bead_graph(structure, cg, cfg), forcefield_of(cg, cfg.martini), cfg.loss)
+        priors = build_priors(bead_graph(structure, cg, cfg), cfg.loss, forcefield_of(cg, cfg.martini))
+        verlet = next(p for p in priors.priors if isinstance(p, Martini)).verlet
         ref = torch.as_tensor(cg.coords, dtype=torch.float32)
         squeezed = ref.mean(0) + 0.85 * (ref - ref.mean(0))  # overlapping beads: non-zero WCA energy
         shifted = ref + torch.tensor([0.0, 0.0, 40.0]) * (torch.arange(cg.n_beads) > cg.n_beads // 2)[:, None]
         single = []
         for x in (squeezed, shifted):
-            task.verlet.refresh(x[None], 0)
-            single.append(task.priors(x[None])["nonbonded"][1])
-        task.verlet.refresh(torch.stack([squeezed, shifted]), 0)
-        both = task.priors(torch.stack([squeezed, shifted]))["nonbonded"][1]
+            verlet.refresh(x[None], 0)
+            single.append(priors(x[None])["nonbonded"][1])
+        verlet.refresh(torch.stack([squeezed, shifted]), 0)
+        both = priors(torch.stack([squeezed, shifted]))["nonbonded"][1]
         assert float(single[0]) > 0
         assert float(both) == pytest.approx(float(sum(single)) / 2, rel=1e-5)
 
@@ -328,8 +330,9 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     assert (folder / "particles_refined.star").is_file()
     models = read_models(folder / "pca-1.pdb")
     assert models[0].n_atoms == 476 and "SC1" in set(models[0].atom_name)
-    model, task = load_run(tmp_path / "run")
-    assert task.name == "cg" and model.reference.shape == (476, 3)
+    loaded = load_run(tmp_path / "run")
+    model = loaded.model
+    assert loaded.info["task"] == "cg" and model.reference.shape == (476, 3)
     r = CliRunner().invoke(app, ["backmap", str(folder / "pca-1.pdb"), "-o", str(tmp_path / "aa.pdb")])
     assert r.exit_code == 0, r.output
     aa = read_models(tmp_path / "aa.pdb")
@@ -345,7 +348,7 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     allatom = np.load(tmp_path / "aa40.npy")
     reference = read_structure(tiny_adk / "reference.pdb")
     from cryodyna.analysis.backmap import run_backmapping
-    from cryodyna.analysis.sampling import decode_latents
+    from cryodyna.models.sampling import decode_latents
 
     beads = decode_latents(model, z[[3, 17]])
     one_by_one = np.stack([backmap(*run_backmapping(tmp_path / "run"), b[None])[0] for b in beads])
@@ -370,9 +373,9 @@ def test_train_cg_on_a_protein_dna_complex(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = train_cg(tmp_path / "particles.star", model, tmp_path / "run", cfg)
-    _, task = load_run(tmp_path / "run")  # the protein-nucleotide restraint: mixed pairs within the cut-off only
-    pairs, nucleic = task.protein_nucleic.numpy(), structure.res_kind[task.graph.template.residue] == "nucleic"
-    ref = np.linalg.norm(task.graph.coords[pairs[:, 0]] - task.graph.coords[pairs[:, 1]], axis=1)
+    graph = load_run(tmp_path / "run").graph  # the protein-nucleotide restraint: mixed pairs within the cut-off only
+    pairs, nucleic = graph.protein_nucleic, structure.res_kind[graph.template.residue] == "nucleic"
+    ref = np.linalg.norm(graph.coords[pairs[:, 0]] - graph.coords[pairs[:, 1]], axis=1)
     assert len(pairs) > 10 and (nucleic[pairs[:, 0]] != nucleic[pairs[:, 1]]).all() and ref.max() <= 20
     assert "protein_nucleic" in set(__import__("pandas").read_csv(tmp_path / "run" / "metrics.csv").name)
     models = read_models(folder / "pca-1.pdb")
@@ -416,7 +419,7 @@ def test_martini3_nonbonded_parameters_by_default(adk_cg, monkeypatch):
 
     from cryodyna.errors import CryodynaError
     from cryodyna.physics import nonbonded
-    from cryodyna.train import cg_prep
+    from cryodyna.assembly import cg_prep
 
     out, output = adk_cg
     with open(out / "prep" / "cg_model.pkl", "rb") as fh:

@@ -6,7 +6,7 @@ import torch
 
 from cryodyna.models.encoder import ImageEncoder
 from cryodyna.models.layers import DenseGATv2
-from cryodyna.train.run import build_model, residue_graph
+from cryodyna.assembly.model import build_model, residue_graph
 from cryodyna.config import load_config
 
 

@@ -10,14 +10,16 @@ import torch
 from conftest import TINY_TRAIN_SETTINGS
 from cryodyna.analysis.cluster import run_particles
 from cryodyna.config.schema import OptimConfig
+from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.imaging.rotations import axis_angle_to_matrix, random_rotations, rotation_angle_deg
 from cryodyna.io.star import read_star
 from cryodyna.io.structure import read_structure
 from cryodyna.simulate.simulator import SimulationSpec, perturb_poses, simulate
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.image_model import ImageModel
+from cryodyna.imaging.image_model import ImageModel
 from cryodyna.train.poses import PoseCorrections
-from cryodyna.train.run import resolved_config, train_atom
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 
 def test_perturbed_poses_have_the_requested_rms_error():
@@ -72,17 +74,18 @@ def test_corrections_recover_a_known_pose_error(tiny_adk):
     true_rot = random_rotations(n, rng)
     true_shift = rng.uniform(-4, 4, (n, 2))
     given_rot, given_shift = perturb_poses(true_rot, true_shift, 4.0, 1.0, rng)
-    ctf = torch.tensor([[15000.0, 14800.0, 0.3, 300.0, 2.7, 0.1, 0.0]], dtype=torch.float64).expand(n, -1)
+    ctf = CTFParams(*torch.tensor([[15000.0, 14800.0, 0.3, 300.0, 2.7, 0.1, 0.0]], dtype=torch.float64).expand(n, -1).T)
     xyz = coords.expand(n, -1, -1)
     with torch.no_grad():
-        target = model.target(model.predict(xyz, torch.as_tensor(true_rot).float(), torch.as_tensor(true_shift / apix).float(), ctf))
+        true = PoseBatch(torch.as_tensor(true_rot).float(), torch.as_tensor(true_shift / apix).float())
+        target = model.target(model.predict(xyz, true, ctf))
     optim = OptimConfig(refine_poses=True, pose_lr_deg=0.2, pose_lr_a=0.1, pose_prior_deg=10.0, pose_prior_a=3.0)
     poses = PoseCorrections(n, optim, apix, torch.device("cpu"))
     for _ in range(60):
-        batch = {"index": torch.arange(n), "rotations": torch.as_tensor(given_rot).float(),
-                 "shifts": torch.as_tensor(given_shift / apix).float()}
+        batch = {"index": torch.arange(n), "poses": PoseBatch(torch.as_tensor(given_rot).float(),
+                                                              torch.as_tensor(given_shift / apix).float())}
         batch, prior = poses.apply(batch, learn=True)
-        loss = model.loss(model.predict(xyz, batch["rotations"], batch["shifts"], ctf), target) + 1e-3 * prior
+        loss = model.loss(model.predict(xyz, batch["poses"], ctf), target) + 1e-3 * prior
         loss.backward()
         poses.step()
     rot, shift = poses.corrected(given_rot, given_shift, apix)

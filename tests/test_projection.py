@@ -4,7 +4,8 @@ import torch
 
 from cryodyna.imaging.density import gaussian_density
 from cryodyna.imaging.projection import project_gaussians
-from cryodyna.imaging.rotations import euler_relion_to_matrix, random_rotations
+from cryodyna.imaging.rotations import random_rotations
+from cryodyna.io.angles import euler_relion_to_matrix
 
 
 def as_t(x):

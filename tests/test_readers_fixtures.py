@@ -7,7 +7,7 @@ import pytest
 
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.io.read import read_particles
-from cryodyna.io.summary import describe
+from cryodyna.analysis.summary import describe
 from conftest import FIXTURES, fixture_file
 
 
@@ -103,7 +103,7 @@ def test_toy_projections_with_cryodrgn_pickles():
     np.testing.assert_allclose(t.rotations, rot, atol=1e-7)
     np.testing.assert_allclose(t.shifts, trans * 30 * 1.0, atol=1e-6)
     ds = ParticleDataset(t)
-    assert ds[999]["image"].shape == (30, 30)
+    assert ds[999]["images"].shape == (1, 30, 30)
     # The legacy single-block STAR of the same stack has no poses and no pixel size.
     legacy = read_particles(fixture_file("cryodrgn", "toy_projections.star"))
     assert not legacy.has_poses and np.isnan(legacy.pixel_size).all() and (legacy.box == 30).all()

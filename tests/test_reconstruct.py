@@ -24,7 +24,8 @@ from cryodyna.io.read import read_particles
 from cryodyna.simulate.adk import adk_states
 from cryodyna.simulate.simulator import SimulationSpec, simulate
 from cryodyna.structure.nodes import residue_nodes
-from cryodyna.train.run import resolved_config, train_atom
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 from conftest import TINY_TRAIN_SETTINGS
 
 runner = CliRunner()
@@ -168,7 +169,7 @@ def test_reconstruct_command_on_halfset_and_single_runs(halfset_run, tiny_adk, t
         train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", single,
                    resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.refine_poses=true", "optim.pose_warmup_epochs=0"], 1))
     z = np.load(sorted(single.glob("epoch-*"))[-1] / "z.npy")
-    from cryodyna.train.reconstruct_run import _source, _with_refined_poses
+    from cryodyna.pipelines.reconstruct import _source, _with_refined_poses
 
     source = _source(single, None, torch.device("cpu"))
     refined = read_particles(source.folder / "particles_refined.star")

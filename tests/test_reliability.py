@@ -15,7 +15,8 @@ import torch
 from cryodyna.errors import CryodynaError, TrainingError
 from cryodyna.train.preflight import check_output_dir
 from conftest import TINY_TRAIN_SETTINGS
-from cryodyna.train.run import resolved_config, train_atom
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 
 
@@ -66,7 +67,7 @@ def test_same_seed_gives_identical_latents(tiny_adk, tmp_path):
 
 
 def test_non_finite_steps_are_skipped_then_stop(tiny_adk, tmp_path, monkeypatch):
-    from cryodyna.train.image_model import ImageModel
+    from cryodyna.imaging.image_model import ImageModel
 
     real_loss = ImageModel.loss
     calls = {"n": 0}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_TRAIN_SETTINGS
-from cryodyna.train.run import resolved_config, train_atom
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -62,7 +63,7 @@ def test_halfset_agreement_is_shown_in_each_half(halfset_run, tmp_path):
 
 def test_density_report_shows_map_slices(tiny_adk, tmp_path):
     from cryodyna.config import load_config
-    from cryodyna.train.density import train_density
+    from cryodyna.pipelines.training import train_density
 
     u = np.load(tiny_adk / "ground_truth.npz")["path_coordinate"]
     np.save(tmp_path / "z.npy", u[:, None].astype(np.float32))

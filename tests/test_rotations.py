@@ -1,13 +1,8 @@
 import numpy as np
 import pytest
 
-from cryodyna.imaging.rotations import (
-    axis_angle_to_matrix,
-    cryosparc_pose_to_matrix,
-    euler_relion_to_matrix,
-    matrix_to_euler_relion,
-    random_rotations,
-)
+from cryodyna.imaging.rotations import axis_angle_to_matrix, random_rotations
+from cryodyna.io.angles import cryosparc_pose_to_matrix, euler_relion_to_matrix, matrix_to_euler_relion
 
 
 def cryodrgn_r_from_relion(a, b, y):

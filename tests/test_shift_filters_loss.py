@@ -2,36 +2,49 @@ import numpy as np
 import pytest
 import torch
 
+from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.imaging.fft import fft2_center, ifft2_center
 from cryodyna.imaging.filters import circular_mask, lowpass_filter
 from cryodyna.imaging.loss import correlation_loss, masked_pearson
 from cryodyna.imaging.projection import project_gaussians
-from cryodyna.imaging.shift import apply_origin, fourier_shift
+from cryodyna.imaging.formation import ImageFormation
+
+
+def unit_ctf(b: int) -> CTFParams:
+    """A CTF of 1 at every frequency: no defocus, no spherical aberration, amplitude contrast 1."""
+    z = torch.zeros(b, dtype=torch.float64)
+    return CTFParams(z, z, z, z + 300, z, z + 1, z)
+
+
+def place(img: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+    """Images of centred ``img`` (B, D, D) through the image model with RELION ``origins`` (B, 2) px."""
+    b, d = img.shape[0], img.shape[-1]
+    return ImageFormation(d, 1.0)(img, PoseBatch(torch.eye(3).expand(b, 3, 3), origins), unit_ctf(b))
 
 
 @pytest.mark.parametrize("d", [16, 17])
 def test_integer_shift_equals_roll(d):
-    img = torch.randn(1, d, d, dtype=torch.float64)
-    moved = ifft2_center(fourier_shift(fft2_center(img), torch.tensor([[2.0, -3.0]]))).real
-    # +2 px along x (columns), -3 px along y (rows)
-    torch.testing.assert_close(moved.float(), torch.roll(img, shifts=(-3, 2), dims=(-2, -1)).float(), atol=1e-5, rtol=0)
+    img = torch.randn(1, d, d)
+    moved = place(img, -torch.tensor([[2.0, -3.0]]))  # the particle moves to -origin: +2 px along x (columns), -3 along y
+    torch.testing.assert_close(moved, torch.roll(img, shifts=(-3, 2), dims=(-2, -1)), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("d", [32, 33])
-def test_relion_origin_puts_particle_at_minus_origin(d):
+def test_relion_origin_puts_particle_at_minus_origin_and_the_adjoint_brings_it_back(d):
     img = project_gaussians(torch.zeros(1, 3), torch.ones(1), torch.full((1,), 1.5), torch.eye(3)[None], d, 1.0)
     origin = torch.tensor([[3.0, 1.0]])  # rlnOriginX/Y in px
-    placed = ifft2_center(apply_origin(fft2_center(img), origin)).real[0]
+    placed = place(img, origin)[0]
     row, col = divmod(int(torch.argmax(placed)), d)
     assert (col, row) == (d // 2 - 3, d // 2 - 1)
-    back = ifft2_center(fourier_shift(fft2_center(placed[None]), origin)).real
+    back, psf = ImageFormation(d, 1.0).adjoint(placed[None], PoseBatch(torch.eye(3)[None], origin), unit_ctf(1))
     torch.testing.assert_close(back, img, atol=1e-5, rtol=0)
+    assert float(psf[0, d // 2, d // 2]) == pytest.approx(1.0) and float(psf.abs().sum()) == pytest.approx(1.0)
 
 
 def test_subpixel_shift_moves_centroid():
     d = 32
     img = project_gaussians(torch.zeros(1, 3), torch.ones(1), torch.full((1,), 2.0), torch.eye(3)[None], d, 1.0)
-    moved = ifft2_center(fourier_shift(fft2_center(img), torch.tensor([[0.5, -1.25]]))).real[0]
+    moved = place(img, -torch.tensor([[0.5, -1.25]]))[0]
     n = torch.arange(d, dtype=torch.float32) - d // 2
     cx = (moved.sum(0) * n).sum() / moved.sum()
     cy = (moved.sum(1) * n).sum() / moved.sum()

@@ -105,7 +105,7 @@ def test_relion30_legacy_pixel_origins(tmp_path):
     np.testing.assert_allclose(t.pixel_size, 2.0)  # 5 um / 25000 x 1e4
     np.testing.assert_allclose(t.shifts, [[4.0, -2.0], [-6.0, 1.0]])
     np.testing.assert_array_equal(t.box, 16)  # from the stack header
-    assert ParticleDataset(t)[1]["shift"].tolist() == [-3.0, 0.5]
+    assert ParticleDataset(t)[1]["poses"].origins[0].tolist() == [-3.0, 0.5]
 
 
 def test_datadir_resolves_moved_stacks(tmp_path):
@@ -200,7 +200,7 @@ def test_dataset_downsamples_and_masks(tmp_path):
     table = make_table(stack, 4, 32, apix=(1.0, 1.0))
     ds = ParticleDataset(table, box=16, mask_radius=1.0)
     item = ds[2]
-    assert item["image"].shape == (16, 16) and item["image"][0, 0] == 0
+    assert item["images"].shape == (1, 16, 16) and item["images"][0, 0, 0] == 0
     assert item["apix"].item() == pytest.approx(2.0)
-    np.testing.assert_allclose(item["shift"].numpy(), table.shifts[2] / 2.0, rtol=1e-6)
-    np.testing.assert_allclose(item["rotation"].numpy(), table.rotations[2], atol=1e-6)
+    np.testing.assert_allclose(item["poses"].origins[0].numpy(), table.shifts[2] / 2.0, rtol=1e-6)
+    np.testing.assert_allclose(item["poses"].rotations[0].numpy(), table.rotations[2], atol=1e-6)

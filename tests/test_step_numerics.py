@@ -7,19 +7,19 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import plain_particle_images
 
 from cryodyna.config import load_config
-from cryodyna.imaging.ctf import CTFParams, compute_ctf
+from cryodyna.assembly.model import build_model, residue_graph
+from cryodyna.assembly.priors import build_priors
+from cryodyna.data.particles import PreparedParticles
+from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.imaging.fft import fft2_center, ifft2_center
 from cryodyna.imaging.filters import lowpass_filter
+from cryodyna.imaging.image_model import ImageModel
 from cryodyna.imaging.projection import project_gaussians
-from cryodyna.imaging.shift import apply_origin
-from cryodyna.physics.restraints import ElasticRelease, distance_deviation, elastic_energy, pair_distances, release_mask
+from cryodyna.physics.restraints import ElasticRelease, distance_deviation, elastic_energy, pair_distances
 from cryodyna.physics.verlet import VerletList
-from cryodyna.train.image_model import ImageModel
-from cryodyna.train.particles import PreparedParticles
-from cryodyna.train.residue_task import ResidueTask
-from cryodyna.train.run import build_model, residue_graph
 from cryodyna.train.trainer import DeformationTrainer
 
 
@@ -83,12 +83,12 @@ def test_image_model_matches_centred_full_spectrum(d):
     coords = (10 * torch.randn(b, n, 3)).requires_grad_()
     rotations = torch.linalg.qr(torch.randn(b, 3, 3))[0]
     shifts = (3 * torch.randn(b, 2)).requires_grad_()
-    ctf = torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.2], dtype=torch.float64).repeat(b, 1)
-    ctf[:, 0] += torch.linspace(0, 20000, b, dtype=torch.float64)
-    fast = model.predict(coords, rotations, shifts, ctf)
+    rows = torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.2], dtype=torch.float64).repeat(b, 1)
+    rows[:, 0] += torch.linspace(0, 20000, b, dtype=torch.float64)
+    ctf = CTFParams(*rows.T)
+    fast = model.predict(coords, PoseBatch(rotations, shifts), ctf)
     image = project_gaussians(coords, model.amplitudes, model.sigmas, rotations, d, apix)
-    spectrum = apply_origin(fft2_center(image) * compute_ctf(CTFParams(*ctf.T), d, apix), shifts)
-    plain = ifft2_center(spectrum * lowpass_filter(d, apix, 4.0, 2.0)).real
+    plain = ifft2_center(fft2_center(plain_particle_images(image, shifts, ctf, apix)) * lowpass_filter(d, apix, 4.0, 2.0)).real
     assert_close_to_scale(fast, plain, 1e-6)
     w = torch.randn_like(plain)
     g_fast = torch.autograd.grad((fast * w).sum(), [coords, shifts])
@@ -109,28 +109,28 @@ def test_priors_match_direct_indexing():
     group = torch.randint(-1, 3, (50,))
     reference = direct[0].detach() * 0.9
     err = distance_deviation(x, pairs, reference)
-    keep = release_mask(err, group, 0.7)
     release = ElasticRelease(group, 0.7)
+    keep = release.weights(err) > 0
     assert release.n_kept == int(keep.sum())
     torch.testing.assert_close(elastic_energy(x, pairs, reference, release), err[:, keep].mean())
 
 
-def tiny_trainer(task, graph, cfg, tmp_path, batch=4, box=32):
+def tiny_trainer(priors, graph, cfg, tmp_path, batch=4, box=32):
+    n = 2 * batch
     data = PreparedParticles(
-        images=torch.randn(2 * batch, box, box), rotations=torch.linalg.qr(torch.randn(2 * batch, 3, 3))[0],
-        shifts=torch.randn(2 * batch, 2), ctf=torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.0],
-                                                            dtype=torch.float64).repeat(2 * batch, 1),
+        images=torch.randn(n, box, box), poses=PoseBatch(torch.linalg.qr(torch.randn(n, 3, 3))[0], torch.randn(n, 2)),
+        ctf=CTFParams(*torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.0], dtype=torch.float64).repeat(n, 1).T),
         d=box, apix=2 * float(np.abs(graph.coords).max()) / box, scale=1.0)
     model = build_model(graph, cfg, box)
     torch.nn.init.normal_(model.decoder.head[-1].weight, std=0.05)
     image_model = ImageModel(box, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 3 * data.apix, 2.0, 0.9)
-    trainer = DeformationTrainer(task, model, image_model, data, cfg.optim, cfg.analysis, tmp_path)
+    trainer = DeformationTrainer(priors, graph, model, image_model, data, cfg.optim, tmp_path)
     return trainer, data.batch(torch.arange(batch), trainer.device)
 
 
 def compiled_matches_eager(trainer, batch):
-    args = (batch["images"], batch["rotations"], batch["shifts"], batch["ctf"], True)
-    trainer.task.prepare(trainer.model.reference.unsqueeze(0), 0)
+    args = (batch["images"], batch["poses"], batch["ctf"], True)
+    trainer.priors.prepare(trainer.model.reference.unsqueeze(0), 0)
     params = list(trainer.model.parameters())
     eager_total, eager_values, _ = trainer._loss_terms(*args)
     eager_grads = torch.autograd.grad(eager_total, params, allow_unused=True)
@@ -150,14 +150,13 @@ def test_residue_step_compiles_whole_and_matches_eager(adk, tmp_path):
     torch._dynamo.reset()
     cfg = load_config("train-atom", overrides=["optim.holdout_fraction=0", "model.z_dim=4"])
     graph = residue_graph(adk, cfg)
-    compiled_matches_eager(*tiny_trainer(ResidueTask(graph, cfg.loss), graph, cfg, tmp_path))
+    compiled_matches_eager(*tiny_trainer(build_priors(graph, cfg.loss), graph, cfg, tmp_path))
 
 
 def test_bead_step_compiles_whole_and_matches_eager(adk, tmp_path):
     from cryodyna.structure.martini import martinize
-    from cryodyna.train.bead_task import BeadTask
-    from cryodyna.train.cg_prep import forcefield_of
-    from cryodyna.train.run import bead_graph
+    from cryodyna.assembly.cg_prep import forcefield_of
+    from cryodyna.assembly.model import bead_graph
 
     torch.manual_seed(0)
     torch._dynamo.reset()
@@ -166,8 +165,8 @@ def test_bead_step_compiles_whole_and_matches_eager(adk, tmp_path):
         warnings.simplefilter("ignore")
         cg = martinize(adk)
         graph = bead_graph(adk, cg, cfg)
-        task = BeadTask(graph, forcefield_of(cg, cfg.martini), cfg.loss)
-    compiled_matches_eager(*tiny_trainer(task, graph, cfg, tmp_path))
+        priors = build_priors(graph, cfg.loss, forcefield_of(cg, cfg.martini))
+    compiled_matches_eager(*tiny_trainer(priors, graph, cfg, tmp_path))
 
 
 def brute_force_pairs(x: np.ndarray, cutoff: float, excluded: np.ndarray) -> set[tuple[int, int]]:

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from cryodyna.cli import app
 from cryodyna.io.structure import read_models
 from conftest import TINY_TRAIN_SETTINGS
-from cryodyna.train.run import resolved_config, train_atom
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 
 
@@ -81,10 +82,11 @@ def test_cli_train_atom_help_and_bad_latents(tiny_adk, tmp_path):
     np.save(tmp_path / "z.npy", np.zeros((2, 7), np.float32))
     folder = run(tiny_adk, tmp_path / "r", 1, eval_only=True)
     from cryodyna.errors import CryodynaError
-    from cryodyna.analysis.sampling import decode_latents
-    from cryodyna.train.run import load_latents, load_run
+    from cryodyna.models.sampling import decode_latents
+    from cryodyna.assembly.stage import load_run
+    from cryodyna.runs.read import load_latents
 
-    model, _ = load_run(tmp_path / "r", folder / "ckpt.pt")
+    model = load_run(tmp_path / "r", folder / "ckpt.pt").model
     with pytest.raises(CryodynaError, match="7 columns but the model's z_dim is 4"):
         decode_latents(model, load_latents(tmp_path / "z.npy"))
 
@@ -94,10 +96,10 @@ def test_reference_init_and_bf16_steps(tiny_adk, tmp_path):
 
     from cryodyna.io.read import read_particles
     from cryodyna.io.structure import read_structure
-    from cryodyna.train.image_model import ImageModel
-    from cryodyna.train.particles import prepare_particles
-    from cryodyna.train.residue_task import ResidueTask
-    from cryodyna.train.run import build_model, residue_graph
+    from cryodyna.imaging.image_model import ImageModel
+    from cryodyna.data.particles import prepare_particles
+    from cryodyna.assembly.priors import build_priors
+    from cryodyna.assembly.model import build_model, residue_graph
     from cryodyna.train.trainer import DeformationTrainer
 
     cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["model.reference_init=true", "optim.precision=bf16", "optim.lr=3e-3"], 1)
@@ -107,7 +109,7 @@ def test_reference_init_and_bf16_steps(tiny_adk, tmp_path):
     data = prepare_particles(read_particles(tiny_adk / "particles.star"), None, 1.0, False)
     model = build_model(graph, cfg, data.d)
     image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 10.0, 2.0, 0.9375)
-    trainer = DeformationTrainer(ResidueTask(graph, cfg.loss), model, image_model, data, cfg.optim, cfg.analysis, tmp_path)
+    trainer = DeformationTrainer(build_priors(graph, cfg.loss), graph, model, image_model, data, cfg.optim, tmp_path)
     batch = data.batch(torch.arange(32), "cpu")
     before = model.decoder(model.encode(batch["images"])).square().mean().item()
     assert before > 1e-3  # random output layer
@@ -125,7 +127,7 @@ def test_image_cache_is_reused_and_invalidated(tiny_adk, tmp_path, monkeypatch):
 
     from cryodyna.data.dataset import ParticleDataset
     from cryodyna.io.read import read_particles
-    from cryodyna.train.particles import prepare_particles
+    from cryodyna.data.particles import prepare_particles
 
     table = read_particles(tiny_adk / "particles.star")
     in_ram = prepare_particles(table, None, 1.0, False)
@@ -152,7 +154,7 @@ def test_the_graph_of_a_saved_run_never_changes(tiny_adk, tmp_path):
     from cryodyna.errors import CryodynaError
     from cryodyna.structure.secondary import secondary_structure
     from cryodyna.io.structure import read_structure
-    from cryodyna.train.run import load_run
+    from cryodyna.assembly.stage import load_run
 
     run_dir = tmp_path / "run"
     run(tiny_adk, run_dir, 1)

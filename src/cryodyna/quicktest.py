@@ -14,14 +14,16 @@ from sklearn.decomposition import PCA
 
 from cryodyna.analysis.cluster import kmeans_subsets, run_particles, write_subsets
 from cryodyna.analysis.report import analyze
-from cryodyna.analysis.sampling import decode_latents
+from cryodyna.models.sampling import decode_latents
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_models, read_structure
 from cryodyna.simulate.ceiling import node_rmsd
 from cryodyna.structure.nodes import residue_nodes
 from cryodyna.simulate.adk import write_adk_models
 from cryodyna.simulate.simulator import SimulationSpec, simulate
-from cryodyna.train.run import load_run, resolved_config, train_atom
+from cryodyna.assembly.stage import load_run
+from cryodyna.config import resolved_config
+from cryodyna.pipelines.training import train_atom
 
 LEARNING_SETTINGS = ["model.encoder_hidden=[128, 64]", "model.z_dim=4", "optim.batch_size=8", "optim.warmup_steps=20",
                      "optim.epochs=12", "optim.eval_every=12", "analysis.kmeans=3", "analysis.umap=false", "data.lowpass=10"]
@@ -41,7 +43,7 @@ def learning_scores(data: Path, run_dir: Path, z: np.ndarray) -> tuple[float, fl
     the truth, and the same for the reference model."""
     gt = np.load(data / "ground_truth.npz")
     pc1 = PCA(n_components=1).fit_transform(z)[:, 0]
-    model, _ = load_run(run_dir)
+    model = load_run(run_dir).model
     learned = float(np.median(node_rmsd(decode_latents(model, z), gt["node_coords"])))
     reference = float(np.median(node_rmsd(residue_nodes(read_structure(data / "reference.pdb")).coords[None], gt["node_coords"])))
     return abs(float(spearmanr(pc1, gt["path_coordinate"]).statistic)), learned, reference

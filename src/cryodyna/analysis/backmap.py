@@ -4,7 +4,6 @@ neighbours) onto the deformed ones (batched Kabsch), so side chains and backbone
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,9 @@ from scipy.spatial import cKDTree
 from cryodyna.errors import CryodynaError, InputError
 from cryodyna.io.structure import Structure, read_models, read_structure, write_structure
 from cryodyna.structure.martini import CGModel
-from cryodyna.train.cg_prep import CG_MODEL, load_cg
+from cryodyna.assembly.cg_prep import load_cg
+from cryodyna.runs.layout import RunFolder
+from cryodyna.runs.read import latest_evaluation, read_info
 
 
 def _fit_sets(structure: Structure, cg: CGModel) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +105,7 @@ def geometry_report(reference: Structure, coords: np.ndarray) -> GeometryReport:
 
 def _find_run(path: Path) -> Path | None:
     for folder in [path, *path.parents][:4]:
-        info = folder / "run.json"
-        if info.is_file() and json.loads(info.read_text()).get("task") == "cg":
+        if read_info(folder).get("task") == "cg":
             return folder
     return None
 
@@ -113,12 +113,10 @@ def _find_run(path: Path) -> Path | None:
 def run_backmapping(run: Path) -> tuple[Structure, CGModel]:
     """The all-atom reference and the CG model of a ``train-cg`` run folder (what
     :func:`backmap` needs); a clear error for any other folder."""
-    run = Path(run)
-    info_path = run / "run.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if info.get("task") != "cg" or not (run / "inputs" / CG_MODEL).is_file():
+    info = read_info(run)
+    if info.get("task") != "cg" or not RunFolder(run).cg_model.is_file():
         raise CryodynaError(f"{run}: not a train-cg run folder; all-atom models need the bead level (train-cg)")
-    return read_structure(info["model"]), load_cg(run / "inputs" / CG_MODEL)
+    return read_structure(info["model"]), load_cg(RunFolder(run).cg_model)
 
 
 def backmap_run(source: Path, out: Path, run: Path | None = None, relax_iterations: int | None = None,
@@ -129,13 +127,10 @@ def backmap_run(source: Path, out: Path, run: Path | None = None, relax_iteratio
     of models, geometry report of the back-mapped models, report after relaxation or None)."""
     source = Path(source)
     run = Path(run) if run else _find_run(source)
-    if run is None or not (run / "inputs" / CG_MODEL).is_file():
+    if run is None or not RunFolder(run).cg_model.is_file():
         raise CryodynaError(f"{source}: cannot find the train-cg run it belongs to; pass --run RUN")
     if source.is_dir():
-        evaluations = sorted(run.glob("epoch-*_step-*"))
-        if not evaluations:
-            raise CryodynaError(f"{run}: no evaluation folder yet")
-        source = evaluations[-1] / "pred.pdb"
+        source = latest_evaluation(run) / "pred.pdb"
     reference, cg = run_backmapping(run)
     beads = np.stack([m.coords for m in read_models(source)])
     if beads.shape[1] != cg.n_beads:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from cryodyna.io.mrc import read_volume
+from cryodyna.runs.layout import RunFolder
+from cryodyna.runs.read import latest_evaluation
 
 
 def map_level(path: Path) -> float:
@@ -54,3 +56,14 @@ def chimerax_script(eval_dir: Path, script: Path, movie: str = "movie.mp4") -> s
         lines += [f"show #{m} models", f"vseries play #{m} loop false", f"wait {len(maps)}", f"hide #{m} models"]
     lines += [f'movie encode "{movie}" framerate 10']
     return "\n".join(lines) + "\n"
+
+
+def trajectory_folder(run: Path) -> Path:
+    """The folder whose trajectories a script plays: ``run`` itself when it holds ``pca-*.pdb``, else
+    the analysis of the latest evaluation (RMSF-coloured) when ``cryodyna analyze`` made one, else
+    the latest evaluation."""
+    if list(Path(run).glob("pca-*.pdb")):
+        return Path(run)
+    latest = latest_evaluation(run)
+    analysed = RunFolder(run).analysis / latest.name
+    return analysed if analysed.is_dir() else latest

@@ -3,7 +3,6 @@ cryoDRGN index pickles)."""
 
 from __future__ import annotations
 
-import json
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -12,21 +11,21 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from cryodyna.analysis.latent import kmeans_centres
-from cryodyna.config import load_config
 from cryodyna.errors import CryodynaError
 from cryodyna.io.read import read_particles
 from cryodyna.io.star import write_star
+from cryodyna.runs.layout import evaluation_file
+from cryodyna.runs.read import newest_evaluation, read_run
 
 
 def run_particles(run_dir: Path):
     """The particle table a run was trained on (paths and options from its run.json/config), with
     the refined poses of its newest evaluation when it refined them (``optim.refine_poses``)."""
-    info = json.loads((Path(run_dir) / "run.json").read_text())
-    cfg = load_config("train-atom", Path(run_dir) / "config.yaml")
+    info, cfg = read_run(run_dir, ("atom", "cg", "density"))
     table = read_particles(info["particles"], datadir=cfg.data.datadir, apix=cfg.data.apix)
-    newest = max(Path(run_dir).glob("epoch-*"), default=None)
-    if newest is not None and (newest / "particles_refined.star").is_file():
-        refined = read_particles(newest / "particles_refined.star")
+    newest = newest_evaluation(run_dir)
+    if newest is not None and evaluation_file(newest, "refined_particles").is_file():
+        refined = read_particles(evaluation_file(newest, "refined_particles"))
         table = replace(table, rotations=refined.rotations, shifts=refined.shifts)
     return table
 
@@ -79,3 +78,38 @@ def write_subsets(table, subsets: list[np.ndarray], out_dir: Path, prefix: str =
             pickle.dump(np.asarray(idx, dtype=np.int64), fh)
         written.append(star)
     return written
+
+
+def select_subsets(z: np.ndarray, k: int | None = None, pc: int | None = None, pc_range: str | None = None,
+                   z_box: str | None = None, indices: Path | None = None) -> tuple[list[np.ndarray], str]:
+    """The particle subsets chosen by exactly one of ``k`` (k-means), ``pc`` with ``pc_range``
+    ("LOW,HIGH" on that principal component's score), ``z_box`` ("LOW1:HIGH1,..." per latent
+    dimension) or ``indices`` (a file of 0-based indices), with a file-name prefix; a one-line error
+    for a bad or empty selection."""
+    if sum(x is not None for x in (k, pc, z_box, indices)) != 1:
+        raise CryodynaError("choose exactly one of --k, --pc/--range, --zbox or --indices")
+    if k is not None:
+        if not 2 <= k <= max(2, len(z) // 10):
+            raise CryodynaError(f"--k {k}: choose 2 to {max(2, len(z) // 10)} clusters for {len(z)} particles "
+                                "(at least ~10 particles per subset to refine)")
+        subsets, prefix = kmeans_subsets(z, k), "cluster"
+    elif pc is not None:
+        if pc_range is None:
+            raise CryodynaError("--pc needs --range LOW,HIGH")
+        try:
+            low, high = (float(v) for v in pc_range.split(","))
+        except ValueError:
+            raise CryodynaError(f"--range {pc_range!r}: expected two numbers LOW,HIGH (e.g. --range=-1.5,0.5)") from None
+        if low >= high:
+            raise CryodynaError(f"--range {pc_range}: LOW must be below HIGH")
+        subsets, prefix = [pc_range_subset(z, pc, low, high)], f"pc{pc}_range"
+    elif indices is not None:
+        subsets, prefix = [read_indices(indices, len(z))], "selection"
+    else:
+        bounds = [tuple(float(v) for v in part.split(":")) for part in z_box.split(",")]
+        if len(bounds) != z.shape[1]:
+            raise CryodynaError(f"--zbox needs {z.shape[1]} LOW:HIGH ranges, one per latent dimension")
+        subsets, prefix = [box_subset(z, np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds]))], "zbox"
+    if not any(len(idx) for idx in subsets):
+        raise CryodynaError("the selection holds no particle; nothing written (see the PC scores or latent ranges in the analysis)")
+    return subsets, prefix

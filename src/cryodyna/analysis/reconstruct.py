@@ -29,12 +29,12 @@ from cryodyna.analysis.fsc import FSCResult, fourier_shells, fsc
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.errors import CryodynaError
 from cryodyna.imaging.backprojection import backproject
-from cryodyna.imaging.ctf import CTFParams, compute_ctf
+from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.imaging.displacement_field import DisplacementField
-from cryodyna.imaging.grids import voxel_points
-from cryodyna.imaging.fft import fft2_center, fft3_center, ifft2_center, ifft3_center
+from cryodyna.imaging.fft import fft3_center, ifft3_center
 from cryodyna.imaging.filters import model_mask
-from cryodyna.imaging.shift import fourier_shift
+from cryodyna.imaging.formation import ImageFormation
+from cryodyna.imaging.grids import voxel_points
 
 UNFILTERED_LAMBDA = 0.01  # regularisation of the half maps, as a fraction of the shell-mean weight
 BATCH_BYTES = 512 * 2**20  # temporaries of one batch of back-projections: ~16 bytes per particle and voxel
@@ -73,6 +73,7 @@ class BackProjector:
         self.d, self.apix, self.device = d, apix, torch.device(device or "cpu")
         self.nodes = np.asarray(nodes, np.float32)
         self.field = DisplacementField(self.nodes, d, apix, width, device=self.device)
+        self.formation = ImageFormation(d, apix).to(self.device)
         self._nodes = torch.as_tensor(self.nodes, device=self.device)
         self.points = voxel_points(d, apix, device=self.device)
         self.plain = [torch.zeros(d**3, dtype=torch.float64, device=self.device) for _ in range(2)]
@@ -80,16 +81,13 @@ class BackProjector:
         self.near = [torch.zeros(len(self.field.voxels), dtype=torch.float64, device=self.device) for _ in range(2)]
         self.count = [0, 0]
 
-    def add(self, half: int, images: torch.Tensor, rotations: torch.Tensor, shifts_px: torch.Tensor, ctf: torch.Tensor,
-            deformed: torch.Tensor) -> None:
-        """Add particles to half ``half`` (0 or 1): raw images (B, D, D), poses (B, 3, 3), RELION
-        origins (B, 2) px, CTF rows (B, 7) = (dfU Å, dfV Å, astig rad, kV, Cs mm, w, phase rad),
+    def add(self, half: int, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams, deformed: torch.Tensor) -> None:
+        """Add particles to half ``half`` (0 or 1): raw images (B, D, D) with their poses and CTF,
         deformed node coordinates (B, N, 3) Å in the particles (same nodes as the frame)."""
         dev = self.device
-        images, rotations = images.to(dev, torch.float32), rotations.to(dev, torch.float32)
-        h = compute_ctf(CTFParams(*ctf.to(dev, torch.float64).T), self.d, self.apix)
-        centred = fourier_shift(fft2_center(images), shifts_px.to(dev))  # particle centre to the box centre
-        stacked = torch.stack([ifft2_center(centred * h).real, ifft2_center((h * h).to(torch.complex64)).real], 1)
+        poses, ctf = poses.to(dev), ctf.to(dev)
+        rotations = poses.rotations.float()
+        stacked = torch.stack(self.formation.adjoint(images.to(dev, torch.float32), poses, ctf), 1)
         sums = backproject(stacked, rotations, self.points, self.apix)
         self.plain[half] += sums[0].double()
         self.weight[half] += sums[1].double()
@@ -161,7 +159,7 @@ def reconstruct(dataset: ParticleDataset, halves: Sequence[np.ndarray], deformed
         for start in range(0, len(indices), batch_size):
             sel = np.asarray(indices[start : start + batch_size])
             rows = dataset.batch(sel)
-            projector.add(k, sign * rows["images"], rows["rotations"], rows["shifts"], rows["ctf"], deformed_nodes(k, sel))
+            projector.add(k, sign * rows["images"], rows["poses"], rows["ctf"], deformed_nodes(k, sel))
             done += len(sel)
             if progress is not None:
                 progress(done, total)

@@ -13,24 +13,11 @@ import pandas as pd
 from cryodyna.analysis.figures import latent_plot, loss_curves, pc_histograms, trajectory_figure
 from cryodyna.analysis.latent import kmeans_centres, pca_trajectories, umap_embedding
 from cryodyna.analysis.run_report import write_report
-from cryodyna.analysis.sampling import decode_latents
+from cryodyna.models.sampling import decode_latents
+from cryodyna.assembly.stage import load_run
 from cryodyna.errors import CryodynaError
-from cryodyna.train.run import load_run
-
-
-def evaluation_folders(run_dir: Path) -> list[Path]:
-    """Evaluation folders of a run in training order."""
-    return sorted(p for p in Path(run_dir).glob("epoch-*_step-*") if p.is_dir())
-
-
-def latest_evaluation(run_dir: Path) -> Path:
-    """The last evaluation folder, or a clear error when the run has none."""
-    if not Path(run_dir).is_dir():
-        raise CryodynaError(f"{run_dir}: no such run folder (the -o folder of train-atom, train-cg or train-density)")
-    folders = evaluation_folders(run_dir)
-    if not folders:
-        raise CryodynaError(f"{run_dir}: no evaluation folder (epoch-*_step-*) yet; train first or use --eval-only")
-    return folders[-1]
+from cryodyna.runs.layout import RunFolder, evaluation_file
+from cryodyna.runs.read import latest_evaluation, load_latents
 
 
 def node_labels(template) -> dict[str, np.ndarray]:
@@ -50,20 +37,21 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
             use_umap: bool = True, seed: int = 0) -> Path:
     """Analyse one evaluation (default: the latest) into ``RUN/analysis/<evaluation>/`` and write
     ``RUN/index.html``.  Returns the analysis folder."""
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     eval_dir = Path(eval_dir) if eval_dir else latest_evaluation(run_dir)
-    z_path = eval_dir / "z.npy"
+    z_path, ckpt = evaluation_file(eval_dir, "latents"), evaluation_file(eval_dir, "checkpoint")
     if not z_path.is_file():
-        raise CryodynaError(f"{eval_dir}: no z.npy in this evaluation folder")
-    z = np.load(z_path)
-    out = run_dir / "analysis" / eval_dir.name
-    out.mkdir(parents=True, exist_ok=True)
-    if not (eval_dir / "ckpt.pt").is_file():
-        raise CryodynaError(f"{eval_dir}: this evaluation's ckpt.pt was removed (optim.keep_checkpoints keeps the newest "
+        raise CryodynaError(f"{eval_dir}: no {z_path.name} in this evaluation folder")
+    if not ckpt.is_file():
+        raise CryodynaError(f"{eval_dir}: this evaluation's {ckpt.name} was removed (optim.keep_checkpoints keeps the newest "
                             "evaluations and the best); analyze a folder that has one, or train with --keep-checkpoints all")
-    model, task = load_run(run_dir, eval_dir / "ckpt.pt")
+    z = load_latents(z_path)
+    loaded = load_run(run_dir, ckpt)
+    model = loaded.model
+    out = run.analysis / eval_dir.name
+    out.mkdir(parents=True, exist_ok=True)
     centres, centre_idx, labels = kmeans_centres(z, k, seed)
-    task.write_models(out / "kmeans.pdb", decode_latents(model, centres))
+    loaded.write_models(out / "kmeans.pdb", decode_latents(model, centres))
     np.savetxt(out / "kmeans_particles.txt", centre_idx, fmt="%d")
     np.savetxt(out / "kmeans_labels.txt", labels, fmt="%d")
     trajectories, pca = pca_trajectories(z, pcs, frames)
@@ -71,16 +59,15 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
     for i, (zk, idx) in enumerate(trajectories, start=1):
         coords = decode_latents(model, zk)
         fluct = rmsf(coords)
-        task.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
+        loaded.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
         trajectory_figure(out / f"pca-{i}.png", coords, f"PC {i}: first (blue) to last (red) frame")
         np.savetxt(out / f"pca-{i}_particles.txt", idx, fmt="%d")
-        rows.append(pd.DataFrame({"pc": i, **node_labels(task.graph.template), "rmsf_a": fluct}))
+        rows.append(pd.DataFrame({"pc": i, **node_labels(loaded.graph.template), "rmsf_a": fluct}))
     pd.concat(rows).to_csv(out / "rmsf.csv", index=False)
     latent_plot(out / "z_pca.png", z, centre_idx, pca, umap_embedding(z, seed) if use_umap else None)
     pc_histograms(out / "pc_histograms.png", pca.transform(z))
-    metrics = run_dir / "metrics.csv"
-    if metrics.is_file():
-        loss_curves(out / "losses.png", pd.read_csv(metrics))
+    if run.metrics.is_file():
+        loss_curves(out / "losses.png", pd.read_csv(run.metrics))
     write_index(run_dir)
     write_report(run_dir, model.reference.cpu().numpy())
     return out
@@ -90,7 +77,7 @@ def write_index(run_dir: Path) -> Path:
     """``RUN/index.html``: every figure of the run, with links to its structures and maps."""
     run_dir = Path(run_dir)
     sections = []
-    for folder in [*evaluation_folders(run_dir), *sorted((run_dir / "analysis").glob("*"))]:
+    for folder in [*RunFolder(run_dir).evaluations(), *sorted(RunFolder(run_dir).analysis.glob("*"))]:
         if not folder.is_dir():
             continue
         rel = lambda p: html.escape(os.path.relpath(p, run_dir))  # noqa: E731

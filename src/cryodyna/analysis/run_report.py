@@ -27,6 +27,8 @@ from sklearn.decomposition import PCA
 from cryodyna.analysis.halfsets import HalfsetAgreement
 from cryodyna.io.mrc import read_volume
 from cryodyna.io.structure import read_models
+from cryodyna.runs.layout import EVALUATION_FILES, RunFolder, evaluation_file
+from cryodyna.runs.read import newest_evaluation
 
 CLASH_DISTANCE = 3.0  # Å between non-consecutive nodes
 
@@ -80,7 +82,7 @@ def geometry_statistics(coords: np.ndarray, chains: list[str], reference: np.nda
 
 
 def _summary(run_dir: Path, folder: Path | None) -> dict:
-    info, progress = _read_json(run_dir / "run.json"), _read_json(run_dir / "progress.json")
+    info, progress = _read_json(RunFolder(run_dir).info), _read_json(RunFolder(run_dir).progress)
     env = (run_dir / "environment.txt").read_text().splitlines() if (run_dir / "environment.txt").is_file() else []
     log = (run_dir / "log.txt").read_text().splitlines() if (run_dir / "log.txt").is_file() else []
     return {
@@ -97,7 +99,7 @@ def _summary(run_dir: Path, folder: Path | None) -> dict:
 
 
 def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
-    z = np.load(folder / "z.npy")
+    z = np.load(evaluation_file(folder, "latents"))
     n_pcs = max(1, min(3, z.shape[1], len(z) - 1))
     scores = PCA(n_components=n_pcs).fit_transform(z)
     labels_path, centres_path = folder / "kmeans_labels.txt", folder / "kmeans_particles.txt"
@@ -124,14 +126,14 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
 
 def _halfset_data(run_dir: Path) -> dict | None:
     """Agreement of the two halves of a ``--halfsets`` run (``run_dir`` is one of them), or None."""
-    parent = run_dir.parent
+    parent = RunFolder(run_dir.parent)
     table_path = parent / "halfset_agreement.csv"
-    if not (parent / "halfsets.json").is_file() or not table_path.is_file():
+    if not parent.halfsets_record.is_file() or not table_path.is_file():
         return None
     t = pd.read_csv(table_path, dtype={"residue": str})
     particles = pd.read_csv(parent / "halfset_particles.csv")
     agreement = HalfsetAgreement(t.disagreement_a.to_numpy(), t.motion_a.to_numpy(), particles.rmsd_a.to_numpy())
-    return {"split": _read_json(parent / "halfsets.json").get("split", "?"), "ratio": agreement.ratio,
+    return {"split": _read_json(parent.halfsets_record).get("split", "?"), "ratio": agreement.ratio,
             "warning": agreement.warning(), "labels": (t.chain.astype(str) + ":" + t.res_name + t.residue + " " + t.atom).tolist(),
             "disagreement": np.round(agreement.disagreement, 3).tolist(), "motion": np.round(agreement.motion, 3).tolist(),
             "median_particle_rmsd": float(np.median(agreement.particle_rmsd))}
@@ -149,7 +151,7 @@ def _map_slices(folder: Path) -> list[dict]:
 
 
 def _losses(run_dir: Path) -> dict:
-    path = run_dir / "metrics.csv"
+    path = RunFolder(run_dir).metrics
     if not path.is_file():
         return {}
     m = pd.read_csv(path)
@@ -159,7 +161,7 @@ def _losses(run_dir: Path) -> dict:
 
 
 def _files(run_dir: Path) -> list[str]:
-    skip = {"cache", "checkpoints"}
+    skip = {RunFolder(run_dir).cache.name, RunFolder(run_dir).checkpoints.name}
     return sorted(os.path.relpath(p, run_dir) for p in run_dir.rglob("*")
                   if p.is_file() and not skip & set(p.relative_to(run_dir).parts) and not p.name.startswith("."))
 
@@ -168,7 +170,7 @@ def _next_steps(run_dir: Path, task: str, folder: Path | None, particles: str | 
     r = str(run_dir)
     if task == "density":
         return [f"cryodyna sample-volumes {r} --z Z.txt -o {r}/volumes", f"cryodyna chimerax {r} -o {r}/movie.cxc"]
-    z = f"{folder}/z.npy" if folder else f"{r}/epoch-.../z.npy"
+    z = evaluation_file(folder, "latents") if folder else f"{r}/epoch-.../{EVALUATION_FILES['latents']}"
     return [f"cryodyna analyze {r}", f"cryodyna cluster {r} --k 5 -o {r}/clusters",
             f"cryodyna train-density {particles or 'PARTICLES'} --z {z} -o {r}_density",
             f"cryodyna chimerax {r} -o {r}/movie.cxc"]
@@ -178,12 +180,11 @@ def write_report(run_dir: Path, reference: np.ndarray | None = None) -> Path:
     """Write ``RUN/report.html`` from the run folder's files (newest evaluation); ``reference``
     (N, 3) Å: the undeformed nodes, for displacement colours and bond statistics."""
     run_dir = Path(run_dir)
-    folders = sorted(p for p in run_dir.glob("epoch-*") if p.is_dir())
-    folder = folders[-1] if folders else None
+    folder = newest_evaluation(run_dir)
     summary = _summary(run_dir, folder)
     data = {"summary": summary, "losses": _losses(run_dir), "files": _files(run_dir),
             "next": _next_steps(run_dir, summary["task"], folder, summary["inputs"].get("particles")), "run": str(run_dir)}
-    if folder is not None and (folder / "z.npy").is_file() and summary["task"] in ("atom", "cg"):
+    if folder is not None and evaluation_file(folder, "latents").is_file() and summary["task"] in ("atom", "cg"):
         data["deformation"] = _deformation_data(folder, reference)
         data["halfsets"] = _halfset_data(run_dir)
     if folder is not None and summary["task"] == "density":

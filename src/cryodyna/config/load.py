@@ -88,3 +88,9 @@ def dump_yaml(config: BaseModel, comments: bool = True) -> str:
 
     walk(config, 0)
     return "\n".join(lines) + "\n"
+
+
+def resolved_config(config: Path | None, overrides: list[str], epochs: int | None, kind: str = "train-atom") -> BaseModel:
+    """The config of command ``kind`` from a file and ``--set`` overrides (``--epochs`` is a shortcut)."""
+    overrides = list(overrides) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
+    return load_config(kind, config, overrides)

@@ -70,12 +70,14 @@ class ElasticLossConfig(Section):
 
 
 class LossConfig(ElasticLossConfig):
+    priors: list[str] = Field(["connect", "elastic", "clash"], description="Prior energies of the loss, by name (each with its own weight)")
     connect_weight: float = Field(1.0, ge=0, description="Weight of the consecutive-node distance loss")
     clash_weight: float = Field(1.0, ge=0, description="Weight of the clash loss")
     clash_distance: float = Field(4.0, gt=0, description="[Å] Node pairs closer than this are penalised")
 
 
 class BeadLossConfig(ElasticLossConfig):
+    priors: list[str] = Field(["elastic", "protein_nucleic", "martini"], description="Prior energies of the loss, by name (martini: the force field's bonded and non-bonded terms)")
     elastic_scope: Literal["backbone", "all"] = Field("backbone", description="Elastic network between backbone beads only (side chains held by the MARTINI bonded terms) or between all beads")
     bond_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI bond and constraint energy (mean per bond, in kT at 300 K)")
     angle_weight: float = Field(1.0, ge=0, description="Weight of the MARTINI angle energy (mean per angle, kT)")

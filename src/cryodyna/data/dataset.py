@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryodyna.errors import InputError
+from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.imaging.fft import fourier_crop
 from cryodyna.imaging.filters import circular_mask
 from cryodyna.io.mrc import ImageStack, read_header
@@ -51,10 +52,11 @@ def check_images(table: ParticleTable) -> None:
 class ParticleDataset(Dataset):
     """Images and metadata of a :class:`ParticleTable`.
 
-    Each item is a dict: ``image`` (D, D) float32 (downsampled to ``box`` px by Fourier cropping,
-    zero outside the circular ``mask_radius`` if given), ``rotation`` (3, 3), ``shift`` (2,) RELION
-    origin in downsampled pixels, ``ctf`` (7,) = (dfU Å, dfV Å, astig rad, kV, Cs mm, w, phase rad),
-    ``apix`` (downsampled pixel size, Å), ``index`` (row of the table).
+    Images are (D, D) float32, downsampled to ``box`` px by Fourier cropping and zero outside the
+    circular ``mask_radius`` if given.  ``apix`` (N,) is the downsampled pixel size (Å), ``poses``
+    (:class:`PoseBatch`, N rows) the rotations and RELION origins in downsampled pixels, ``ctf``
+    (:class:`CTFParams`, N rows, float64) the CTF of every particle.  An item is a batch of one
+    (see :meth:`batch`).
     """
 
     def __init__(self, table: ParticleTable, box: int | None = None, mask_radius: float | None = None, check: bool = True):
@@ -71,11 +73,11 @@ class ParticleDataset(Dataset):
         self.mask_radius = mask_radius
         self.mask = None if mask_radius is None else circular_mask(self.box, mask_radius)
         self._stack = ImageStack()
-        self._ctf = np.stack(
-            [table.defocus_u, table.defocus_v, table.astig_angle, table.voltage, table.cs, table.amp_contrast, table.phase_shift], 1
-        ).astype(np.float32)
-        self._rot = np.eye(3)[None].repeat(len(table), 0) if table.rotations is None else table.rotations
-        self._shift_px = (table.shifts / self.apix[:, None]).astype(np.float32)
+        rotations = np.eye(3)[None].repeat(len(table), 0) if table.rotations is None else table.rotations
+        self.poses = PoseBatch(torch.as_tensor(rotations, dtype=torch.float32),
+                               torch.as_tensor(table.shifts / self.apix[:, None], dtype=torch.float32))
+        self.ctf = CTFParams(*(torch.tensor(np.asarray(v, dtype=np.float64)) for v in (
+            table.defocus_u, table.defocus_v, table.astig_angle, table.voltage, table.cs, table.amp_contrast, table.phase_shift)))
 
     def __len__(self) -> int:
         return len(self.table)
@@ -90,24 +92,17 @@ class ParticleDataset(Dataset):
         return img
 
     def batch(self, indices: np.ndarray) -> dict:
-        """Stacked items ``indices`` (B,): ``images`` (B, D, D) and the tensors of :meth:`__getitem__`
-        with a leading batch axis (``rotations``, ``shifts``, ``ctf``, ``apix``, ``index``)."""
+        """Particles ``indices`` (B,): ``images`` (B, D, D), ``poses``, ``ctf``, ``apix`` (B,) and
+        ``index`` (B,) rows of the table."""
         indices = np.asarray(indices, dtype=np.int64)
+        rows = torch.from_numpy(indices)
         return {
             "images": torch.stack([self.image(int(i)) for i in indices]),
-            "rotations": torch.as_tensor(self._rot[indices], dtype=torch.float32),
-            "shifts": torch.from_numpy(self._shift_px[indices]),
-            "ctf": torch.from_numpy(self._ctf[indices]),
+            "poses": self.poses[rows],
+            "ctf": self.ctf[rows],
             "apix": torch.as_tensor(self.apix[indices], dtype=torch.float32),
-            "index": torch.from_numpy(indices),
+            "index": rows,
         }
 
     def __getitem__(self, i: int) -> dict:
-        return {
-            "image": self.image(i),
-            "rotation": torch.as_tensor(self._rot[i], dtype=torch.float32),
-            "shift": torch.from_numpy(self._shift_px[i]),
-            "ctf": torch.from_numpy(self._ctf[i]),
-            "apix": torch.tensor(self.apix[i], dtype=torch.float32),
-            "index": torch.tensor(i, dtype=torch.int64),
-        }
+        return self.batch(np.array([i]))

@@ -11,10 +11,9 @@ the image x axis (columns) towards y (rows).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from cryodyna.imaging.batches import CTFParams
 from cryodyna.imaging.fft import frequency_grid_2d
 
 
@@ -22,28 +21,6 @@ def electron_wavelength(voltage_kv: torch.Tensor) -> torch.Tensor:
     """Relativistic electron wavelength in Å for an acceleration voltage in kV."""
     v = voltage_kv * 1e3
     return 12.2639 / torch.sqrt(v + 0.97845e-6 * v * v)
-
-
-@dataclass
-class CTFParams:
-    """Per-particle CTF parameters, each a tensor of shape (B,).
-
-    defocus_u, defocus_v: Å (positive = under-focus); astig_angle: rad; voltage: kV; cs: mm;
-    amp_contrast: fraction in [0, 1]; phase_shift: rad; bfactor: Å^2 (envelope exp(-B s^2 / 4)).
-    """
-
-    defocus_u: torch.Tensor
-    defocus_v: torch.Tensor
-    astig_angle: torch.Tensor
-    voltage: torch.Tensor
-    cs: torch.Tensor
-    amp_contrast: torch.Tensor
-    phase_shift: torch.Tensor
-    bfactor: torch.Tensor | None = None
-
-    def to(self, device) -> "CTFParams":
-        """Move every field to ``device``."""
-        return CTFParams(**{k: (None if v is None else v.to(device)) for k, v in vars(self).items()})
 
 
 def phase_basis(q: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Centred discrete Fourier transforms, Hartley transforms, frequency grids and Fourier cropping.
+"""Centred discrete Fourier transforms, frequency grids and Fourier cropping.
 
 Centred means the zero frequency sits at index ``D // 2`` (odd and even ``D``), the same pixel as
 the real-space origin: ``F = fftshift(fft2(ifftshift(x)))``.  No normalisation on the forward
@@ -30,42 +30,6 @@ def ifft3_center(f: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`fft3_center` (complex result)."""
     dims = (-3, -2, -1)
     return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(f, dim=dims), dim=dims), dim=dims)
-
-
-def ht2_center(x: torch.Tensor) -> torch.Tensor:
-    """Centred 2-D discrete Hartley transform: ``Re(F) - Im(F)`` of :func:`fft2_center`."""
-    return fourier_to_hartley(fft2_center(x))
-
-
-def iht2_center(h: torch.Tensor) -> torch.Tensor:
-    """Inverse centred Hartley transform: the DHT is its own inverse up to ``1/D^2``."""
-    d2 = h.shape[-1] * h.shape[-2]
-    return ht2_center(h) / d2
-
-
-def hartley_to_fourier(h: torch.Tensor) -> torch.Tensor:
-    """Centred Hartley coefficients (..., D, D) -> centred Fourier coefficients.
-
-    ``F(k) = (H(k) + H(-k))/2 - i (H(k) - H(-k))/2`` where ``-k`` is the point mirrored through the
-    centre ``D//2``.  For even ``D`` the first row/column (frequency -D/2) is its own mirror.
-    """
-    flipped = _mirror(h)
-    return torch.complex((h + flipped) / 2, -(h - flipped) / 2)
-
-
-def fourier_to_hartley(f: torch.Tensor) -> torch.Tensor:
-    """Centred Fourier coefficients of a real signal -> Hartley coefficients ``Re(F) - Im(F)``."""
-    return f.real - f.imag
-
-
-def _mirror(h: torch.Tensor) -> torch.Tensor:
-    """Map index ``D//2 + k`` to ``D//2 - k`` (mod D) on the last two axes."""
-    out = h
-    for dim in (-2, -1):
-        d = h.shape[dim]
-        idx = (2 * (d // 2) - torch.arange(d, device=h.device)) % d
-        out = out.index_select(dim, idx)
-    return out
 
 
 def frequency_grid_2d(d: int, apix: torch.Tensor | float = 1.0, device=None) -> torch.Tensor:

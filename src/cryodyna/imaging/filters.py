@@ -15,6 +15,12 @@ def circular_mask(d: int, radius: float = 1.0, device=None) -> torch.Tensor:
     return radius_grid(d, device=device) < radius
 
 
+def default_lowpass(apix: float) -> float:
+    """Low-pass resolution (Å) of the training image model when none is configured: 2.5 px, but not
+    finer than 6 Å, which a model of 2 Å residue Gaussians cannot describe anyway."""
+    return max(2.5 * apix, 6.0)
+
+
 def lowpass_filter(d: int, apix: float, resolution: float, soft_width: float = 0.0, device=None) -> torch.Tensor:
     """Centred (D, D) low-pass weights passing frequencies below ``1/resolution`` (Å).
 

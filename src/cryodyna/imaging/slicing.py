@@ -35,7 +35,9 @@ class CentralSlice(nn.Module):
 
     half_coords (H, 3): ``(k_x, k_y, 0)`` in cycles/px of the canonical half, zero frequency first;
     order (P,): flat indices into a (D, D) centred spectrum of ``[half, mirror of half without DC]``,
-    the order of every disc vector this class returns.
+    the order of every disc vector this class returns; frequencies (P, 2): the image frequencies
+    (cycles/px, ``[:, 0]`` along columns) of those pixels, float64, for a
+    :class:`~cryodyna.imaging.formation.FourierTransfer` on the disc.
     """
 
     def __init__(self, d: int, radius: float = 1.0):
@@ -53,6 +55,7 @@ class CentralSlice(nn.Module):
         mirror = (2 * (d // 2) - row) % d * d + (2 * (d // 2) - col) % d
         self.register_buffer("half_coords", k[half])
         self.register_buffer("order", torch.cat([half, mirror]))
+        self.register_buffer("frequencies", torch.stack([self.order % d, self.order // d], -1).double().sub(d // 2).div(d))
 
     def rotate(self, rotations: torch.Tensor) -> torch.Tensor:
         """Volume-frame frequencies (B, H, 3) of the canonical half-disc under poses (B, 3, 3)."""
@@ -63,7 +66,7 @@ class CentralSlice(nn.Module):
         return torch.cat([half_values, half_values[:, 1:].conj()], dim=1)
 
     def gather(self, spectrum: torch.Tensor) -> torch.Tensor:
-        """Values (B, D, D) of a centred spectrum (or CTF, phase ramp) at the disc pixels -> (B, P)."""
+        """Values (B, D, D) of a centred spectrum at the disc pixels -> (B, P)."""
         return spectrum.flatten(-2)[..., self.order]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cryodyna.errors import InputError
-from cryodyna.imaging.rotations import cryosparc_pose_to_matrix
+from cryodyna.io.angles import cryosparc_pose_to_matrix
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.paths import resolve_stack_path
 

@@ -9,6 +9,7 @@ rigid constraints are used, not the ``FLEXIBLE`` bonds).  Other directives are i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def _active_lines(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+def section_lines(path: Path) -> Iterator[tuple[str | None, int, list[str]]]:
+    """(section name in lower case, line number, fields) of every active data line of a GROMACS
+    topology or force-field file."""
+    section = None
+    for number, line in _active_lines(path):
+        if line.startswith("["):
+            section = line.strip("[] ").lower()
+            continue
+        yield section, number, line.split()
+
+
 def read_itp(path: str | Path) -> Topology:
     """The first ``[ moleculetype ]`` of an ``.itp`` file as a :class:`Topology`."""
     path = Path(path)
@@ -101,12 +113,7 @@ def read_itp(path: str | Path) -> Topology:
         raise InputError(path, "file not found")
     atoms: list[list[str]] = []
     terms: dict[str, list] = {k: [] for k in ("bonds", "constraints", "angles", "propers", "impropers", "exclusions")}
-    section = None
-    for number, line in _active_lines(path):
-        if line.startswith("["):
-            section = line.strip("[] ").lower()
-            continue
-        f = line.split()
+    for section, number, f in section_lines(path):
         try:
             if section == "atoms":
                 atoms.append(f)

@@ -12,7 +12,7 @@ import pandas as pd
 import starfile
 
 from cryodyna.errors import InputError
-from cryodyna.imaging.rotations import euler_relion_to_matrix, matrix_to_euler_relion
+from cryodyna.io.angles import euler_relion_to_matrix, matrix_to_euler_relion
 from cryodyna.io.mrc import read_header
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.paths import resolve_stack_path

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cryodyna.models.decoder import BlockGraphDecoder
-from cryodyna.models.encoder import ImageEncoder
+from cryodyna.models.encoder import Encoder
 
 
 class DeformationModel(nn.Module):
@@ -18,7 +18,7 @@ class DeformationModel(nn.Module):
     structures and single noisy images cannot be fitted by latent details (0 = off).
     """
 
-    def __init__(self, encoder: ImageEncoder, decoder: BlockGraphDecoder, reference: torch.Tensor,
+    def __init__(self, encoder: Encoder, decoder: BlockGraphDecoder, reference: torch.Tensor,
                  latent_noise: float = 0.0):
         super().__init__()
         self.encoder = encoder

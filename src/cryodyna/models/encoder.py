@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 
 from cryodyna.models.layers import mlp_block
+
+
+class Encoder(Protocol):
+    """What the deformation model and the trainer need from an image encoder (an ``nn.Module``):
+    ``encoder(images (B, D, D), context=bool) -> z (B, z_dim)``; ``z_dim``; ``uses_context``: its
+    output depends on the other images of the batch when ``context`` is true (its context
+    parameters then sit idle in context-free steps)."""
+
+    z_dim: int
+    uses_context: bool
+
+    def __call__(self, images: torch.Tensor, context: bool = True) -> torch.Tensor: ...
 
 
 class CrossViewAttention(nn.Module):
@@ -52,6 +66,7 @@ class ImageEncoder(nn.Module):
         self.mlp = mlp_block([n_pixels, *hidden])
         self.attention = nn.ModuleList(CrossViewAttention(hidden[-1], heads) for _ in range(attention_layers))
         self.out = nn.Linear(hidden[-1], z_dim)
+        self.z_dim, self.uses_context = z_dim, attention_layers > 0
 
     def forward(self, images: torch.Tensor, context: bool = True) -> torch.Tensor:
         h = self.mlp(images.flatten(1))

@@ -22,8 +22,8 @@ class MartiniForceField(nn.Module):
 
     nonbonded: ``wca`` (repulsive only; default for training), ``lj`` or ``morse`` (potential-shifted
     at ``LJ_CUTOFF``); the neighbour list covers ``2^(1/6) sigma_max`` for WCA and ``LJ_CUTOFF``
-    otherwise, minus the 1-2 and ``[ exclusions ]`` pairs, and is rebuilt from the coordinates at
-    every call (KD-tree, O(N)).  ``lj_table``: the MARTINI file with the pair parameters (see
+    otherwise, minus the 1-2 and ``[ exclusions ]`` pairs (:meth:`neighbours`: KD-tree, O(N); or a
+    :class:`~cryodyna.physics.verlet.VerletList` in training).  ``lj_table``: the MARTINI file with the pair parameters (see
     :class:`~cryodyna.physics.nonbonded.PairParameters`; None = size-based).  Pairs beyond the cut-off score 0, so the energy of a structure
     does not depend on the batch it is scored in.
     """
@@ -70,11 +70,11 @@ class MartiniForceField(nn.Module):
             pairs = neighbour_pairs(frames.cpu().numpy(), self.cutoff, self.excluded)
         return torch.as_tensor(pairs, device=x.device)
 
-    def terms(self, x: torch.Tensor, pairs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def terms(self, x: torch.Tensor, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Energy of every tuple per term, kJ/mol: bond (bonds and constraints), angle, proper,
-        improper, nonbonded; each (B, P_term).  ``pairs`` (P, 2): the non-bonded pairs to score (e.g.
-        a :class:`~cryodyna.physics.verlet.VerletList`'s; pairs beyond the cut-off score 0); None =
-        :meth:`neighbours` of ``x``."""
+        improper, nonbonded; each (B, P_term).  ``pairs`` (P, 2): the non-bonded pairs to score (a
+        :class:`~cryodyna.physics.verlet.VerletList`'s, or :meth:`neighbours` of ``x``); pairs beyond
+        the cut-off score 0."""
         dtype = x.dtype
         out = {
             "bond": bond_energy(x, self.bonds, self.bond_b0.to(dtype), self.bond_k.to(dtype)),
@@ -82,7 +82,6 @@ class MartiniForceField(nn.Module):
             "proper": proper_energy(x, self.propers, self.proper_phi0.to(dtype), self.proper_k.to(dtype), self.proper_mult.to(dtype)),
             "improper": improper_energy(x, self.impropers, self.improper_xi0.to(dtype), self.improper_k.to(dtype)),
         }
-        pairs = self.neighbours(x) if pairs is None else pairs
         sigma, eps = self.pair_parameters(pairs)
         out["nonbonded"] = pair_energy(x, pairs, sigma.to(dtype), eps.to(dtype), self.nonbonded_form, cutoff=self.cutoff)
         return out
@@ -90,6 +89,7 @@ class MartiniForceField(nn.Module):
     def totals(self, x: torch.Tensor) -> dict[str, float]:
         """Total energy per term (kJ/mol) of one structure (N, 3), plus ``total``."""
         with torch.no_grad():
-            values = {k: float(v.sum()) for k, v in self.terms(x.unsqueeze(0)).items()}
+            frames = x.unsqueeze(0)
+            values = {k: float(v.sum()) for k, v in self.terms(frames, self.neighbours(frames)).items()}
         values["total"] = sum(values.values())
         return values

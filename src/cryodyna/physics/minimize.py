@@ -26,7 +26,8 @@ def minimize(forcefield: MartiniForceField, coords: torch.Tensor, restraint_k: f
 
     def closure():
         opt.zero_grad()
-        energy = sum(v.sum() for v in ff.terms(x.unsqueeze(0)).values())
+        frames = x.unsqueeze(0)
+        energy = sum(v.sum() for v in ff.terms(frames, ff.neighbours(frames)).values())
         energy = energy + 0.5 * restraint_k * ((x - x0) ** 2).sum()
         energy.backward()
         return energy

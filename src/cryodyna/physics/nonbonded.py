@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from torch import nn
 
 from cryodyna.errors import InputError
+from cryodyna.io.itp import section_lines
 from cryodyna.structure.pairs import exclude_pairs
 
 FALLBACK_EPSILON = 2.0  # kJ/mol
@@ -60,22 +61,14 @@ def read_lj_table(path: str | Path, only: set[str] | None = None) -> LJTable:
     path = Path(path)
     names: list[str] = []
     pairs: list[tuple[str, str, float, float]] = []
-    section = None
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.split(";", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            section = line.strip("[] ").lower()
-            continue
-        f = line.split()
+    for section, number, f in section_lines(path):
         try:
             if section == "atomtypes" and (only is None or f[0] in only):
                 names.append(f[0])
             elif section == "nonbond_params" and (only is None or (f[0] in only and f[1] in only)):
                 pairs.append((f[0], f[1], float(f[3]) * 10.0, float(f[4])))
         except (IndexError, ValueError):
-            raise InputError(path, f"line {number}: cannot read {line!r} in [ {section} ]") from None
+            raise InputError(path, f"line {number}: cannot read {' '.join(f)!r} in [ {section} ]") from None
     if not names or not pairs:
         raise InputError(path, "no [ atomtypes ] / [ nonbond_params ] entries; expected a MARTINI force-field file")
     index = {n: i for i, n in enumerate(names)}

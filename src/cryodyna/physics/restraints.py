@@ -50,11 +50,6 @@ class ElasticRelease:
             return (rank < self.quota).to(sq_err.dtype)
 
 
-def release_mask(sq_err: torch.Tensor, group: torch.Tensor, keep_ratio: float) -> torch.Tensor:
-    """Boolean (P,) mask of the pairs :class:`ElasticRelease` keeps for squared errors (B, P)."""
-    return ElasticRelease(group, keep_ratio).weights(sq_err) > 0
-
-
 def clash_penalty(x: torch.Tensor, pairs: torch.Tensor, min_distance: float) -> torch.Tensor:
     """Mean of (min_distance - d)^2 over the (batch, pair) entries closer than ``min_distance``
     (0 when none), Å^2."""

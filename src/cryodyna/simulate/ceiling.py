@@ -16,6 +16,7 @@ Reported: |Spearman| between the estimate's and the truth's path coordinate, and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,11 +28,12 @@ from scipy.stats import spearmanr
 from cryodyna.config.schema import DataConfig, ModelConfig
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.errors import InputError
-from cryodyna.imaging.ctf import CTFParams
+from cryodyna.imaging.filters import default_lowpass
+from cryodyna.imaging.formation import ImageFormation
+from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.read import read_particles
 from cryodyna.simulate.landscape import Landscape
 from cryodyna.simulate.simulator import render_images
-from cryodyna.train.image_model import ImageModel
 
 
 @dataclass
@@ -58,8 +60,6 @@ def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image
     lowpass [Å] of the ``image`` model (default: the training default for the pixel size); its
     residue widths, low-pass fall-off and loss mask are ``train-atom``'s defaults.
     """
-    from cryodyna.train.run import default_lowpass
-
     data_dir = Path(data_dir)
     if not (data_dir / "ground_truth.npz").is_file():
         raise InputError(data_dir, "no ground_truth.npz: expected the output folder of `cryodyna simulate`")
@@ -83,24 +83,23 @@ def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image
         sig = torch.as_tensor(gt["point_sigmas"], dtype=torch.float32)
         bfactor = float(gt["ctf_bfactor"])
         cand_coords = torch.as_tensor(landscape.points(params[cands]), dtype=torch.float32)
+        formation = ImageFormation(ds.box, apix)
     best = np.zeros(len(queries), dtype=np.int64)
     with torch.no_grad():
         for qi, q in enumerate(queries):
             item = ds[int(q)]
-            target = scorer.target(item["image"][None]) if model == "image" else item["image"]
+            target = scorer.target(item["images"]) if model == "image" else item["images"]
             scores = []
             for start in range(0, len(cands), chunk):
                 x = cand_coords[start : start + chunk]
                 b = len(x)
-                rot = item["rotation"].expand(b, 3, 3)
-                shift = item["shift"].expand(b, 2)
-                ctf_row = item["ctf"].expand(b, 7)
+                poses, ctf = item["poses"][[0] * b], item["ctf"][[0] * b]
                 if model == "image":
-                    pred = scorer.predict(x, rot, shift, ctf_row)
+                    pred = scorer.predict(x, poses, ctf)
                     scores.append(1 - scorer.loss(pred, target.expand(b, -1, -1), reduce=False))
                 else:
                     bf = torch.full((b,), bfactor, dtype=torch.float64) if bfactor > 0 else None
-                    pred = render_images(x, amps, sig, rot, CTFParams(*ctf_row.double().T, bfactor=bf), shift, ds.box, apix)
+                    pred = render_images(formation, x, amps, sig, poses, dataclasses.replace(ctf, bfactor=bf))
                     scores.append(-((pred - target) ** 2).sum((-2, -1)))
             best[qi] = cands[int(torch.cat(scores).argmax())]
     u = gt["path_coordinate"]

@@ -9,7 +9,7 @@ the noise level is the same for every particle.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -17,78 +17,17 @@ import numpy as np
 import torch
 
 from cryodyna.errors import CryodynaError, InputError
-from cryodyna.imaging.ctf import CTFParams, compute_ctf
-from cryodyna.imaging.fft import fft2_center, ifft2_center
+from cryodyna.imaging.batches import CTFParams, PoseBatch
+from cryodyna.imaging.formation import ImageFormation
 from cryodyna.imaging.projection import project_gaussians
 from cryodyna.imaging.rotations import axis_angle_to_matrix, random_rotations
-from cryodyna.imaging.shift import apply_origin
 from cryodyna.io.mrc import StackWriter
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.star import write_star
 from cryodyna.io.structure import Structure
 from cryodyna.simulate.landscape import Landscape, anm_modes
+from cryodyna.simulate.spec import SimulationSpec
 from cryodyna.structure.nodes import residue_nodes
-
-
-@dataclass
-class SimulationSpec:
-    """What to simulate.
-
-    n_particles; box [px]; apix [Å/px]; snr (var signal / var noise; None = noiseless);
-    density: "atom" (each atom a Gaussian of width ``atom_sigma`` Å, amplitude = atomic number) or
-    "residue" (one Gaussian per residue at CA/C1', width ``residue_sigma`` Å, amplitude = electrons);
-    defocus_min/max [Å] (uniform), astigmatism_max [Å] (dfU - dfV uniform in [0, max]),
-    voltage [kV], cs [mm], amp_contrast; bfactor [Å^2] CTF envelope (0 = none);
-    max_shift [Å] (origins uniform in [-max, max] on x and y); seed; batch_size (small batches keep
-    the projection in cache: 8 is fastest on CPU); normal_modes, mode_amplitude [Å RMS per mode],
-    mode_path, mode_cutoff [Å]: elastic-network motions added to every conformation (see
-    :mod:`cryodyna.simulate.landscape`); pose_error_deg [degrees RMS rotation angle] and
-    shift_error_a [Å RMS in-plane offset]: the STAR file gets poses perturbed by this much (images
-    and ``ground_truth.npz`` keep the true ones), as a consensus refinement would give.
-    """
-
-    n_particles: int = 1000
-    box: int = 64
-    apix: float = 2.0
-    snr: float | None = 0.1
-    density: Literal["atom", "residue"] = "atom"
-    atom_sigma: float = 1.0
-    residue_sigma: float = 2.0
-    defocus_min: float = 10000.0
-    defocus_max: float = 25000.0
-    astigmatism_max: float = 500.0
-    voltage: float = 300.0
-    cs: float = 2.7
-    amp_contrast: float = 0.1
-    bfactor: float = 0.0
-    max_shift: float = 4.0
-    seed: int = 0
-    batch_size: int = 8
-    normal_modes: int = 0
-    mode_amplitude: float = 3.0
-    mode_path: Literal["independent", "arc"] = "independent"
-    mode_cutoff: float = 15.0
-    pose_error_deg: float = 0.0
-    shift_error_a: float = 0.0
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.density not in ("atom", "residue"):
-            problems.append(f"density must be 'atom' or 'residue', not {self.density!r}")
-        if self.n_particles < 1 or self.box < 8 or self.apix <= 0 or self.batch_size < 1:
-            problems.append("n_particles >= 1, box >= 8 px, apix > 0 and batch_size >= 1 are required")
-        if self.snr is not None and self.snr <= 0:
-            problems.append(f"snr must be positive (or None for noiseless images), not {self.snr}")
-        if not 0 <= self.defocus_min <= self.defocus_max:
-            problems.append(f"need 0 <= defocus_min <= defocus_max, got {self.defocus_min}, {self.defocus_max}")
-        if self.normal_modes < 0 or self.mode_amplitude < 0 or self.mode_cutoff <= 0:
-            problems.append("normal_modes >= 0, mode_amplitude >= 0 Å and mode_cutoff > 0 Å are required")
-        if self.mode_path not in ("independent", "arc"):
-            problems.append(f"mode_path must be 'independent' or 'arc', not {self.mode_path!r}")
-        if self.pose_error_deg < 0 or self.shift_error_a < 0:
-            problems.append("pose_error_deg >= 0 and shift_error_a >= 0 are required")
-        if problems:
-            raise CryodynaError("invalid simulation settings: " + "; ".join(problems))
 
 
 def simulate(
@@ -121,8 +60,8 @@ def simulate(
     dfv = dfu - rng.uniform(0.0, spec.astigmatism_max, n)
     ang = rng.uniform(0.0, np.pi, n)
 
-    rot_t = torch.as_tensor(rotations, dtype=torch.float32)
-    shift_px = torch.as_tensor(shifts / spec.apix, dtype=torch.float32)
+    poses = PoseBatch(torch.as_tensor(rotations, dtype=torch.float32), torch.as_tensor(shifts / spec.apix, dtype=torch.float32))
+    formation = ImageFormation(spec.box, spec.apix)
 
     def render(sl: slice) -> torch.Tensor:
         b = sl.stop - sl.start
@@ -133,7 +72,7 @@ def simulate(
             bfactor=torch.full((b,), spec.bfactor) if spec.bfactor > 0 else None,
         )
         coords = torch.as_tensor(landscape.points(params[sl]), dtype=torch.float32)
-        return render_images(coords, amps, sig, rot_t[sl], ctf, shift_px[sl], spec.box, spec.apix)
+        return render_images(formation, coords, amps, sig, poses[sl], ctf)
 
     batches = [slice(i, min(i + spec.batch_size, n)) for i in range(0, n, spec.batch_size)]
     noise_std = 0.0
@@ -192,14 +131,14 @@ def perturb_poses(rotations: np.ndarray, shifts: np.ndarray, angle_deg: float, s
     return rotations, shifts
 
 
-def render_images(coords: torch.Tensor, amplitudes: torch.Tensor, sigmas: torch.Tensor, rotations: torch.Tensor,
-                  ctf: CTFParams, shifts_px: torch.Tensor, box: int, apix: float) -> torch.Tensor:
-    """Noiseless images (B, D, D) of the simulator's forward model: Gaussian points ``coords``
-    (B, P, 3) Å with ``amplitudes``/``sigmas`` (P,) projected at ``rotations`` (B, 3, 3)
-    (pixel-averaged, mass-normalised), CTF ``ctf`` (B rows), RELION origins ``shifts_px`` (B, 2) px."""
-    img = project_gaussians(coords, amplitudes, sigmas, rotations, box, apix, norm="mass", pixel_average=True)
-    f = fft2_center(img) * compute_ctf(ctf, box, apix)
-    return ifft2_center(apply_origin(f, shifts_px)).real
+def render_images(formation: ImageFormation, coords: torch.Tensor, amplitudes: torch.Tensor, sigmas: torch.Tensor,
+                  poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
+    """Noiseless images (B, D, D) of the simulator's forward model (box and pixel size of the
+    unfiltered ``formation``): Gaussian points ``coords`` (B, P, 3) Å with ``amplitudes``/``sigmas``
+    (P,) projected at ``poses`` (pixel-averaged, mass-normalised), then CTF and origin shift."""
+    img = project_gaussians(coords, amplitudes, sigmas, poses.rotations, formation.d, formation.apix, norm="mass",
+                            pixel_average=True)
+    return formation(img, poses, ctf)
 
 
 def build_landscape(states: list[Structure], spec: SimulationSpec, mode: str = "interpolate",

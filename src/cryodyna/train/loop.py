@@ -1,7 +1,8 @@
 """The optimisation loop shared by every training stage.
 
 A stage subclasses :class:`TrainingLoop` and supplies ``losses(batch)`` (the loss of one batch) and
-``write_evaluation(folder, inputs)`` (its per-evaluation outputs); this module does the rest: data
+``write_evaluation(folder, inputs)`` (its per-evaluation outputs); evaluation hooks given by the
+caller (:class:`EvaluationHook`: structures, figures, the run report) add theirs.  This module does the rest: data
 order, held-out particles, AdamW with warm-up/cosine, clipping, autocast, non-finite-step handling,
 metrics, ``progress.json``, atomic checkpoints with resume, and atomic evaluation folders.  Under
 torchrun every process takes ``batch_size`` particles of each global batch and DDP averages the
@@ -17,25 +18,25 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cryodyna.analysis.run_report import write_report
+from cryodyna import distributed
 from cryodyna.config.schema import OptimConfig
+from cryodyna.data.batches import iterate_batches
+from cryodyna.data.particles import PreparedParticles
 from cryodyna.errors import TrainingError, TrainingInterrupted
 from cryodyna.io.particles import ParticleTable
-from cryodyna.io.star import write_star_with_poses
-from cryodyna.train import distributed
-from cryodyna.train.batches import iterate_batches
-from cryodyna.train.checkpoint import load_model_state, read_checkpoint, rng_state, save_atomic, set_rng_state
+from cryodyna.runs.checkpoint import load_model_state, read_checkpoint, rng_state, save_atomic, set_rng_state
+from cryodyna.runs.layout import RunFolder, evaluation_file
 from cryodyna.train.metrics import MetricsWriter
-from cryodyna.train.particles import PreparedParticles
 from cryodyna.train.poses import PoseCorrections
 from cryodyna.train.runtime import configure_cpu
-from cryodyna.train.session import last_checkpoint
 from cryodyna.train.signals import interrupt_signals
 
 log = logging.getLogger("cryodyna")
@@ -43,11 +44,15 @@ log = logging.getLogger("cryodyna")
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available (this process's GPU under torchrun), else cpu."""
-    if name == "auto":
-        return torch.device(f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class EvaluationHook(Protocol):
+    """Outputs added to every evaluation by the command that runs the training (rank 0 only)."""
+
+    def write(self, trainer: "TrainingLoop", folder: Path, inputs) -> dict[str, float] | None:
+        """Write into the evaluation ``folder`` (not yet in place) from the stage's evaluation
+        ``inputs``; return extra metrics or None."""
+
+    def after(self, trainer: "TrainingLoop", folder: Path) -> None:
+        """Called once the evaluation ``folder`` is in place."""
 
 
 def holdout_split(n: int, fraction: float, seed: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -84,11 +89,12 @@ class TrainingLoop:
     """
 
     def __init__(self, model: torch.nn.Module, particles: PreparedParticles, optim: OptimConfig, run_dir: Path,
-                 find_unused_parameters: bool = False, table: ParticleTable | None = None, subset: np.ndarray | None = None):
-        self.model, self.data, self.table = model, particles, table
-        self.cfg, self.run_dir = optim, Path(run_dir)
+                 find_unused_parameters: bool = False, table: ParticleTable | None = None, subset: np.ndarray | None = None,
+                 hooks: Sequence[EvaluationHook] = ()):
+        self.model, self.data, self.table, self.hooks = model, particles, table, list(hooks)
+        self.cfg, self.run_dir, self.folder = optim, Path(run_dir), RunFolder(run_dir)
         self.threads = configure_cpu(optim.threads)
-        self.device = resolve_device(optim.device)
+        self.device = distributed.resolve_device(optim.device)
         self.model.to(self.device)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.main = self.rank == 0
@@ -111,11 +117,11 @@ class TrainingLoop:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=optim.precision == "fp16")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.skipped_steps, self.bad_steps = 0, 0
-        self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if self.main else None
+        self.metrics = MetricsWriter(self.folder.metrics) if self.main else None
         if self.main:
-            for stale in self.run_dir.glob(".epoch-*.tmp"):  # an evaluation interrupted by a crash
+            for stale in self.folder.unfinished_evaluations():  # an evaluation interrupted by a crash
                 shutil.rmtree(stale, ignore_errors=True)
-        self.ckpt_path = last_checkpoint(self.run_dir)
+        self.ckpt_path = self.folder.last_checkpoint
         self.poses = PoseCorrections(len(particles), optim, particles.apix, self.device) if optim.refine_poses else None
         self._progress: dict = {}  # what progress.json says; filled by fit()
 
@@ -132,10 +138,6 @@ class TrainingLoop:
     def write_evaluation(self, folder: Path, inputs) -> dict[str, float]:
         """Write the evaluation outputs into ``folder`` (rank 0); return metrics to log."""
         raise NotImplementedError
-
-    def report_reference(self):
-        """Undeformed node coordinates (N, 3) Å shown in ``report.html`` (None: no structure)."""
-        return None
 
     def _lr_factor(self, step: int) -> float:
         c = self.cfg
@@ -322,7 +324,7 @@ class TrainingLoop:
 
     def _interrupted_message(self, received: list[int]) -> str:
         name = signal.Signals(received[0]).name if received else "signal"
-        history = self.run_dir / "history.txt"
+        history = self.folder.history
         commands = [line.split(": ", 1)[1] for line in history.read_text().splitlines()
                     if " started: " in line or " resumed: " in line] if history.is_file() else []
         again = commands[-1] if commands else f"the same command with -o {self.run_dir}"
@@ -333,9 +335,9 @@ class TrainingLoop:
         """Record ``status`` in ``progress.json`` (rank 0)."""
         if self.main:
             self._progress.update(status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            tmp = self.run_dir / ".progress.json.tmp"
+            tmp = self.folder.progress.with_name(".progress.json.tmp")
             tmp.write_text(json.dumps(self._progress, indent=1))
-            os.replace(tmp, self.run_dir / "progress.json")
+            os.replace(tmp, self.folder.progress)
 
     def _write_progress(self, means: dict[str, float], steps_per_s: float) -> None:
         """``progress.json``: where training stands, rewritten atomically so a job monitor can poll it."""
@@ -360,7 +362,7 @@ class TrainingLoop:
         folder = self.fit(time_limit_minutes)
         if folder is None:
             log.info("nothing to train: the run already reached %d epochs", self.cfg.epochs)
-            folder = max(self.run_dir.glob("epoch-*"), default=None)
+            folder = (self.folder.evaluations() or [None])[-1]
         return folder
 
     def _prune_checkpoints(self) -> None:
@@ -369,7 +371,7 @@ class TrainingLoop:
         keep = self.cfg.keep_checkpoints
         if keep == "all":
             return
-        ckpts = sorted(self.run_dir.glob("epoch-*/ckpt.pt"))  # names sort chronologically
+        ckpts = self.folder.evaluation_checkpoints()
 
         def holdout(ckpt: Path) -> float:
             record = ckpt.parent / "evaluation.json"
@@ -382,19 +384,10 @@ class TrainingLoop:
             if ckpt != best or holdout(best) == math.inf:
                 ckpt.unlink()
 
-    def _write_refined_poses(self, folder: Path) -> dict[str, float]:
-        """``particles_refined.star`` (the particle file with the refined poses) and the
-        median corrections (degrees, Å)."""
-        angle, shift = self.poses.magnitudes(self.data.apix)
-        if self.table is not None:
-            rotations, shifts = self.poses.corrected(self.table.rotations, self.table.shifts, self.data.apix)
-            write_star_with_poses(folder / "particles_refined.star", self.table, rotations, shifts)
-        return {"median_pose_correction_deg": float(np.median(angle)), "median_shift_correction_a": float(np.median(shift))}
-
     def evaluate(self, final: bool = False) -> Path:
         """Write one evaluation folder atomically (built under a temporary name, then renamed), with
         the stage's outputs and ``ckpt.pt``; ``final`` marks the run's last evaluation."""
-        name = f"epoch-{self.epoch:04d}_step-{self.step:07d}"
+        name = self.folder.evaluation_name(self.epoch, self.step)
         if self.main:
             log.info("evaluating epoch %d (latents of all %d particles, structures, plots)", self.epoch, len(self.data))
         status = self._progress.get("status")
@@ -405,14 +398,16 @@ class TrainingLoop:
         if not self.main:
             distributed.barrier()
             return folder
-        tmp = self.run_dir / f".{name}.tmp"
+        tmp = self.folder.evaluation_tmp(self.epoch, self.step)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         metrics = self.write_evaluation(tmp, inputs)
+        for hook in self.hooks:
+            metrics.update(hook.write(self, tmp, inputs) or {})
         if self.poses is not None:
-            metrics.update(self._write_refined_poses(tmp))
+            metrics.update(self.poses.write_evaluation(tmp, self.table, self.data.apix))
         self.metrics.write(self.step, self.epoch, "eval", metrics)
-        save_atomic(self.state(), tmp / "ckpt.pt")
+        save_atomic(self.state(), evaluation_file(tmp, "checkpoint"))
         (tmp / "evaluation.json").write_text(json.dumps(metrics, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
@@ -421,6 +416,7 @@ class TrainingLoop:
         self._prune_checkpoints()
         if status is not None:
             self._set_status(status)
-        write_report(self.run_dir, self.report_reference())
+        for hook in self.hooks:
+            hook.after(self, folder)
         distributed.barrier()
         return folder

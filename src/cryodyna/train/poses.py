@@ -13,12 +13,18 @@ then receives the updated rows of all processes, so the tables stay identical ev
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from cryodyna.config.schema import OptimConfig
+from cryodyna.io.particles import ParticleTable
+from cryodyna.io.star import write_star_with_poses
+from cryodyna.runs.layout import evaluation_file
+from cryodyna.imaging.batches import PoseBatch
 from cryodyna.imaging.rotations import rotvec_to_matrix_torch
-from cryodyna.train import distributed
+from cryodyna import distributed
 
 BETAS = (0.9, 0.999)
 EPS = 1e-12
@@ -40,9 +46,8 @@ class PoseCorrections:
         self._rows: torch.Tensor | None = None
         self._leaf: torch.Tensor | None = None
 
-    def apply(self, batch: dict[str, torch.Tensor], learn: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """A copy of ``batch`` whose ``rotations`` (B, 3, 3) and ``shifts`` (B, 2) px are the corrected
-        poses (the input is left as it is); with ``learn`` the corrections of these rows receive
+    def apply(self, batch: dict, learn: bool) -> tuple[dict, torch.Tensor]:
+        """A copy of ``batch`` whose ``poses`` are the corrected poses (the input is left as it is); with ``learn`` the corrections of these rows receive
         gradients (call :meth:`step` after the backward pass).  Also returns the prior loss (0-d; 0
         without ``learn``)."""
         rows = batch["index"].to(self.values.device)
@@ -50,8 +55,8 @@ class PoseCorrections:
         if learn:
             x = x.clone().requires_grad_(True)
             self._rows, self._leaf = rows, x
-        corrected = dict(batch, rotations=rotvec_to_matrix_torch(x[:, :3]) @ batch["rotations"],
-                         shifts=batch["shifts"] + x[:, 3:])
+        poses = batch["poses"]
+        corrected = dict(batch, poses=PoseBatch(rotvec_to_matrix_torch(x[:, :3]) @ poses.rotations, poses.origins + x[:, 3:]))
         prior = 0.5 * (x.square() * self.inv_var).sum(1).mean() if learn else x.new_zeros(())
         return corrected, prior
 
@@ -91,6 +96,15 @@ class PoseCorrections:
         """Per-particle rotation-correction angle (degrees) and shift-correction length (Å)."""
         x = self.values.cpu().double()
         return np.rad2deg(x[:, :3].norm(dim=1).numpy()), x[:, 3:].norm(dim=1).numpy() * apix
+
+    def write_evaluation(self, folder: Path, table: ParticleTable | None, apix: float) -> dict[str, float]:
+        """``particles_refined.star`` (``table``, the particle file, with the refined poses) in
+        ``folder``; returns the median corrections (degrees, Å)."""
+        angle, shift = self.magnitudes(apix)
+        if table is not None:
+            rotations, shifts = self.corrected(table.rotations, table.shifts, apix)
+            write_star_with_poses(evaluation_file(folder, "refined_particles"), table, rotations, shifts)
+        return {"median_pose_correction_deg": float(np.median(angle)), "median_shift_correction_a": float(np.median(shift))}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"values": self.values.cpu(), "m": self.m.cpu(), "v": self.v.cpu(), "visits": self.visits.cpu()}

@@ -13,14 +13,14 @@ from __future__ import annotations
 import torch
 
 from cryodyna.models.deformation import DeformationModel
-from cryodyna.train.image_model import ImageModel
+from cryodyna.imaging.image_model import ImageModel
 
 
 def refine_latents(model: DeformationModel, image_model: ImageModel, z: torch.Tensor, batch_fn, steps: int,
                    lr: float, scale: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refine latents ``z`` (P, z_dim) of the particles whose rows ``batch_fn`` serves.
 
-    batch_fn(rows) -> batch dict with ``images``, ``rotations``, ``shifts``, ``ctf`` of rows
+    batch_fn(rows) -> batch dict with ``images``, ``poses``, ``ctf`` of rows
     ``rows`` (indices into ``z``); steps: Adam iterations; lr: step size in units of ``scale``
     (z_dim,), the spread of each latent dimension over all particles of the dataset.  Returns
     (refined z (P, z_dim), image loss before (P,), after (P,)).
@@ -40,7 +40,7 @@ def refine_latents(model: DeformationModel, image_model: ImageModel, z: torch.Te
             best_u, best_loss = u.detach().clone(), None
             for it in range(steps + 1):
                 coords = model.decode(z[idx] + scale * u)
-                pred = image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"])
+                pred = image_model.predict(coords, batch["poses"], batch["ctf"])
                 loss = image_model.loss(pred, target, reduce=False)
                 with torch.no_grad():
                     if best_loss is None:

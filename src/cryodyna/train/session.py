@@ -23,32 +23,23 @@ from cryodyna.config.schema import ImageDataConfig
 from cryodyna.errors import CryodynaError
 from cryodyna.io.particles import ParticleTable
 from cryodyna.progress import progress_bar
-from cryodyna.train import distributed
-from cryodyna.train.checkpoint import load_model_state, read_checkpoint
-from cryodyna.train.particles import PreparedParticles, prepare_particles
+from cryodyna import distributed
+from cryodyna.data.particles import PreparedParticles, prepare_particles
+from cryodyna.runs.layout import RunFolder
 from cryodyna.train.preflight import check_output_dir
 
 log = logging.getLogger("cryodyna")
-
-
-def secondary_structure_file(run_dir: Path) -> Path:
-    """Where a run keeps the secondary structure its residue graph is built on."""
-    return Path(run_dir) / "inputs" / "secondary_structure.txt"
-
-
-def last_checkpoint(run_dir: Path) -> Path:
-    """Where a run keeps its resumable checkpoint."""
-    return Path(run_dir) / "checkpoints" / "last.pt"
 
 
 def start_run(run_dir: Path, restart: bool) -> None:
     """Rank 0 checks and creates ``run_dir``, opens ``log.txt`` and, with ``restart``, forgets the
     previous checkpoint and metrics; the other processes wait for it."""
     if distributed.is_main():
+        run = RunFolder(run_dir)
         check_output_dir(run_dir)
-        _log_to(run_dir / "log.txt")
+        _log_to(run.log)
         if restart:
-            for p in [last_checkpoint(run_dir), run_dir / "metrics.csv", secondary_structure_file(run_dir)]:
+            for p in [run.last_checkpoint, run.metrics, run.secondary_structure]:
                 p.unlink(missing_ok=True)
     distributed.barrier()
 
@@ -71,8 +62,9 @@ def changed_settings(run_dir: Path, cfg: BaseModel, kind: str, restart: bool) ->
     empty for a new run or with ``restart``).  A changed structural setting (``model.*``,
     ``martini.*``, ``data.box``: they change the networks or the nodes) raises a one-line error
     before anything is written."""
-    record = Path(run_dir) / "config.yaml"
-    if restart or not record.is_file() or not last_checkpoint(run_dir).is_file():
+    run = RunFolder(run_dir)
+    record = run.config
+    if restart or not record.is_file() or not run.last_checkpoint.is_file():
         return {}
     old, new = _flat(load_config(kind, record).model_dump()), _flat(cfg.model_dump())
     changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
@@ -122,7 +114,7 @@ def load_images(table: ParticleTable, data: ImageDataConfig, run_dir: Path, larg
     """Downsampled, masked images of ``table`` (see :func:`prepare_particles`); with
     ``data.cache_images`` rank 0 fills ``images.npy`` in ``cache_dir`` (default ``RUN/cache``)
     first and the others reuse it."""
-    cache = Path(cache_dir or Path(run_dir) / "cache") / "images.npy" if data.cache_images else None
+    cache = RunFolder(run_dir).image_cache(cache_dir) if data.cache_images else None
     main = distributed.is_main()
     prepared = None
     for first in (True, False):
@@ -141,41 +133,21 @@ def write_run_files(run_dir: Path, cfg: BaseModel, device: torch.device, info: d
     and the changed settings to ``history.txt``."""
     if not distributed.is_main():
         return
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     command = " ".join(sys.argv)
-    resumed = (run_dir / "config.yaml").is_file() and last_checkpoint(run_dir).is_file() and changes is not None
-    (run_dir / "environment.txt").write_text(environment_report(device))
+    resumed = run.config.is_file() and run.last_checkpoint.is_file() and changes is not None
+    run.environment.write_text(environment_report(device))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if resumed:
         changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "no setting changed"
         line = f"{stamp} resumed: {command}\n    {changed}\n"
     else:
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        (run_dir / "command.txt").write_text(command + "\n")
-        (run_dir / "run.json").write_text(json.dumps({**info, "processes": distributed.world_size()}, indent=2))
+        run.config.write_text(dump_yaml(cfg))
+        run.command.write_text(command + "\n")
+        run.info.write_text(json.dumps({**info, "processes": distributed.world_size()}, indent=2))
         line = f"{stamp} started: {command}\n"
-    with open(run_dir / "history.txt", "a") as fh:
+    with open(run.history, "a") as fh:
         fh.write(line)
-
-
-def read_run(run_dir: Path, tasks: tuple[str, ...]) -> tuple[dict, BaseModel]:
-    """``run.json`` and the resolved config of a run folder written by one of ``tasks`` (e.g.
-    ``("atom", "cg")``); a clear error for any other folder."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CryodynaError(f"{run_dir}: no such run folder")
-    info_path = run_dir / "run.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if info.get("task") not in tasks:
-        names = " or ".join(f"train-{t}" for t in tasks)
-        raise CryodynaError(f"{run_dir}: not a {names} run folder (run.json missing or from another command)")
-    return info, load_config(f"train-{info['task']}", run_dir / "config.yaml")
-
-
-def load_weights(model: torch.nn.Module, run_dir: Path, checkpoint: Path | None = None) -> None:
-    """Load the model weights of ``checkpoint`` (default ``checkpoints/last.pt`` of ``run_dir``)."""
-    ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
-    load_model_state(model, read_checkpoint(ckpt)["model"], ckpt)
 
 
 def environment_report(device: torch.device) -> str:

@@ -1,8 +1,9 @@
 """Trainer of the deformation stages (residue and bead level).
 
-A task object supplies the node graph, the priors and the structure writer; :class:`TrainingLoop`
-supplies the optimisation loop.  This module adds the image loss of the deformed model, the
-reference-initialisation stage, encoding of all particles and the evaluation outputs.
+The stage supplies the node graph and its priors; :class:`TrainingLoop` supplies the optimisation
+loop.  This module adds the image loss of the deformed model, the reference-initialisation stage,
+encoding (and refining) the latents of all particles and the held-out image loss; structures and
+figures come from evaluation hooks.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryodyna.analysis.figures import image_grid, latent_plot
-from cryodyna.analysis.latent import kmeans_centres, pca_trajectories, umap_embedding
-from cryodyna.analysis.sampling import decode_latents
-from cryodyna.config.schema import AnalysisConfig, DeformationOptimConfig
+from cryodyna.assembly.priors import PriorSet
+from cryodyna.config.schema import DeformationOptimConfig
+from cryodyna.imaging.batches import CTFParams, PoseBatch
+from cryodyna.runs.layout import evaluation_file
+from cryodyna.structure.graph import NodeGraph
 from cryodyna.models.deformation import DeformationModel
-from cryodyna.train import distributed
-from cryodyna.train.image_model import ImageModel
+from cryodyna import distributed
+from cryodyna.imaging.image_model import ImageModel
 from cryodyna.train.loop import TrainingLoop, adamw
-from cryodyna.train.particles import PreparedParticles
+from cryodyna.data.particles import PreparedParticles
 from cryodyna.train.refine import refine_latents
 
 log = logging.getLogger("cryodyna")
@@ -31,41 +33,41 @@ class DeformationTrainer(TrainingLoop):
     """Train a :class:`DeformationModel` on prepared particles (see :class:`TrainingLoop`); evaluation
     latents are gathered across processes in particle order."""
 
-    def __init__(self, task, model: DeformationModel, image_model: ImageModel, particles: PreparedParticles,
-                 optim: DeformationOptimConfig, analysis: AnalysisConfig, run_dir: Path, image_weight: float = 1.0,
-                 context_dropout: float = 0.5, table=None, subset: np.ndarray | None = None):
-        unused = context_dropout > 0 and len(model.encoder.attention) > 0  # q/k idle without context
-        super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused, table=table, subset=subset)
-        self.task, self.image_model = task, image_model.to(self.device)
+    def __init__(self, priors: PriorSet, graph: NodeGraph, model: DeformationModel, image_model: ImageModel,
+                 particles: PreparedParticles, optim: DeformationOptimConfig, run_dir: Path, image_weight: float = 1.0,
+                 context_dropout: float = 0.5, table=None, subset: np.ndarray | None = None, hooks=()):
+        unused = context_dropout > 0 and model.encoder.uses_context  # context parameters idle without context
+        super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused, table=table, subset=subset,
+                         hooks=hooks)
+        self.priors, self.graph, self.image_model = priors, graph, image_model.to(self.device)
         self.last_coords: torch.Tensor | None = None
         self.loss_function = self._loss_terms
         if optim.compile:
             self.loss_function = torch.compile(self._loss_terms, fullgraph=True, dynamic=False, backend=optim.compile_backend)
-        self.analysis, self.image_weight, self.context_dropout = analysis, image_weight, context_dropout
+        self.image_weight, self.context_dropout = image_weight, context_dropout
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted image loss plus the task's priors.  With probability ``context_dropout`` the
+        """Weighted image loss plus the priors.  With probability ``context_dropout`` the
         images are encoded without cross-view attention (drawn here, outside the loss function, from
-        the CPU generator: the same draw on all ranks, no device synchronisation).  The task's
+        the CPU generator: the same draw on all ranks, no device synchronisation).  The priors'
         neighbour lists are refreshed here when due, from the previous step's structures."""
         context = bool(torch.rand(()) >= self.context_dropout)
-        self.task.prepare(self.model.reference.unsqueeze(0) if self.last_coords is None else self.last_coords, self.step)
-        total, values, self.last_coords = self.loss_function(batch["images"], batch["rotations"], batch["shifts"], batch["ctf"], context)
+        self.priors.prepare(self.model.reference.unsqueeze(0) if self.last_coords is None else self.last_coords, self.step)
+        total, values, self.last_coords = self.loss_function(batch["images"], batch["poses"], batch["ctf"], context)
         return total, values
 
-    def _loss_terms(self, images: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor, ctf: torch.Tensor,
+    def _loss_terms(self, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams,
                     context: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(total, detached terms, detached coordinates (B, N, 3)) of one batch: images (B, D, D), rotations (B, 3, 3), RELION origins
-        (B, 2) px, CTF rows (B, 7).  Static shapes and no host synchronisation (networks, image model,
+        """(total, detached terms, detached coordinates (B, N, 3)) of one batch of images (B, D, D).  Static shapes and no host synchronisation (networks, image model,
         priors and release), so ``optim.compile`` compiles it whole (``fullgraph=True``)."""
         with self._autocast():
             _, coords = self.net(images, context=context)
-        pred = self.image_model.predict(coords, rotations, shifts, ctf)
+        pred = self.image_model.predict(coords, poses, ctf)
         image_loss = self.image_model.loss(pred, self.image_model.target(images))
         total = self.image_weight * image_loss
         values = {"image": image_loss.detach()}
         gather = distributed.gather_rows if self.world > 1 else None
-        for name, (weight, value) in self.task.priors(coords, gather).items():
+        for name, (weight, value) in self.priors(coords, gather).items():
             total = total + weight * value
             values[name] = value.detach()
         values["total"] = total.detach()
@@ -117,7 +119,7 @@ class DeformationTrainer(TrainingLoop):
         order or the number of processes; each rank encodes a contiguous shard."""
         self.model.eval()
         lo, hi, _ = self._shard()
-        out = [torch.zeros(0, self.model.encoder.out.out_features, device=self.device)]
+        out = [torch.zeros(0, self.model.encoder.z_dim, device=self.device)]
         for start in range(lo, hi, self.batch_size):
             idx = torch.arange(start, min(start + self.batch_size, hi))
             with self._autocast():
@@ -146,13 +148,9 @@ class DeformationTrainer(TrainingLoop):
             sel = torch.as_tensor(idx[start : start + 256])
             batch = self.batch(sel)
             coords = self.model.decode(torch.as_tensor(z[sel.numpy()], device=self.device))
-            pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"])
+            pred = self.image_model.predict(coords, batch["poses"], batch["ctf"])
             losses.append(self.image_model.loss(pred, self.image_model.target(batch["images"]), reduce=False).cpu())
         return float(torch.cat(losses).mean()) if losses else float("nan")
-
-    def report_reference(self) -> np.ndarray:
-        """Undeformed node coordinates (N, 3) Å for the run report."""
-        return self.model.reference.cpu().numpy()
 
     def evaluation_inputs(self, final: bool) -> np.ndarray:
         """All latents; refined per particle at the final evaluation when ``optim.refine_steps`` > 0."""
@@ -160,32 +158,8 @@ class DeformationTrainer(TrainingLoop):
         return self.refine_all(z) if final and self.cfg.refine_steps > 0 else z
 
     def write_evaluation(self, folder: Path, z: np.ndarray) -> dict[str, float]:
-        """z.npy, structures at k-means centres (pred.pdb; the centre particles and every particle's
-        cluster in kmeans_particles.txt / kmeans_labels.txt) and along PCs (pca-K.pdb), latent plot
-        (and z_umap.npy), image previews; returns the held-out and training image losses."""
-        np.save(folder / "z.npy", z.astype(np.float32))
-        a = self.analysis
-        centres, centre_idx, labels = kmeans_centres(z, a.kmeans, seed=self.cfg.seed)
-        np.savetxt(folder / "kmeans_particles.txt", centre_idx, fmt="%d")
-        np.savetxt(folder / "kmeans_labels.txt", labels, fmt="%d")
-        self.task.write_models(folder / "pred.pdb", decode_latents(self.model, centres))
-        trajectories, pca = pca_trajectories(z, a.pcs, a.pc_frames)
-        for k, (zk, _) in enumerate(trajectories, start=1):
-            self.task.write_models(folder / f"pca-{k}.pdb", decode_latents(self.model, zk))
-        embedding = umap_embedding(z) if a.umap else None
-        if embedding is not None:
-            np.save(folder / "z_umap.npy", embedding.astype(np.float32))
-        latent_plot(folder / "z_distribution.png", z, centre_idx, pca, embedding)
-        self._image_check(folder, z)
+        """``z.npy`` (one latent per particle, in particle order); returns the held-out and training
+        image losses."""
+        np.save(evaluation_file(folder, "latents"), z.astype(np.float32))
         return {"holdout_image_loss": self.image_losses(self.holdout_idx, z),
                 "train_image_loss": self.image_losses(self.train_idx[: max(len(self.holdout_idx), 256)], z)}
-
-    @torch.no_grad()
-    def _image_check(self, folder: Path, z: np.ndarray) -> None:
-        idx = torch.arange(min(25, len(self.data)))
-        batch = self.batch(idx)
-        coords = self.model.decode(torch.as_tensor(z[: len(idx)], device=self.device))
-        pred = self.image_model.predict(coords, batch["rotations"], batch["shifts"], batch["ctf"]).cpu().numpy()
-        mask = self.image_model.loss_mask.cpu().numpy()
-        image_grid(folder / "input_image.png", self.image_model.target(batch["images"]).cpu().numpy(), mask, "low-passed particles")
-        image_grid(folder / "pred_image.png", pred, mask, "predicted (CTF, low-pass, shift)")

@@ -13,6 +13,7 @@ import torch
 
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.errors import InputError
+from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.io.particles import ParticleTable
 
 
@@ -27,14 +28,13 @@ class PreparedParticles:
 
     images (N, D, D) float32, downsampled and masked: in memory, or a memory-mapped ``.npy`` cache so
     that datasets larger than RAM train too; ``scale`` (1 / std, times -1 with ``invert_contrast``)
-    is applied per batch.  rotations (N, 3, 3); shifts (N, 2) RELION origins in px;
-    ctf (N, 7) = (dfU Å, dfV Å, astig rad, kV, Cs mm, w, phase rad); d (px), apix (Å/px).
+    is applied per batch.  poses: rotations and RELION origins in px; ctf: CTF parameters
+    (float64); d (px), apix (Å/px).
     """
 
     images: torch.Tensor | np.ndarray
-    rotations: torch.Tensor
-    shifts: torch.Tensor
-    ctf: torch.Tensor
+    poses: PoseBatch
+    ctf: CTFParams
     d: int
     apix: float
     scale: float
@@ -54,17 +54,16 @@ class PreparedParticles:
             state["images"] = np.load(state["images"], mmap_mode="r")
         vars(self).update(state)
 
-    def rows(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def rows(self, idx: torch.Tensor) -> dict:
         """The particles ``idx`` (B,) where the images are (CPU, or the device they were moved to)."""
         if isinstance(self.images, torch.Tensor):
             images = self.images[idx.to(self.images.device)]
         else:
             order = np.argsort(idx.numpy())  # read the cache in file order, then restore the batch order
             images = torch.from_numpy(self.images[idx.numpy()[order]][np.argsort(order)])
-        return {"images": images * self.scale, "rotations": self.rotations[idx], "shifts": self.shifts[idx],
-                "ctf": self.ctf[idx], "index": idx}
+        return {"images": images * self.scale, "poses": self.poses[idx], "ctf": self.ctf[idx], "index": idx}
 
-    def batch(self, idx: torch.Tensor, device) -> dict[str, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, device) -> dict:
         """The particles ``idx`` (B,) on ``device``."""
         return to_device(self.rows(idx), device)
 
@@ -77,8 +76,9 @@ class PreparedParticles:
         return int(np.prod(self.images.shape)) * 4
 
 
-def to_device(rows: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
-    """A batch on ``device``; copies from pinned memory do not block."""
+def to_device(rows: dict, device) -> dict:
+    """A batch (tensors, :class:`PoseBatch`, :class:`CTFParams`) on ``device``; copies from pinned
+    memory do not block."""
     return {k: v.to(device, non_blocking=True) for k, v in rows.items()}
 
 
@@ -106,11 +106,7 @@ def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float,
     if not np.isfinite(std) or std == 0:
         raise InputError(table.source, "the images are constant (standard deviation 0); check the stacks")
     scale = (-1.0 if invert_contrast else 1.0) / std
-    rotations = torch.as_tensor(table.rotations, dtype=torch.float32)
-    shifts = torch.as_tensor(table.shifts / ds.apix[:, None], dtype=torch.float32)
-    ctf = torch.as_tensor(np.stack([table.defocus_u, table.defocus_v, table.astig_angle, table.voltage, table.cs,
-                                    table.amp_contrast, table.phase_shift], 1), dtype=torch.float64)
-    return PreparedParticles(images, rotations, shifts, ctf, ds.box, float(ds.apix.mean()), scale)
+    return PreparedParticles(images, ds.poses, ds.ctf, ds.box, float(ds.apix.mean()), scale)
 
 
 def _load_images(ds: ParticleDataset, progress, cache: Path | None):

@@ -20,17 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryodyna import distributed
 from cryodyna.analysis.halfsets import HalfsetAgreement, halfset_agreement, write_agreement
-from cryodyna.analysis.report import latest_evaluation, node_labels
+from cryodyna.analysis.report import node_labels
 from cryodyna.analysis.run_report import write_report
+from cryodyna.assembly.stage import load_run
 from cryodyna.errors import CryodynaError
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.read import read_particles
-from cryodyna.train import distributed
+from cryodyna.runs.layout import HALVES, RunFolder
+from cryodyna.runs.read import evaluation_latents
 
 log = logging.getLogger("cryodyna")
-
-HALVES = ("half-1", "half-2")
 
 
 def halfset_labels(table: ParticleTable, seed: int) -> tuple[np.ndarray, str]:
@@ -46,33 +47,34 @@ def halfset_labels(table: ParticleTable, seed: int) -> tuple[np.ndarray, str]:
 
 def is_halfset_run(run_dir: Path) -> bool:
     """True for the parent folder of a ``--halfsets`` run."""
-    return (Path(run_dir) / "halfsets.json").is_file()
+    return RunFolder(run_dir).halfsets_record.is_file()
 
 
 def train_halfsets(train: Callable[..., Path | None], particles: Path, model_path: Path, run_dir: Path, cfg,
                    **options) -> list[Path | None]:
-    """Train ``train`` (:func:`~cryodyna.train.run.train_atom` or ``train_cg``) on each half-set into
+    """Train ``train`` (:func:`~cryodyna.pipelines.training.train_atom` or ``train_cg``) on each half-set into
     ``RUN/half-1`` and ``RUN/half-2`` (each resumable on its own), then write the agreement files.
     Returns the last evaluation folder of each half."""
     run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=options.get("poses"),
                            ctf=options.get("ctf"))
     labels, how = halfset_labels(table, cfg.optim.seed)
     if min((labels == 1).sum(), (labels == 2).sum()) < 10:
         raise CryodynaError(f"{particles}: half-sets of {(labels == 1).sum()} and {(labels == 2).sum()} particles; "
                             "--halfsets needs at least 10 particles in each")
-    record = run_dir / "halfset.npy"
+    record = run.halfset_labels
     if record.is_file() and not np.array_equal(np.load(record), labels):
         raise CryodynaError(f"{run_dir}: its half-sets were chosen from other particles; use a new -o for these")
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         np.save(record, labels)
-        (run_dir / "halfsets.json").write_text(json.dumps({"halves": list(HALVES), "split": how, "particles": str(Path(particles).resolve()),
+        run.halfsets_record.write_text(json.dumps({"halves": list(HALVES), "split": how, "particles": str(Path(particles).resolve()),
                                                            "counts": [int((labels == 1).sum()), int((labels == 2).sum())]}, indent=1))
     distributed.barrier()
     log.info("half-sets: %d and %d particles (%s)", (labels == 1).sum(), (labels == 2).sum(), how)
-    folders = [train(particles, model_path, run_dir / name, cfg, subset=np.flatnonzero(labels == k + 1),
-                     cache_dir=run_dir / "cache", **options) for k, name in enumerate(HALVES)]
+    folders = [train(particles, model_path, half.root, cfg, subset=np.flatnonzero(labels == k + 1),
+                     cache_dir=run.cache, **options) for k, half in enumerate(run.halves)]
     if distributed.is_main():
         agreement = compare_halves(run_dir, cfg.optim.device)
         log.info("half-set agreement: RMS disagreement %.2f Å, RMS motion %.2f Å (ratio %.2f)",
@@ -86,22 +88,19 @@ def train_halfsets(train: Callable[..., Path | None], particles: Path, model_pat
 def compare_halves(run_dir: Path, device: str = "cpu", batch: int = 256) -> HalfsetAgreement:
     """Decode every particle with both half-set models (each from its latest evaluation), write the
     agreement files into ``run_dir`` and refresh both halves' reports."""
-    from cryodyna.train.run import load_run
-
-    run_dir = Path(run_dir)
-    labels = np.load(run_dir / "halfset.npy")
-    loaded = [load_run(run_dir / name, device=device) for name in HALVES]
-    zs = [np.load(latest_evaluation(run_dir / name) / "z.npy") for name in HALVES]
+    run = RunFolder(run_dir)
+    labels = np.load(run.halfset_labels)
+    loaded = [load_run(half.root, device=device) for half in run.halves]
+    zs = [evaluation_latents(half.root) for half in run.halves]
 
     def pairs():
         for start in range(0, len(labels), batch):
             with torch.no_grad():
                 yield tuple(model.decode(torch.as_tensor(z[start : start + batch], device=model.reference.device)).cpu().numpy()
-                            for (model, _), z in zip(loaded, zs))
+                            for model, z in ((r.model, z) for r, z in zip(loaded, zs)))
 
     agreement = halfset_agreement(pairs())
-    model, task = loaded[0]
-    write_agreement(run_dir, agreement, node_labels(task.graph.template), labels)
-    for name, (m, _) in zip(HALVES, loaded):
-        write_report(run_dir / name, m.reference.cpu().numpy())
+    write_agreement(run.root, agreement, node_labels(loaded[0].graph.template), labels)
+    for half, r in zip(run.halves, loaded):
+        write_report(half.root, r.model.reference.cpu().numpy())
     return agreement

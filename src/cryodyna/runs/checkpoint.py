@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from cryodyna.errors import CryodynaError
+from cryodyna.runs.layout import RunFolder
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -30,8 +31,7 @@ def read_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises assorted errors for damaged zip archives
-        run_dir = path.parent.parent
-        others = sorted(p for p in run_dir.glob("epoch-*/ckpt.pt") if p != path)
+        others = [p for p in RunFolder(path.parent.parent).evaluation_checkpoints() if p != path]
         hint = (f"resume from the newest evaluation instead (--resume {others[-1]}), or " if others else "") + \
             "delete it and add --restart to start over"
         raise CryodynaError(f"{path}: cannot read this checkpoint, it is truncated or corrupt "

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cryodyna.train.particles import PreparedParticles, to_device
+from cryodyna.data.particles import PreparedParticles, to_device
 
 
 class _BatchRows(Dataset):
@@ -25,12 +25,12 @@ class _BatchRows(Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict:
         return self.data.rows(self.batches[i])
 
 
 def iterate_batches(data: PreparedParticles, batches: list[torch.Tensor], device: torch.device,
-                    workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+                    workers: int = 0) -> Iterator[dict]:
     """The particles of each index tensor (B,) in ``batches``, in order, on ``device``."""
     on_device = isinstance(data.images, torch.Tensor) and data.images.device == device
     pin = device.type == "cuda" and not on_device

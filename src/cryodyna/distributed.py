@@ -65,3 +65,10 @@ def max_rank(value: float, device) -> float:
     t = torch.tensor([float(value)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available (this process's GPU under torchrun), else cpu."""
+    if name == "auto":
+        return torch.device(f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

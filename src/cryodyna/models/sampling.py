@@ -15,7 +15,7 @@ from cryodyna.models.volume import VolumeDecoder
 def decode_latents(model: DeformationModel, z: np.ndarray, batch: int = 256) -> np.ndarray:
     """Node coordinates (K, N, 3) Å for latents (K, z_dim) (model switched to eval mode)."""
     model.eval()
-    z_dim = model.encoder.out.out_features
+    z_dim = model.encoder.z_dim
     if z.shape[1] != z_dim:
         raise CryodynaError(f"latents have {z.shape[1]} columns but the model's z_dim is {z_dim}")
     device = model.reference.device

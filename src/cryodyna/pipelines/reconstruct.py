@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from cryodyna import distributed
 from cryodyna.analysis.figures import fsc_curves_plot
 from cryodyna.analysis.reconstruct import Reconstruction, reconstruct
-from cryodyna.analysis.report import latest_evaluation
 from cryodyna.data.dataset import ParticleDataset
 from cryodyna.errors import CryodynaError
 from cryodyna.io.mrc import write_volume
@@ -28,10 +28,10 @@ from cryodyna.io.particles import ParticleTable
 from cryodyna.io.read import read_particles
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.progress import progress_bar
-from cryodyna.train.halfsets import HALVES, halfset_labels, is_halfset_run
-from cryodyna.train.loop import resolve_device
-from cryodyna.train.run import load_run
-from cryodyna.train.session import read_run
+from cryodyna.assembly.stage import load_run
+from cryodyna.pipelines.halfsets import halfset_labels, is_halfset_run
+from cryodyna.runs.layout import RunFolder, evaluation_file
+from cryodyna.runs.read import latest_evaluation, load_latents, read_run
 
 
 @dataclass
@@ -50,18 +50,19 @@ class _Source:
 
 def _source(run_dir: Path, eval_dir: Path | None, device: torch.device) -> _Source:
     folder = Path(eval_dir) if eval_dir else latest_evaluation(run_dir)
-    if not (folder / "z.npy").is_file():
-        raise CryodynaError(f"{folder}: no z.npy in this evaluation folder")
-    ckpt = folder / "ckpt.pt"
-    model, _ = load_run(run_dir, ckpt if ckpt.is_file() else None, str(device))
-    return _Source(model, np.load(folder / "z.npy"), folder)
+    z_path = evaluation_file(folder, "latents")
+    if not z_path.is_file():
+        raise CryodynaError(f"{folder}: no {z_path.name} in this evaluation folder")
+    ckpt = evaluation_file(folder, "checkpoint")
+    loaded = load_run(run_dir, ckpt if ckpt.is_file() else None, str(device))
+    return _Source(loaded.model, load_latents(z_path), folder)
 
 
 def _with_refined_poses(table: ParticleTable, sources: list[_Source], labels: np.ndarray, cfg) -> ParticleTable:
     """``table`` with each half's poses from its source's ``particles_refined.star`` when present."""
     rotations, shifts = table.rotations.copy(), table.shifts.copy()
     for folder in {source.folder for source in sources}:  # one run serves both halves: read its file once
-        refined = folder / "particles_refined.star"
+        refined = evaluation_file(folder, "refined_particles")
         if refined.is_file():
             r = read_particles(refined, datadir=cfg.data.datadir, apix=cfg.data.apix)
             rows = np.isin(labels, [k + 1 for k, source in enumerate(sources) if source.folder == folder])
@@ -84,19 +85,19 @@ def reconstruct_run(run_dir: Path, out: Path, box: int | None = None, eval_dir: 
     nearest (node RMSD) to that latent's.  Returns the summary also written to ``OUT.json``."""
     run_dir, out = Path(run_dir), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
+    dev = distributed.resolve_device(device)
     halfsets = is_halfset_run(run_dir)
-    runs = [run_dir / h for h in HALVES] if halfsets else [run_dir]
+    runs = [half.root for half in RunFolder(run_dir).halves] if halfsets else [run_dir]
     if halfsets and eval_dir is not None:
         raise CryodynaError("--eval picks an evaluation of a single run; a --halfsets run uses each half's latest")
     info, cfg = read_run(runs[0], ("atom", "cg"))
     sources = [_source(r, eval_dir, dev) for r in runs]
-    z_dim = sources[0].model.encoder.out.out_features
+    z_dim = sources[0].model.encoder.z_dim
     if latents is not None and (latents.ndim != 2 or latents.shape[1] != z_dim):
         raise CryodynaError(f"latents of shape {latents.shape}; the run's model takes rows of {z_dim} values")
     table = read_particles(info["particles"], datadir=cfg.data.datadir, apix=cfg.data.apix, poses=info.get("poses"),
                            ctf=info.get("ctf"))
-    labels = np.load(run_dir / "halfset.npy") if halfsets else halfset_labels(table, cfg.optim.seed)[0]
+    labels = np.load(RunFolder(run_dir).halfset_labels) if halfsets else halfset_labels(table, cfg.optim.seed)[0]
     if len(labels) != len(table) or any(len(s.z) != len(table) for s in sources):
         raise CryodynaError(f"{run_dir}: the run's latents do not match the {len(table)} particles of {info['particles']}")
     if len(sources) == 1:  # one model serves both halves

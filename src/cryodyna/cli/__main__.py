@@ -1,0 +1,5 @@
+"""``python -m cryodyna.cli`` (what torchrun starts)."""
+
+from cryodyna.cli import main
+
+main()

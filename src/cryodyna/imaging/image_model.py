@@ -1,0 +1,49 @@
+"""The Gaussian image model used in training and by the ceiling: nodes projected as Gaussians
+(:func:`project_gaussians`), then :class:`ImageFormation` (CTF -> origin shift -> low-pass), scored
+against the data by the masked correlation; observed images go through the same low-pass only
+(the data are never interpolated)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cryodyna.imaging.batches import CTFParams, PoseBatch
+from cryodyna.imaging.filters import circular_mask, lowpass_filter
+from cryodyna.imaging.formation import ImageFormation
+from cryodyna.imaging.loss import correlation_loss, masked_pearson
+from cryodyna.imaging.projection import project_gaussians
+
+
+class ImageModel(nn.Module):
+    """Renders Gaussian nodes into particle images and scores them against the data.
+
+    d, apix: image side (px) and pixel size (Å) after downsampling; amplitudes, sigmas (N,);
+    lowpass: resolution (Å) of the soft low-pass applied to data and prediction (None = none);
+    loss_mask_radius: disc (fraction of D/2) inside which the correlation is computed.
+    """
+
+    def __init__(self, d: int, apix: float, amplitudes: torch.Tensor, sigmas: torch.Tensor, lowpass: float | None,
+                 lowpass_soft_width: float, loss_mask_radius: float, legacy_correlation: bool = False):
+        super().__init__()
+        self.d, self.apix, self.legacy = d, apix, legacy_correlation
+        self.register_buffer("amplitudes", amplitudes.float())
+        self.register_buffer("sigmas", sigmas.float())
+        self.formation = ImageFormation(d, apix, None if lowpass is None else lowpass_filter(d, apix, lowpass, lowpass_soft_width))
+        self.register_buffer("loss_mask", circular_mask(d, loss_mask_radius))
+
+    def target(self, images: torch.Tensor) -> torch.Tensor:
+        """Low-passed observed images (B, D, D)."""
+        return self.formation.filtered(images)
+
+    def predict(self, coords: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
+        """Predicted images (B, D, D) for node coordinates (B, N, 3) Å."""
+        with torch.autocast(device_type=coords.device.type, enabled=False):
+            img = project_gaussians(coords.float(), self.amplitudes, self.sigmas, poses.rotations.float(), self.d, self.apix)
+            return self.formation(img, poses, ctf)
+
+    def loss(self, predicted: torch.Tensor, target: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+        """1 - masked Pearson correlation (mean over the batch, or per image with ``reduce=False``)."""
+        if reduce:
+            return correlation_loss(predicted, target, self.loss_mask, legacy=self.legacy)
+        return 1 - masked_pearson(predicted, target, self.loss_mask)
