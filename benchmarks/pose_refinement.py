@@ -57,9 +57,11 @@ def pose_ceiling(data: Path, star: Path, n_queries: int = 60, n_candidates: int 
     of these images beyond this."""
     import torch
 
-    from cryodyna.imaging.rotations import axis_angle_to_matrix
+    from cryodyna.imaging.batches import PoseBatch
     from cryodyna.imaging.image_model import ImageModel
+    from cryodyna.imaging.rotations import axis_angle_to_matrix
     from cryodyna.data.particles import prepare_particles
+    from cryodyna.imaging.filters import default_lowpass
 
     gt = np.load(data / "ground_truth.npz")
     table = read_particles(star)
@@ -67,7 +69,7 @@ def pose_ceiling(data: Path, star: Path, n_queries: int = 60, n_candidates: int 
     prepared = prepare_particles(table.subset(idx), None, 1.0, False)
     nodes = residue_nodes(read_structure(data / "reference.pdb"))
     model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(nodes.electrons).float(), torch.full((len(nodes.coords),), 2.0),
-                       max(2.5 * prepared.apix, 6.0), 2.0, 0.9375)
+                       default_lowpass(prepared.apix), 2.0, 0.9375)
     rng = np.random.default_rng(seed)
     axes = rng.standard_normal((n_candidates, 3))
     rotvec = axes / np.linalg.norm(axes, axis=1, keepdims=True) * np.deg2rad(rng.uniform(0, max_deg, n_candidates))[:, None]
@@ -79,7 +81,8 @@ def pose_ceiling(data: Path, star: Path, n_queries: int = 60, n_candidates: int 
         for i, p in enumerate(idx):
             rot = torch.as_tensor(axis_angle_to_matrix(rotvec) @ gt["rotations"][p].astype(np.float64)).float()
             xyz = torch.as_tensor(gt["node_coords"][p]).float().expand(n_candidates, -1, -1)
-            pred = model.predict(xyz, rot, batch["shifts"][i : i + 1].expand(n_candidates, -1), batch["ctf"][i : i + 1].expand(n_candidates, -1))
+            rows = [i] * n_candidates
+            pred = model.predict(xyz, PoseBatch(rot, batch["poses"].origins[rows]), batch["ctf"][rows])
             best = int(model.loss(pred, target[i : i + 1].expand(n_candidates, -1, -1), reduce=False).argmin())
             errors.append(np.rad2deg(np.linalg.norm(rotvec[best])))
     return float(np.median(errors))

@@ -1,3 +1,4 @@
+import pytest
 """Data path and compilation options: background loader processes, the memory-mapped cache in worker
 processes, torch.compile."""
 
@@ -42,6 +43,7 @@ def test_cached_images_travel_to_workers_by_name(tmp_path):
         torch.testing.assert_close(a["ctf"].defocus_u, b["ctf"].defocus_u)
 
 
+@pytest.mark.slow
 def test_loader_workers_and_compile_leave_training_unchanged(tiny_adk, tmp_path):
     plain = _train(tiny_adk, tmp_path / "plain")
     workers = _train(tiny_adk, tmp_path / "workers", "optim.loader_workers=2")

@@ -1,3 +1,4 @@
+import pytest
 """Two CPU processes (torchrun, gloo) train exactly like one process with the same global batch."""
 
 import subprocess
@@ -9,6 +10,9 @@ import torch
 from conftest import TINY_TRAIN_SETTINGS
 
 # no cross-view attention (it mixes images within each process's batch); everything else must match
+pytestmark = pytest.mark.slow
+
+
 SETTINGS = TINY_TRAIN_SETTINGS + ["model.encoder=mlp", "model.context_dropout=0"]
 # the residue clash term is a mean over violating entries, which differs per process
 ATOM_SETTINGS = ("loss.clash_weight=0", "optim.epochs=2", "optim.eval_every=2")

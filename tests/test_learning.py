@@ -10,6 +10,9 @@ from cryodyna.cli import app
 from cryodyna.quicktest import learning_scores
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def quicktest_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("quicktest")

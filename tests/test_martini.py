@@ -166,6 +166,7 @@ def adk_cg(tmp_path_factory):
     return out, r.output
 
 
+@pytest.mark.slow
 def test_cg_prep_maps_and_minimises_adk(adk_cg):
     out, output = adk_cg
     import json
@@ -193,6 +194,7 @@ def test_cg_prep_maps_and_minimises_adk(adk_cg):
     assert report.bond_rms_dev < 1e-6 and report.clash_fraction == 0
 
 
+@pytest.mark.slow
 def test_martinize_errors_are_clear(adk_cg, tmp_path):
     out, _ = adk_cg
     s = read_structure(out / "reference.pdb")
@@ -205,6 +207,7 @@ def test_martinize_errors_are_clear(adk_cg, tmp_path):
 DNA_BEADS = {"DG": 7, "DA": 7, "DC": 6}  # Martini-DNA beads per nucleotide (one fewer at the 5' end)
 
 
+@pytest.mark.slow
 def test_cg_prep_protein_dna(tmp_path):
     from conftest import write_protein_nucleic_model
 
@@ -245,6 +248,7 @@ def test_cg_prep_protein_dna(tmp_path):
     np.testing.assert_allclose(backmap(structure, cg, cg.mapped[None])[0], structure.coords, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_nucleic_strands_rna_and_errors(tmp_path):
     from conftest import write_protein_nucleic_model
 
@@ -315,6 +319,7 @@ def test_bead_priors_of_a_batch_are_the_mean_of_its_structures(adk_cg):
         assert float(both) == pytest.approx(float(sum(single)) / 2, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     from conftest import TINY_TRAIN_SETTINGS
 
@@ -359,6 +364,7 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     assert r.exit_code == 0 and len(read_models(tmp_path / "aa40.pdb")) == 40
 
 
+@pytest.mark.slow
 def test_train_cg_on_a_protein_dna_complex(tmp_path):
     from conftest import TINY_TRAIN_SETTINGS, write_protein_nucleic_model
 
@@ -483,6 +489,7 @@ def test_dssp_classes_for_martinize(adk_cg):
     assert cg.ss == "".join(classes)
 
 
+@pytest.mark.slow
 def test_insertion_codes_stay_distinct_and_electrons_follow_the_mapping(adk_cg):
     from dataclasses import replace
 

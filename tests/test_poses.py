@@ -104,6 +104,7 @@ def train(tiny_adk, run_dir, epochs, settings=POSE_SETTINGS):
         return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir, resolved_config(None, settings, epochs))
 
 
+@pytest.mark.slow
 def test_refinement_writes_star_and_resumes_exactly(tiny_adk, tmp_path):
     straight = train(tiny_adk, tmp_path / "straight", 3)
     train(tiny_adk, tmp_path / "resumed", 2)

@@ -28,6 +28,7 @@ def cli(tiny_adk, run_dir, extra):
     return args
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tiny_adk, tmp_path):
     run_dir = tmp_path / "run"
     extra = ["optim.epochs=40", "optim.eval_every=20", "optim.checkpoint_every=3"]
@@ -57,6 +58,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_adk, tmp_path):
     assert steps.max() == 200
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_latents(tiny_adk, tmp_path):
     cfg = resolved_config(None, TINY_TRAIN_SETTINGS, 2)
     with warnings.catch_warnings():
@@ -109,6 +111,7 @@ def test_unusable_output_folder_fails_early(tmp_path, monkeypatch):
         check_output_dir(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_evaluations_keep_the_newest_and_the_best_checkpoint(tiny_adk, tmp_path):
     import json
 
@@ -163,6 +166,7 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_adk, tmp_path,
     assert json.loads(progress.read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_run_folder_is_a_record(tiny_adk, tmp_path):
     run_dir = tmp_path / "run"
 

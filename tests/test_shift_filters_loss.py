@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from cryodyna.imaging.batches import CTFParams, PoseBatch
-from cryodyna.imaging.fft import fft2_center, ifft2_center
 from cryodyna.imaging.filters import circular_mask, lowpass_filter
 from cryodyna.imaging.loss import correlation_loss, masked_pearson
 from cryodyna.imaging.projection import project_gaussians

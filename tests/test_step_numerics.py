@@ -153,6 +153,7 @@ def test_residue_step_compiles_whole_and_matches_eager(adk, tmp_path):
     compiled_matches_eager(*tiny_trainer(build_priors(graph, cfg.loss), graph, cfg, tmp_path))
 
 
+@pytest.mark.slow
 def test_bead_step_compiles_whole_and_matches_eager(adk, tmp_path):
     from cryodyna.structure.martini import martinize
     from cryodyna.assembly.cg_prep import forcefield_of

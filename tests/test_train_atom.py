@@ -22,6 +22,7 @@ def run(tiny_adk, run_dir, epochs, **kw):
         return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir, cfg, **kw)
 
 
+@pytest.mark.slow
 def test_training_outputs_resume_and_sampling(tiny_adk, tmp_path):
     run_dir = tmp_path / "run"
     folder = run(tiny_adk, run_dir, 4)

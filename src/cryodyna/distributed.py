@@ -70,5 +70,5 @@ def max_rank(value: float, device) -> float:
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available (this process's GPU under torchrun), else cpu."""
     if name == "auto":
-        return torch.device(f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu")
     return torch.device(name)

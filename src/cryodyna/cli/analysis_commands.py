@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -60,38 +59,20 @@ def sample_structures_cmd(
     Example: cryodyna sample-structures runs/adk --z runs/adk/epoch-0005_step-0000150/z.npy --npy all.npy
     Example: cryodyna sample-structures runs/adk_cg --z runs/adk_cg/epoch-0005_step-0000150/z.npy --allatom -o all.pdb
     """
-    import numpy as np
-
-    from cryodyna.models.sampling import decode_latents
-    from cryodyna.assembly.stage import load_run
+    from cryodyna.analysis.structures import sample_structures
     from cryodyna.runs.read import load_latents
 
     if (out is None) == (npy is None):
         raise CryodynaError("give exactly one of -o/--out (PDB/mmCIF) or --npy")
-    if allatom:
-        from cryodyna.analysis.backmap import backmap, geometry_report, run_backmapping
-
-        reference, cg = run_backmapping(run)
-    loaded = load_run(run, checkpoint, device)
-    coords = decode_latents(loaded.model, load_latents(z))
-    if allatom:
-        start = time.perf_counter()
-        coords = backmap(reference, cg, coords)
-        rate = len(coords) / (time.perf_counter() - start)
-        r = geometry_report(reference, coords)
-        console.print(f"back-mapped {len(coords)} models ({rate:.0f} models/s): bond lengths RMS change {r.bond_rms_dev:.3f} Å, "
-                      f"max {r.bond_max_dev:.2f} Å; atoms in clashes (< 2.2 Å): {100 * r.clash_fraction:.2f} %", highlight=False)
-    if npy is not None:
-        np.save(npy, coords)
-        console.print(f"wrote {npy} {coords.shape}")
-    elif allatom:
-        from cryodyna.io.structure import write_structure
-
-        write_structure(out, reference, coords)
-        console.print(f"wrote {out} ({len(coords)} all-atom models)")
-    else:
-        loaded.write_models(out, coords)
-        console.print(f"wrote {out} ({len(coords)} models)")
+    sampled = sample_structures(run, load_latents(z), checkpoint, device, allatom)
+    r = sampled.geometry
+    if r is not None:
+        console.print(f"back-mapped {len(sampled.coords)} models ({sampled.models_per_s:.0f} models/s): bond lengths RMS "
+                      f"change {r.bond_rms_dev:.3f} Å, max {r.bond_max_dev:.2f} Å; atoms in clashes (< 2.2 Å): "
+                      f"{100 * r.clash_fraction:.2f} %", highlight=False)
+    sampled.save(out, npy)
+    what = f"{sampled.coords.shape}" if npy is not None else f"({len(sampled.coords)} {'all-atom ' if allatom else ''}models)"
+    console.print(f"wrote {npy or out} {what}")
 
 
 @app.command("traverse")

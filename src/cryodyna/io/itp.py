@@ -140,7 +140,7 @@ def read_itp(path: str | Path) -> Topology:
             elif section == "exclusions":
                 terms["exclusions"] += [(int(f[0]), int(j)) for j in f[1:]]
         except (IndexError, ValueError):
-            raise InputError(path, f"line {number}: cannot read the [ {section} ] entry {line!r}") from None
+            raise InputError(path, f"line {number}: cannot read the [ {section} ] entry {' '.join(f)!r}") from None
     if not atoms:
         raise InputError(path, "no [ atoms ] entries; expected a GROMACS molecule topology written by martinize2")
 

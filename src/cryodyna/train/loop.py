@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.poses import PoseCorrections
 from cryodyna.train.runtime import configure_cpu
 from cryodyna.train.signals import interrupt_signals
+from cryodyna.train.status import RunStatus, duration, resume_hint, signal_name
 
 log = logging.getLogger("cryodyna")
 
@@ -62,14 +62,6 @@ def holdout_split(n: int, fraction: float, seed: int, subset: np.ndarray | None 
     perm = np.random.default_rng(seed).permutation(pool)
     k = int(round(len(pool) * fraction)) if len(pool) > 1 else 0
     return np.sort(perm[k:]), np.sort(perm[:k])
-
-
-def _duration(seconds: float) -> str:
-    """``1 h 05 min``, ``4 min 10 s`` or ``12 s``."""
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def adamw(params, optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:
@@ -123,7 +115,7 @@ class TrainingLoop:
                 shutil.rmtree(stale, ignore_errors=True)
         self.ckpt_path = self.folder.last_checkpoint
         self.poses = PoseCorrections(len(particles), optim, particles.apix, self.device) if optim.refine_poses else None
-        self._progress: dict = {}  # what progress.json says; filled by fit()
+        self.status = RunStatus(self.folder.progress, self.main)  # progress.json; filled by fit()
 
     # ----------------------------------------------------------------- what a stage supplies
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -242,9 +234,7 @@ class TrainingLoop:
         the next step with a checkpoint and raise :class:`TrainingInterrupted`.  ``progress.json``
         says ``running``, ``evaluating``, ``interrupted``, ``failed``, ``stopped`` (time limit) or
         ``finished``.  Returns the last evaluation folder."""
-        self._progress = {"status": "running", "step": self.step, "total_steps": self.total_steps,
-                          "epoch": self.epoch, "epochs": self.cfg.epochs}
-        self._set_status("running")
+        self.status.start(step=self.step, total_steps=self.total_steps, epoch=self.epoch, epochs=self.cfg.epochs)
         used = len(self.train_idx) + len(self.holdout_idx)
         log.info("training %s particles (%d held out) of %d px at %.3g Å/px on %s%s: epochs %d-%d of %d, %d steps "
                  "of %d particles; output %s", used if used == len(self.data) else f"{used} of {len(self.data)}",
@@ -255,12 +245,12 @@ class TrainingLoop:
             try:
                 folder = self._train(time_limit_minutes, received)
             except TrainingInterrupted:
-                self._set_status("interrupted")
+                self.status.set("interrupted")
                 raise
             except BaseException:
-                self._set_status("failed")
+                self.status.set("failed")
                 raise
-        self._set_status("finished" if self.epoch >= self.cfg.epochs else "stopped")
+        self.status.set("finished" if self.epoch >= self.cfg.epochs else "stopped")
         return folder
 
     def _train(self, time_limit_minutes: float | None, received: list[int]) -> Path | None:
@@ -291,13 +281,14 @@ class TrainingLoop:
                         means["lr"] = self.scheduler.get_last_lr()[0]
                         means["images_per_s"] = seen / (time.perf_counter() - start)
                         self.metrics.write(self.step, self.epoch, "train", means)
-                        self._write_progress(means, seen / (time.perf_counter() - start) / self.batch_size)
+                        self.status.progress(self.step, self.total_steps, self.epoch, self.cfg.epochs, means,
+                                             seen / (time.perf_counter() - start) / self.batch_size)
                         losses = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k in ("total", "image", "fourier_mse"))
                         progress.update(bar, completed=self.step, epoch=self._epoch_label(), losses=losses)
                         if not progress.console.is_terminal and self.step % plain_every < 20:
                             log.info("epoch %s, step %d/%d: %s, %.0f images/s, %s left", self._epoch_label(), self.step,
                                      self.total_steps, losses, means["images_per_s"],
-                                     _duration(self._progress.get("eta_s", 0)))
+                                     duration(self.status.fields.get("eta_s", 0)))
                         running, n_run = {}, 0
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save()
@@ -323,29 +314,8 @@ class TrainingLoop:
         return f"{min(self.epoch + 1, self.cfg.epochs)}/{self.cfg.epochs}"
 
     def _interrupted_message(self, received: list[int]) -> str:
-        name = signal.Signals(received[0]).name if received else "signal"
-        history = self.folder.history
-        commands = [line.split(": ", 1)[1] for line in history.read_text().splitlines()
-                    if " started: " in line or " resumed: " in line] if history.is_file() else []
-        again = commands[-1] if commands else f"the same command with -o {self.run_dir}"
-        return (f"interrupted by {name} at epoch {self._epoch_label()}, step {self.step}; checkpoint saved to "
-                f"{self.ckpt_path}. resume with: {again}")
-
-    def _set_status(self, status: str) -> None:
-        """Record ``status`` in ``progress.json`` (rank 0)."""
-        if self.main:
-            self._progress.update(status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            tmp = self.folder.progress.with_name(".progress.json.tmp")
-            tmp.write_text(json.dumps(self._progress, indent=1))
-            os.replace(tmp, self.folder.progress)
-
-    def _write_progress(self, means: dict[str, float], steps_per_s: float) -> None:
-        """``progress.json``: where training stands, rewritten atomically so a job monitor can poll it."""
-        remaining = self.total_steps - self.step
-        self._progress.update(step=self.step, total_steps=self.total_steps, epoch=self.epoch, epochs=self.cfg.epochs,
-                              images_per_s=round(means["images_per_s"], 2), eta_s=round(remaining / max(steps_per_s, 1e-9)),
-                              losses={k: means[k] for k in means if k not in ("lr", "images_per_s")})
-        self._set_status(self._progress["status"])
+        return (f"interrupted by {signal_name(received)} at epoch {self._epoch_label()}, step {self.step}; checkpoint "
+                f"saved to {self.ckpt_path}. resume with: {resume_hint(self.folder.history, self.run_dir)}")
 
     def resume_or_start(self, resume: Path | None) -> bool:
         """Load ``resume``, else ``checkpoints/last.pt`` when it exists; True when something was loaded."""
@@ -390,9 +360,9 @@ class TrainingLoop:
         name = self.folder.evaluation_name(self.epoch, self.step)
         if self.main:
             log.info("evaluating epoch %d (latents of all %d particles, structures, plots)", self.epoch, len(self.data))
-        status = self._progress.get("status")
+        status = self.status.status
         if status is not None:
-            self._set_status("evaluating")
+            self.status.set("evaluating")
         inputs = self.evaluation_inputs(final)
         folder = self.run_dir / name
         if not self.main:
@@ -415,7 +385,7 @@ class TrainingLoop:
         log.info("evaluation written to %s (%s)", folder, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self._prune_checkpoints()
         if status is not None:
-            self._set_status(status)
+            self.status.set(status)
         for hook in self.hooks:
             hook.after(self, folder)
         distributed.barrier()
