@@ -7,7 +7,12 @@ the reference-only baseline (the reference model for every particle), CA-CA bond
 fraction, images/s, and the ceiling (``cryodyna.simulate.ceiling``) with the training image model
 and, with ``--density-ceiling``, with the simulator's all-atom density.
 
+Per set it also prints where the error is: per region of the true motion (near the reference,
+middle, far end) the gain (projection of the predicted on the true displacement) and the orthogonal
+error, and writes the per-residue error profile (``RUN_residue_error.png``).
+
 Example (the issue's budget: 10 epochs of 6,000 particles):
+    python benchmarks/accuracy.py --sets adk-md adk-md-mid --snr 0.05 0.01 --particles 6000 --epochs 10 --density-ceiling
     python benchmarks/accuracy.py --sets adk-curved adk-mid adk-2d --snr 0.05 0.01 --particles 6000 --epochs 10
     python benchmarks/accuracy.py --sets complex --snr 0.05 --particles 3000 --epochs 10
 """
@@ -30,7 +35,7 @@ from sklearn.decomposition import PCA
 
 from cryodyna.models.sampling import decode_latents
 from cryodyna.io.structure import read_structure
-from cryodyna.simulate.ceiling import accuracy_ceiling, node_rmsd
+from cryodyna.simulate.ceiling import accuracy_ceiling, displacement_gain, node_rmsd
 from cryodyna.structure.nodes import residue_nodes
 from cryodyna.assembly.stage import load_run
 from cryodyna.config import resolved_config
@@ -56,6 +61,55 @@ def structure_metrics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray
     }
 
 
+REGIONS = ("near", "middle", "far")
+
+
+def motion_diagnostics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> pd.DataFrame:
+    """Where the error is, per region of the true motion: particles split by their true displacement
+    from the reference (RMS over nodes) into thirds of its 95th percentile (near the reference,
+    middle, far end).  Per region: the true displacement, the gain (projection of the predicted on
+    the true displacement, 1 = full size) and the orthogonal error (RMS over nodes of the part of
+    the predicted displacement orthogonal to the true one, Å), medians over the particles."""
+    true_d = (truth - reference).reshape(len(truth), -1)
+    norm2 = (true_d**2).sum(1)
+    gain = displacement_gain(pred, truth, reference)
+    orthogonal = (pred - reference).reshape(len(pred), -1) - gain[:, None] * true_d
+    n_nodes = truth.shape[1]
+    size = np.sqrt(norm2 / n_nodes)
+    edges = np.percentile(size, 95) * np.array([1 / 3, 2 / 3])
+    region = np.digitize(size, edges)
+    rows = []
+    for k, name in enumerate(REGIONS):
+        sel = region == k
+        if sel.any():
+            rows.append({"region": name, "particles": int(sel.sum()), "true_motion_a": float(np.median(size[sel])),
+                         "gain": float(np.median(gain[sel])),
+                         "orthogonal_a": float(np.median(np.sqrt((orthogonal[sel] ** 2).sum(1) / n_nodes))),
+                         "rmsd_a": float(np.median(node_rmsd(pred[sel], truth[sel])))})
+    return pd.DataFrame(rows)
+
+
+def residue_error_plot(path: Path, pred: np.ndarray, truth: np.ndarray, reference: np.ndarray, title: str) -> None:
+    """Per-residue error profile: median over particles of each node's distance to its true position,
+    next to the reference-only error (the motion itself)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    nodes = np.arange(1, truth.shape[1] + 1)
+    ax.plot(nodes, np.median(np.linalg.norm(reference - truth, axis=-1), 0), color="0.6", label="reference only (true motion)")
+    ax.plot(nodes, np.median(np.linalg.norm(pred - truth, axis=-1), 0), color="C3", label="train-atom")
+    ax.set_xlabel("node (residue)")
+    ax.set_ylabel("median error (Å)")
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run(name: str, snr: float, args) -> dict[str, float]:
     out = Path(args.out) / f"{name}_snr{snr}_n{args.particles}"
     data = build(name, out / "data", args.particles, snr, args.seed)
@@ -76,6 +130,14 @@ def run(name: str, snr: float, args) -> dict[str, float]:
     row = {"set": name, "snr": snr, "spearman_pc1": abs(spearmanr(pcs[:, 0], gt["path_coordinate"]).statistic),
            **structure_metrics(pred, gt["node_coords"], reference),
            "images_per_s": images_per_s(out / tag), "minutes": minutes}
+    regions = motion_diagnostics(pred, gt["node_coords"], reference)
+    print(f"{name} SNR {snr}: error by region of the true motion", flush=True)
+    print(regions.to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+    for r in regions.itertuples():
+        row.update({f"gain_{r.region}": r.gain, f"orthogonal_{r.region}": r.orthogonal_a})
+    plot = out / f"{tag}_residue_error.png"
+    residue_error_plot(plot, pred, gt["node_coords"], reference, f"{name}, SNR {snr}: per-residue error")
+    print(f"per-residue error profile: {plot}", flush=True)
     if not args.no_ceiling:
         c = accuracy_ceiling(data, "image", n_queries=args.ceiling_queries, n_candidates=args.ceiling_candidates)
         row.update(ceiling_spearman=c.spearman, ceiling_rmsd=c.median_rmsd)
@@ -90,7 +152,7 @@ def run(name: str, snr: float, args) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="+", default=["adk-curved", "adk-mid", "adk-2d"], choices=sorted(SETS))
+    p.add_argument("--sets", nargs="+", default=["adk-md", "adk-md-mid", "adk-curved", "adk-2d"], choices=sorted(SETS))
     p.add_argument("--snr", type=float, nargs="+", default=[0.05, 0.01])
     p.add_argument("--particles", type=int, default=6000)
     p.add_argument("--epochs", type=int, default=10)

@@ -9,6 +9,12 @@ a CTF (``cryodyna.simulate``).  None uses MDAnalysisTests' ``adk_dims`` trajecto
   mode of the closed state (+-4 Å).
 * ``complex``: a five-chain TCR-peptide-MHC complex (1BD2, 815 residues, from MDAnalysisTests'
   mmCIF test files) moving along its two lowest elastic-network modes (+-5 Å each), 96 px.
+* ``adk-md``: a molecular-dynamics path: MDAnalysisTests' targeted-MD AdK closed -> open trajectory
+  (``adk_gbis_tmd-fast1_NAMD.dcd`` with ``adk_closed_NAMD.psf``: NAMD, GB implicit solvent, 100
+  frames, real side-chain and loop rearrangements), frames superposed on the first by their CA atoms;
+  uneven occupancy (a populated near-closed region, a populated open end, a sparse middle);
+  reference = first (closed) frame.
+* ``adk-md-mid``: the same particles with the reference at the middle frame.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cryodyna.io.structure import Structure, read_structure, write_structure
-from cryodyna.simulate.adk import adk_states
+from cryodyna.simulate.adk import adk_md_frames, adk_states
 from cryodyna.simulate.simulator import SimulationSpec, simulate
 
 ADK_LID = (122, 159)
@@ -38,6 +44,8 @@ class BenchmarkSet:
 
 
 SETS = {
+    "adk-md": BenchmarkSet("adk-md", 64, 1.6, "AdK targeted-MD closed->open trajectory, uneven occupancy, closed reference"),
+    "adk-md-mid": BenchmarkSet("adk-md-mid", 64, 1.6, "same MD path, reference at the middle frame"),
     "adk-curved": BenchmarkSet("adk-curved", 64, 1.6, "AdK sequential LID-then-NMP opening, uneven occupancy, closed reference"),
     "adk-mid": BenchmarkSet("adk-mid", 64, 1.6, "same path, reference at the middle frame"),
     "adk-2d": BenchmarkSet("adk-2d", 64, 1.6, "AdK closed<->open x lowest normal mode (2-D landscape)"),
@@ -57,6 +65,14 @@ def sequential_path(closed: Structure, opened: Structure, frames: int = 21) -> l
     t[:, nmp] = np.clip(2 * u - 1, 0, 1)
     coords = closed.coords[None] * (1 - t[..., None]) + opened.coords[None] * t[..., None]
     return [closed.with_coords(c) for c in coords]
+
+
+def md_weights(n: int) -> np.ndarray:
+    """Occupancy of ``n`` path frames: a populated near-closed region (a quarter of the way, about
+    1.7 Å CA RMSD from the closed state), a populated open end and a sparse middle (about 12x less
+    dense than the peaks); about half the particles lie beyond the middle of the path."""
+    u = np.linspace(0.0, 1.0, n)
+    return 0.1 + np.exp(-0.5 * ((u - 0.25) / 0.07) ** 2) + 1.2 * np.exp(-0.5 * ((u - 1.0) / 0.12) ** 2)
 
 
 def complex_structure() -> Structure:
@@ -80,7 +96,11 @@ def build(name: str, out: Path, particles: int, snr: float, seed: int = 0, pose_
     shutil.rmtree(out, ignore_errors=True)
     common = dict(n_particles=particles, box=b.box, apix=b.apix, snr=snr, density="atom", seed=seed,
                   pose_error_deg=pose_error_deg, shift_error_a=shift_error_a)
-    if name in ("adk-curved", "adk-mid"):
+    if name in ("adk-md", "adk-md-mid"):
+        frames = adk_md_frames()
+        simulate(frames, SimulationSpec(**common), out, mode="interpolate", weights=list(md_weights(len(frames))))
+        reference = frames[0] if name == "adk-md" else frames[len(frames) // 2]
+    elif name in ("adk-curved", "adk-mid"):
         frames = sequential_path(*adk_states())
         u = np.linspace(0, 1, len(frames))
         weights = 0.15 + np.abs(2 * u - 1) ** 2  # ends ~7x more populated than the middle

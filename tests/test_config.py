@@ -56,3 +56,17 @@ def test_every_field_documented():
                 yield name, field
     for name, field in walk(TrainAtomConfig):
         assert field.description, name
+
+
+def test_a_run_recorded_before_a_setting_existed_keeps_the_value_it_was_trained_with(tmp_path):
+    from cryodyna.config import dump_yaml
+    from cryodyna.config.load import RECORD_DEFAULTS, load_run_config
+
+    assert RECORD_DEFAULTS["model.displacement_scale"] == 1.0
+    (tmp_path / "old.yaml").write_text("model:\n  z_dim: 4\n")  # written before model.displacement_scale existed
+    assert load_run_config("train-atom", tmp_path / "old.yaml").model.displacement_scale == 1.0
+    assert load_run_config("train-cg", tmp_path / "old.yaml").model.displacement_scale == 1.0
+    (tmp_path / "new.yaml").write_text(dump_yaml(load_config("train-atom", None, ["model.displacement_scale=7"])))
+    assert load_run_config("train-atom", tmp_path / "new.yaml").model.displacement_scale == 7.0
+    (tmp_path / "density.yaml").write_text("optim:\n  epochs: 3\n")  # a setting the density generator does not have
+    assert load_run_config("train-density", tmp_path / "density.yaml").optim.epochs == 3

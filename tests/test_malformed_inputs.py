@@ -186,7 +186,7 @@ CASES = {
     "ctf pickle wrong shape": (pkl_case, r"expected an \(N, 9\) CTF array"),
     "PDB with only HETATM": (pdb_case("HETATM    1  C1  LIG A   1       0.000   0.000   0.000  1.00  0.00           C\nEND\n"), "no standard amino-acid"),
     "residue without CA": (pdb_case(PEPTIDE_PDB.replace(" CA  SER", " CB  SER"), lambda s, p: residue_nodes(s, p)), "residue SER A2A has no CA atom"),
-    "model outside the box": (pdb_case(HUGE, lambda s, p: check_model_in_box(residue_nodes(s).coords, 64.0, p)), "lie outside the 64.0 Å box"),
+    "model outside the box": (pdb_case(HUGE, lambda s, p: check_model_in_box(residue_nodes(s).coords, 64.0, p)), "lie outside the 64.0 Å box.*`cryodyna center-origin MODEL MAP -o DIR`"),
     "not a structure file": (pdb_case("this is not a PDB file\n"), "no atoms found"),
     "pixel size 0": (star_case(lambda s: s.replace("0.1 1.5 16", "0.1 0 16")), r"row 1: pixel size \(Å/px\) is 0, expected > 0"),
     "negative voltage": (star_case(lambda s: s.replace("1 300 2.7", "1 -300 2.7")), r"row 1: voltage \(kV\) is -300, expected in \(0, 1000\]"),

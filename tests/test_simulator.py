@@ -109,3 +109,18 @@ def test_invalid_settings_are_rejected():
         SimulationSpec(density="cloud")
     with pytest.raises(CryodynaError, match="snr must be positive"):
         SimulationSpec(snr=-1.0)
+
+
+def test_adk_md_frames_are_a_superposed_closed_to_open_trajectory():
+    from cryodyna.simulate.adk import adk_md_frames, adk_states
+    from cryodyna.structure.align import rmsd
+
+    frames = adk_md_frames(every=11)
+    assert len(frames) == 10 and all(f.n_atoms == 3341 for f in frames)
+    ca = np.stack([residue_nodes(f).coords for f in frames])
+    np.testing.assert_allclose(frames[0].coords.mean(0), 0, atol=1e-3)  # the first frame at the box centre
+    for x in ca[1:]:  # each frame superposed on the first: superposing again changes nothing
+        assert float(rmsd(x, ca[0])) == pytest.approx(float(rmsd(x, ca[0], superpose=True)), abs=1e-3)
+    closed, opened = (residue_nodes(s).coords for s in adk_states())
+    assert float(rmsd(ca[0], closed, superpose=True)) < 0.5 and float(rmsd(ca[-1], opened, superpose=True)) < 1.0
+    assert 5.5 < float(rmsd(ca[-1], ca[0])) < 7.5  # the closed -> open motion

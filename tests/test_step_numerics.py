@@ -65,7 +65,7 @@ def test_decoder_matches_padded_link_formula(adk):
     h = d.expand(z).view(5, d.n_nodes, d.dim)
     for r in d.rounds:
         h = plain_round(r, h, d)
-    plain = d.head(h)
+    plain = d.head(h) * d.displacement_scale  # output unit (Å)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
     weights = torch.randn_like(plain)
     g_fast = torch.autograd.grad((fast * weights).sum(), list(d.parameters()))

@@ -24,6 +24,8 @@ from cryodyna.simulate.simulator import SimulationSpec, simulate
 from cryodyna.assembly.stage import load_run
 from cryodyna.config import resolved_config
 from cryodyna.pipelines.training import train_atom
+from cryodyna.runs.layout import evaluation_file
+from cryodyna.runs.read import load_latents
 
 LEARNING_SETTINGS = ["model.encoder_hidden=[128, 64]", "model.z_dim=4", "optim.batch_size=8", "optim.warmup_steps=20",
                      "optim.epochs=12", "optim.eval_every=12", "analysis.kmeans=3", "analysis.umap=false", "data.lowpass=10"]
@@ -66,7 +68,7 @@ def quicktest(work_dir: Path | None = None, report=print) -> list[str]:
         table = read_particles(data / "particles.star")
         check(len(table) == N_PARTICLES and table.has_poses, f"simulator writes a readable RELION 3.1 dataset ({N_PARTICLES} particles)")
         folder = train_atom(data / "particles.star", data / "reference.pdb", root / "run", resolved_config(None, LEARNING_SETTINGS, None))
-        z = np.load(folder / "z.npy")
+        z = load_latents(evaluation_file(folder, "latents"))
         check(z.shape == (N_PARTICLES, 4) and np.isfinite(z).all(), "train-atom trains and writes z.npy for every particle")
         rho, learned, reference = learning_scores(data, root / "run", z)
         check(rho >= 0.9, f"the latent orders the particles along the path (|Spearman| {rho:.3f} >= 0.9)")

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryodyna.runs.layout import RunFolder
+
 REPRODUCIBLE_RATIO = 0.5
 
 
@@ -71,6 +73,6 @@ def write_agreement(folder: Path, agreement: HalfsetAgreement, labels: dict[str,
     folder = Path(folder)
     per_node = pd.DataFrame({**labels, "disagreement_a": agreement.disagreement, "motion_a": agreement.motion,
                              "ratio": agreement.disagreement / np.maximum(agreement.motion, 1e-6)})
-    per_node.to_csv(folder / "halfset_agreement.csv", index=False, float_format="%.4f")
+    per_node.to_csv(RunFolder(folder).halfset_agreement, index=False, float_format="%.4f")
     pd.DataFrame({"index": np.arange(len(halves)), "half": halves, "rmsd_a": agreement.particle_rmsd}).to_csv(
-        folder / "halfset_particles.csv", index=False, float_format="%.4f")
+        RunFolder(folder).halfset_particles, index=False, float_format="%.4f")

@@ -93,7 +93,7 @@ def _summary(run_dir: Path, folder: Path | None) -> dict:
         "data": {k: info[k] for k in ("n_particles", "box", "apix", "lowpass", "n_nodes") if k in info},
         "device": next((line.split(" ", 1)[1] for line in env if line.startswith("device ")), "?"),
         "evaluation": folder.name if folder else None,
-        "losses": _read_json(folder / "evaluation.json") if folder else {},
+        "losses": _read_json(evaluation_file(folder, "metrics")) if folder else {},
         "warnings": [line.split(" WARNING ", 1)[1] for line in log if " WARNING " in line][-10:],
     }
 
@@ -127,11 +127,11 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
 def _halfset_data(run_dir: Path) -> dict | None:
     """Agreement of the two halves of a ``--halfsets`` run (``run_dir`` is one of them), or None."""
     parent = RunFolder(run_dir.parent)
-    table_path = parent / "halfset_agreement.csv"
+    table_path = parent.halfset_agreement
     if not parent.halfsets_record.is_file() or not table_path.is_file():
         return None
     t = pd.read_csv(table_path, dtype={"residue": str})
-    particles = pd.read_csv(parent / "halfset_particles.csv")
+    particles = pd.read_csv(parent.halfset_particles)
     agreement = HalfsetAgreement(t.disagreement_a.to_numpy(), t.motion_a.to_numpy(), particles.rmsd_a.to_numpy())
     return {"split": _read_json(parent.halfsets_record).get("split", "?"), "ratio": agreement.ratio,
             "warning": agreement.warning(), "labels": (t.chain.astype(str) + ":" + t.res_name + t.residue + " " + t.atom).tolist(),

@@ -49,7 +49,8 @@ def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) 
     m = cfg.model
     encoder = ENCODERS[m.encoder](d * d, m)
     t = graph.tensors()
-    decoder = BlockGraphDecoder(t, m.z_dim, m.latent_dim, bead_features=m.bead_features if isinstance(m, BeadModelConfig) else 0)
+    decoder = BlockGraphDecoder(t, m.z_dim, m.latent_dim, bead_features=m.bead_features if isinstance(m, BeadModelConfig) else 0,
+                                displacement_scale=m.displacement_scale)
     if m.reference_init:  # a random output layer, to be trained towards zero by the init stage
         decoder.head[-1].reset_parameters()
     return DeformationModel(encoder, decoder, t["coords"], m.latent_noise)

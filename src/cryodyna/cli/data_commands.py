@@ -13,7 +13,7 @@ from cryodyna.cli.common import app, config_app, console
 from cryodyna.errors import CryodynaError
 from cryodyna.simulate.spec import SimulationSpec
 
-SPEC = SimulationSpec()
+SIMULATION = SimulationSpec()  # the defaults of simulate
 
 
 @app.command("info")
@@ -63,23 +63,23 @@ def simulate_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
     mode: str = typer.Option("interpolate", help="interpolate: continuous path through the states; discrete: one state per particle."),
     weights: Optional[str] = typer.Option(None, help="Comma-separated occupancy per state: for discrete, the state probabilities; for interpolate, the density along the path at each state (e.g. 1,0.2,1: populated ends, sparse middle)."),
-    n_particles: int = typer.Option(SPEC.n_particles, "-n", "--n-particles", help="Number of particles."),
-    box: int = typer.Option(SPEC.box, help="Image side (px)."),
-    apix: float = typer.Option(SPEC.apix, help="Pixel size (Å)."),
-    snr: float = typer.Option(SPEC.snr, help="Signal-to-noise ratio (variance ratio); 0 = noiseless."),
-    density: str = typer.Option(SPEC.density, help="atom: every atom a Gaussian; residue: one Gaussian per residue."),
-    atom_sigma: float = typer.Option(SPEC.atom_sigma, help="Atom Gaussian width (Å)."),
-    defocus_min: float = typer.Option(SPEC.defocus_min, help="Minimum defocus (Å)."),
-    defocus_max: float = typer.Option(SPEC.defocus_max, help="Maximum defocus (Å)."),
-    max_shift: float = typer.Option(SPEC.max_shift, help="Maximum particle offset per axis (Å)."),
-    bfactor: float = typer.Option(SPEC.bfactor, help="CTF B-factor envelope (Å^2)."),
-    seed: int = typer.Option(SPEC.seed, help="Random seed."),
-    normal_modes: int = typer.Option(SPEC.normal_modes, help="Elastic-network (ANM) normal modes of the first state added to every conformation (0 = none)."),
-    mode_amplitude: float = typer.Option(SPEC.mode_amplitude, help="Amplitude range of each normal mode (Å RMS displacement)."),
-    mode_path: str = typer.Option(SPEC.mode_path, help="independent: amplitudes uniform in -A..A per mode (a K-D landscape); arc: a curved 1-D motion on a half circle of the first two modes."),
-    mode_cutoff: float = typer.Option(SPEC.mode_cutoff, help="Spring cut-off of the elastic network (Å)."),
-    pose_error_deg: float = typer.Option(SPEC.pose_error_deg, help="RMS rotation error of the poses written to the STAR file (degrees; images and ground truth keep the true poses)."),
-    shift_error_a: float = typer.Option(SPEC.shift_error_a, help="RMS in-plane shift error of the STAR file's origins (Å)."),
+    n_particles: int = typer.Option(SIMULATION.n_particles, "-n", "--n-particles", help="Number of particles."),
+    box: int = typer.Option(SIMULATION.box, help="Image side (px)."),
+    apix: float = typer.Option(SIMULATION.apix, help="Pixel size (Å)."),
+    snr: float = typer.Option(SIMULATION.snr, help="Signal-to-noise ratio (variance ratio); 0 = noiseless."),
+    density: str = typer.Option(SIMULATION.density, help="atom: every atom a Gaussian; residue: one Gaussian per residue."),
+    atom_sigma: float = typer.Option(SIMULATION.atom_sigma, help="Atom Gaussian width (Å)."),
+    defocus_min: float = typer.Option(SIMULATION.defocus_min, help="Minimum defocus (Å)."),
+    defocus_max: float = typer.Option(SIMULATION.defocus_max, help="Maximum defocus (Å)."),
+    max_shift: float = typer.Option(SIMULATION.max_shift, help="Maximum particle offset per axis (Å)."),
+    bfactor: float = typer.Option(SIMULATION.bfactor, help="CTF B-factor envelope (Å^2)."),
+    seed: int = typer.Option(SIMULATION.seed, help="Random seed."),
+    normal_modes: int = typer.Option(SIMULATION.normal_modes, help="Elastic-network (ANM) normal modes of the first state added to every conformation (0 = none)."),
+    mode_amplitude: float = typer.Option(SIMULATION.mode_amplitude, help="Amplitude range of each normal mode (Å RMS displacement)."),
+    mode_path: str = typer.Option(SIMULATION.mode_path, help="independent: amplitudes uniform in -A..A per mode (a K-D landscape); arc: a curved 1-D motion on a half circle of the first two modes."),
+    mode_cutoff: float = typer.Option(SIMULATION.mode_cutoff, help="Spring cut-off of the elastic network (Å)."),
+    pose_error_deg: float = typer.Option(SIMULATION.pose_error_deg, help="RMS rotation error of the poses written to the STAR file (degrees; images and ground truth keep the true poses)."),
+    shift_error_a: float = typer.Option(SIMULATION.shift_error_a, help="RMS in-plane shift error of the STAR file's origins (Å)."),
 ) -> None:
     """Simulate a RELION 3.1 dataset (STAR + MRCS + ground_truth.npz) from one or more conformations.
 

@@ -94,3 +94,35 @@ def resolved_config(config: Path | None, overrides: list[str], epochs: int | Non
     """The config of command ``kind`` from a file and ``--set`` overrides (``--epochs`` is a shortcut)."""
     overrides = list(overrides) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
     return load_config(kind, config, overrides)
+
+
+# Settings added after runs were first recorded, with the value a run whose config.yaml lacks them
+# was trained with (today's default may differ).
+RECORD_DEFAULTS = {"model.displacement_scale": 1.0}
+
+
+def _lookup(data: dict, dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _in_schema(model: type[BaseModel], dotted: str) -> bool:
+    for part in dotted.split("."):
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return False
+        model = field.annotation
+    return True
+
+
+def load_run_config(kind: str, path: str | Path) -> BaseModel:
+    """The configuration a run recorded in ``config.yaml``; a setting added since it was written takes
+    the value the run was trained with (:data:`RECORD_DEFAULTS`), not today's default."""
+    data = (yaml.safe_load(Path(path).read_text()) or {}) if Path(path).is_file() else {}
+    missing = [f"{key}={value}" for key, value in RECORD_DEFAULTS.items()
+               if kind in CONFIGS and _in_schema(CONFIGS[kind], key) and not _lookup(data, key)]
+    return load_config(kind, path, missing)

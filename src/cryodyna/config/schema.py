@@ -40,6 +40,7 @@ class DensityDataConfig(ImageDataConfig):
 class DeformationModelConfig(Section):
     z_dim: int = Field(16, ge=1, description="Size of the per-particle latent code")
     latent_dim: int = Field(32, ge=4, description="Feature width of nodes and blocks inside the decoder")
+    displacement_scale: float = Field(10.0, gt=0, description="[Å] Displacement of one unit of the decoder's output layer, the length unit of its geometric inputs (1 Å shrank motions at low SNR)")
     encoder: Literal["mlp", "cross-attention"] = Field("cross-attention", description="Image encoder: plain MLP or MLP with attention across the images of a batch")
     encoder_hidden: list[int] = Field([512, 256, 128], description="Hidden widths of the encoder MLP")
     attention_layers: int = Field(1, ge=0, description="Cross-view attention layers (cross-attention encoder)")

@@ -61,16 +61,17 @@ class BlockGraphDecoder(nn.Module):
     With a ``group`` mapping (bead level) the rounds run on the groups (residues) and each node
     (bead) is decoded from its group's features, its offset from the group position and a learned
     embedding of its own (``bead_features`` values per bead), so that every bead, side chains
-    included, can move in its own way with the latent instead of rigidly with its residue."""
+    included, can move in its own way with the latent instead of rigidly with its residue.
+    ``displacement_scale`` (Å): the displacement of one unit of the output layer."""
 
     def __init__(self, graph_tensors: dict[str, torch.Tensor], z_dim: int, dim: int = 32, rounds: int = 2,
-                 heads: int = 4, length_scale: float = 10.0, bead_features: int = 8):
+                 heads: int = 4, length_scale: float = 10.0, bead_features: int = 8, displacement_scale: float = 1.0):
         super().__init__()
         block, centroids = graph_tensors["block"], graph_tensors["centroids"]
         grouped = "group" in graph_tensors
         coords = graph_tensors["group_coords"] if grouped else graph_tensors["coords"]
         n, m = coords.shape[0], centroids.shape[0]
-        self.n_nodes, self.dim = n, dim
+        self.n_nodes, self.dim, self.displacement_scale = n, dim, displacement_scale
         self.register_buffer("block", block)
         self.register_buffer("counts", torch.bincount(block, minlength=m).float())
         self.register_buffer("offset", ((centroids[block] - coords) / length_scale).unsqueeze(0))
@@ -106,4 +107,4 @@ class BlockGraphDecoder(nn.Module):
         if hasattr(self, "group"):
             h = torch.cat([h.index_select(0, self.group), self.group_offset.transpose(0, 1).expand(-1, b, -1).to(h.dtype),
                            self.bead_embedding.transpose(0, 1).expand(-1, b, -1).to(h.dtype)], -1)
-        return self.head(h).transpose(0, 1)
+        return self.head(h).transpose(0, 1) * self.displacement_scale

@@ -1,8 +1,9 @@
 """The built-in adenylate-kinase example: closed (1AKE) <-> open (4AKE) transition.
 
-The two structures come from the ``MDAnalysisTests`` package (``pip install cryodyna[examples]``):
-its data folder ships ``adk_closed.pdb`` (1AKE) and ``adk_open.pdb`` (4AKE).  They are located
-without importing MDAnalysis.
+The structures come from the ``MDAnalysisTests`` package (installed with the ``examples`` extra):
+its data folder ships ``adk_closed.pdb`` (1AKE) and ``adk_open.pdb`` (4AKE), and a targeted-MD
+closed -> open trajectory (``adk_gbis_tmd-fast1_NAMD.dcd`` with ``adk_closed_NAMD.psf``, NAMD with
+GB implicit solvent, 100 frames).  They are located without importing MDAnalysis.
 """
 
 from __future__ import annotations
@@ -18,17 +19,48 @@ from cryodyna.structure.align import kabsch
 from cryodyna.structure.nodes import residue_nodes
 
 
-def adk_source_files() -> tuple[Path, Path]:
-    """Paths of the closed and open AdK PDB files inside the installed MDAnalysisTests package."""
+def _data_files(*names: str) -> list[Path]:
+    """Paths of files inside the installed MDAnalysisTests package's data folder."""
     spec = importlib.util.find_spec("MDAnalysisTests")
     if spec is None or not spec.submodule_search_locations:
-        raise CryodynaError("the AdK example needs the MDAnalysisTests package: pip install 'cryodyna[examples]'")
+        raise CryodynaError("the AdK example needs the MDAnalysisTests package: from a clone of cryodyna, "
+                            "pip install -e '.[examples]'")
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    closed, opened = data / "adk_closed.pdb", data / "adk_open.pdb"
-    for p in (closed, opened):
+    paths = [data / name for name in names]
+    for p in paths:
         if not p.is_file():
             raise CryodynaError(f"{p} is missing from the MDAnalysisTests installation; reinstall it")
+    return paths
+
+
+def adk_source_files() -> tuple[Path, Path]:
+    """Paths of the closed and open AdK PDB files inside the installed MDAnalysisTests package."""
+    closed, opened = _data_files("adk_closed.pdb", "adk_open.pdb")
     return closed, opened
+
+
+def adk_md_frames(every: int = 1) -> list[Structure]:
+    """Every ``every``-th frame of the targeted-MD AdK closed -> open trajectory, superposed on the
+    first frame by their CA atoms and centred at the first frame's atom centroid (the box centre)."""
+    import tempfile
+    import warnings
+
+    import mdtraj
+
+    dcd, psf = _data_files("adk_gbis_tmd-fast1_NAMD.dcd", "adk_closed_NAMD.psf")
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+        warnings.simplefilter("ignore")
+        traj = mdtraj.load_dcd(str(dcd), top=str(psf))[::every]
+        traj[0].save_pdb(f"{tmp}/frame0.pdb")
+        template = read_structure(Path(tmp) / "frame0.pdb")
+    xyz = traj.xyz.astype(np.float64) * 10.0  # nm -> Å
+    ca = traj.topology.select("name CA")
+    origin = xyz[0].mean(0)
+    frames = []
+    for x in xyz:
+        r, t = kabsch(x[ca], xyz[0, ca])
+        frames.append(template.with_coords((x @ r.T + t - origin).astype(np.float32)))
+    return frames
 
 
 def adk_states() -> tuple[Structure, Structure]:

@@ -53,6 +53,15 @@ def node_rmsd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(((a - b) ** 2).sum(-1).mean(-1))
 
 
+def displacement_gain(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per structure (K,): the projection of the predicted displacement from ``reference`` (N, 3) on
+    the true one, as a fraction of the true one (1 = the full motion, below 1 = a shrunk motion);
+    ``pred`` and ``truth`` (K, N, 3) Å."""
+    true_d = (truth - reference).reshape(len(truth), -1)
+    pred_d = (pred - reference).reshape(len(pred), -1)
+    return (pred_d * true_d).sum(1) / np.maximum((true_d**2).sum(1), 1e-12)
+
+
 def accuracy_ceiling(data_dir: Path, model: Literal["image", "density"] = "image", n_queries: int = 200,
                      n_candidates: int = 600, seed: int = 0, lowpass: float | None = None, chunk: int = 100) -> Ceiling:
     """Ceiling of the dataset simulated into ``data_dir`` (``particles.star`` + ``ground_truth.npz``).

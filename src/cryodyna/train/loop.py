@@ -344,7 +344,7 @@ class TrainingLoop:
         ckpts = self.folder.evaluation_checkpoints()
 
         def holdout(ckpt: Path) -> float:
-            record = ckpt.parent / "evaluation.json"
+            record = evaluation_file(ckpt.parent, "metrics")
             values = json.loads(record.read_text()) if record.is_file() else {}
             losses = [v for k, v in values.items() if k.startswith("holdout") and math.isfinite(v)]
             return losses[0] if losses else math.inf
@@ -378,7 +378,7 @@ class TrainingLoop:
             metrics.update(self.poses.write_evaluation(tmp, self.table, self.data.apix))
         self.metrics.write(self.step, self.epoch, "eval", metrics)
         save_atomic(self.state(), evaluation_file(tmp, "checkpoint"))
-        (tmp / "evaluation.json").write_text(json.dumps(metrics, indent=1))
+        evaluation_file(tmp, "metrics").write_text(json.dumps(metrics, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

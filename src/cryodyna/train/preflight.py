@@ -49,7 +49,8 @@ def check_model_in_box(coords: np.ndarray, box_angstrom: float, model_path) -> N
             model_path,
             f"{outside.size} node(s) lie outside the {box_angstrom:.1f} Å box, e.g. node {i + 1} at "
             f"({', '.join(f'{c:.1f}' for c in coords[i])}) Å; the model must be docked in the consensus map and "
-            "expressed with the origin at the box centre (translate it by -box/2 * pixel size, see SPEC §1.1)",
+            "expressed with the origin at the box centre; move the model and its map there with "
+            "`cryodyna center-origin MODEL MAP -o DIR`",
         )
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from cryodyna.config import dump_yaml, load_config
+from cryodyna.config import dump_yaml
+from cryodyna.config.load import load_run_config
 from cryodyna.config.schema import ImageDataConfig
 from cryodyna.errors import CryodynaError
 from cryodyna.io.particles import ParticleTable
@@ -66,7 +67,7 @@ def changed_settings(run_dir: Path, cfg: BaseModel, kind: str, restart: bool) ->
     record = run.config
     if restart or not record.is_file() or not run.last_checkpoint.is_file():
         return {}
-    old, new = _flat(load_config(kind, record).model_dump()), _flat(cfg.model_dump())
+    old, new = _flat(load_run_config(kind, record).model_dump()), _flat(cfg.model_dump())
     changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
     structural = [k for k in changed if k.startswith(STRUCTURAL)]
     if structural:
