@@ -62,3 +62,15 @@ def test_help_keeps_brackets_and_shows_flags_as_flags():
         assert "Usage:" in out, name
     backmap = runner.invoke(app, ["backmap", "--help"]).output
     assert '"cryodyna[relax]"' in " ".join(backmap.split())
+
+
+def test_only_rank_zero_reports_under_torchrun(peptide_pdb):
+    """torchrun starts one process per GPU with RANK set: only rank 0 prints results and next steps."""
+    import os
+
+    out = {}
+    for rank in ("0", "1"):
+        r = subprocess.run([sys.executable, "-m", "cryodyna.cli", "info", str(peptide_pdb)], capture_output=True, text=True,
+                           env={**os.environ, "RANK": rank}, check=True)
+        out[rank] = r.stdout
+    assert "residues" in out["0"] and out["1"] == ""

@@ -23,6 +23,8 @@ def test_unknown_key_suggests_closest(tmp_path):
     f.write_text("optimm:\n  lr: 1\n")
     with pytest.raises(ConfigError, match="did you mean 'optim'"):
         load_config("train-atom", f)
+    with pytest.raises(ConfigError, match=r"unknown config key 'lr'; did you mean 'optim.lr'\?"):  # a field without its section
+        load_config("train-atom", overrides=["lr=1e-3"])
 
 
 def test_invalid_values():

@@ -81,6 +81,8 @@ def test_fsc_curve_resolution_and_auc(tmp_path):
     low = np.fft.ifftn(np.fft.fftn(a) * (r < 8)).real
     mixed = fsc(low + np.fft.ifftn(np.fft.fftn(rng.standard_normal((d, d, d))) * (r >= 8)).real, a, apix)
     assert 7.0 < mixed.resolution(0.5) < 9.0
+    assert same.describe(0.143) == "above 0.143 up to Nyquist (4.00 Å)"  # never crosses: said so, not a resolution
+    assert mixed.describe(0.5) == f"{mixed.resolution(0.5):.2f} Å"
     write_volume(tmp_path / "a.mrc", a, apix)
     write_volume(tmp_path / "b.mrc", a[:16, :16, :16], apix)
     with pytest.raises(InputError, match="box"):

@@ -174,7 +174,7 @@ CASES = {
     "incomplete poses": (star_case(lambda s: s.replace("_rlnAnglePsi", "_rlnAnglePhi")), "pose columns incomplete"),
     "missing stack": (star_case(lambda s: s.replace("@stack.mrcs", "@gone.mrcs")), "row 1: image stack .*gone.mrcs: file not found"),
     "index beyond stack": (star_case(lambda s: s.replace("2@stack", "3@stack")), "row 2: image 3 requested .* which holds 2 images"),
-    "wrong box": (star_case(lambda s: s.replace("1.5 16", "1.5 32")), "gives a box of 32 px but .* holds 16 px"),
+    "wrong box": (star_case(lambda s: s.replace("1.5 16", "1.5 32")), "gives a box of 32 px but .* holds 16 px images; set rlnImageSize in the particle file to 16"),
     "truncated stack": (star_case(stack_edit=truncate), "truncated or corrupt MRC"),
     "complex stack (wrong dtype)": (star_case(stack_edit=complex_stack), "complex-valued MRC data"),
     "NaN pixels": (star_case(stack_edit=nan_stack), r"image 2 \(row 2\) contains NaN"),

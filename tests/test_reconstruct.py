@@ -127,6 +127,9 @@ def test_halfset_agreement_separates_reproducible_from_unreproducible_motion():
     other[..., 0] = rng.uniform(-1, 1, (400, 1)) * amplitude  # the second half orders the particles differently
     bad = halfset_agreement([(truth, other)])
     assert bad.ratio > 1 and "not reproducible" in bad.warning()
+    still = np.zeros((20, 50, 3))  # two models that learned no motion at all, one slightly off
+    none = halfset_agreement([(still, still + 0.001 * rng.normal(size=still.shape))])
+    assert "describe no motion" in none.warning() and "%" not in none.warning()
 
 
 def test_halfsets_train_two_independent_models_and_compare_them(halfset_run, tiny_adk):

@@ -32,6 +32,12 @@ class FSCResult:
         f0, f1, c0, c1 = self.frequency[i - 1], self.frequency[i], self.fsc[i - 1], self.fsc[i]
         return 1 / (f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0))
 
+    def describe(self, threshold: float) -> str:
+        """``3.45 Å``, or ``above 0.143 up to Nyquist (3.20 Å)`` when the curve never drops below ``threshold``."""
+        if (self.fsc < threshold).any():
+            return f"{self.resolution(threshold):.2f} Å"
+        return f"above {threshold:g} up to Nyquist ({2 * self.apix:.2f} Å)"
+
     def to_csv(self, path: Path) -> None:
         """Columns frequency (1/Å), resolution (Å), fsc."""
         table = np.stack([self.frequency, 1 / self.frequency, self.fsc], 1)

@@ -39,10 +39,13 @@ class HalfsetAgreement:
         """A sentence when the motion is not reproducible between the halves, else None."""
         if self.ratio <= REPRODUCIBLE_RATIO:
             return None
+        disagreement, motion = np.sqrt((self.disagreement**2).mean()), np.sqrt((self.motion**2).mean())
+        if motion < 0.01:
+            return (f"the half-set models describe no motion (RMS {motion:.3f} Å over the particles) and disagree by "
+                    f"{disagreement:.2f} Å RMS: nothing reproducible was learned; train longer or check the data")
         return (f"the two half-set models disagree by {100 * self.ratio:.0f} % of the motion they describe (RMS "
-                f"{np.sqrt((self.disagreement**2).mean()):.2f} Å vs {np.sqrt((self.motion**2).mean()):.2f} Å): the motion "
-                "is not reproducible between independent halves of the data; more particles, fewer epochs or a smaller "
-                "model.z_dim may help")
+                f"{disagreement:.2f} Å vs {motion:.2f} Å): the motion is not reproducible between independent halves of "
+                "the data; more particles, fewer epochs or a smaller model.z_dim may help")
 
 
 def halfset_agreement(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> HalfsetAgreement:

@@ -130,11 +130,11 @@ def reconstruct_cmd(
     s = reconstruct_run(run, out, box, eval_dir, width, batch, device, None if z is None else load_latents(z), particles_per_map)
     for name in ("corrected", "plain"):
         r = s[name]
-        console.print(f"{name:9s} half-set FSC=0.5: {r['fsc_0.5_a']:.2f} Å   FSC=0.143: {r['fsc_0.143_a']:.2f} Å   "
+        console.print(f"{name:9s} half-set FSC=0.5: {r['fsc_0.5']}   FSC=0.143: {r['fsc_0.143']}   "
                       f"AUC {r['fsc_auc']:.3f}", highlight=False)
     for m in s.get("latent_maps", []):
         console.print(f"{m['map']}: {m['particles']} particles (node RMSD <= {m['max_node_rmsd_a']:.2f} Å), "
-                      f"FSC=0.143 at {m['fsc_0.143_a']:.2f} Å", highlight=False)
+                      f"FSC=0.143: {m['fsc_0.143']}", highlight=False)
     console.print(f"wrote {out} and its half maps, plain maps, mask and FSC ({s['particles'][0]} + {s['particles'][1]} "
                   f"particles, {s['half_sets']}; {s['particles_per_s']:.0f} particles/s)", highlight=False)
 
@@ -175,7 +175,7 @@ def fsc_cmd(
     from cryodyna.analysis.fsc import map_fsc
 
     result = map_fsc(map1, map2, mask)
-    console.print(f"FSC=0.5: {result.resolution(0.5):.2f} Å   FSC=0.143: {result.resolution(0.143):.2f} Å   "
+    console.print(f"FSC=0.5: {result.describe(0.5)}   FSC=0.143: {result.describe(0.143)}   "
                   f"FSC-AUC: {result.auc:.4f}   (voxel {result.apix:.3f} Å)")
     if plot is not None:
         from cryodyna.analysis.figures import fsc_plot

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.console import Console
 
@@ -16,7 +18,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show configuration defaults.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config", help="Show the default configuration of a command as YAML.")
-console = Console()
+console = Console(quiet=os.environ.get("RANK", "0") != "0")  # under torchrun only rank 0 reports
 err_console = Console(stderr=True, soft_wrap=True)
 
 # options shared by the training commands (typer option objects can be reused)

@@ -22,7 +22,10 @@ def _check_keys(model: type[BaseModel], data: dict, prefix: str = "") -> None:
     for key, value in data.items():
         fields = model.model_fields
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            nested = {f"{name}.{leaf}": leaf for name, f in fields.items()
+                      if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) for leaf in f.annotation.model_fields}
+            close = [full for full, leaf in nested.items() if leaf == key] or \
+                difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(prefix + f for f in fields)}"
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
         annotation = fields[key].annotation

@@ -36,7 +36,7 @@ def check_images(table: ParticleTable) -> None:
             raise InputError(
                 table.source,
                 f"{table.row_label[i]}: the particle file gives a box of {table.box[i]} px but {f} holds "
-                f"{header.nx} px images; fix rlnImageSize (or --box)",
+                f"{header.nx} px images; set rlnImageSize in the particle file to {header.nx}",
             )
     n = np.array([counts[f] for f in table.image_file])
     bad = np.flatnonzero(table.image_index >= n)

@@ -138,7 +138,8 @@ def _write_maps(out: Path, rec: Reconstruction) -> dict:
                comments="", fmt="%.6g")
     fsc_curves_plot(Path(f"{stem}_fsc.png"), {"corrected": rec.corrected.fsc, "plain": rec.plain.fsc},
                     "half-set FSC inside the model mask")
-    return {name: {"fsc_0.5_a": m.fsc.resolution(0.5), "fsc_0.143_a": m.fsc.resolution(0.143), "fsc_auc": m.fsc.auc}
+    return {name: {"fsc_0.5_a": m.fsc.resolution(0.5), "fsc_0.143_a": m.fsc.resolution(0.143), "fsc_auc": m.fsc.auc,
+                   "fsc_0.5": m.fsc.describe(0.5), "fsc_0.143": m.fsc.describe(0.143)}
             for name, m in (("corrected", rec.corrected), ("plain", rec.plain))}
 
 
@@ -165,5 +166,5 @@ def _latent_maps(out: Path, latents: np.ndarray, sources: list[_Source], dataset
         path = Path(f"{stem}_z{j:03d}.mrc")
         write_volume(path, rec.corrected.full, rec.apix)
         rows.append({"map": path.name, "particles": int(len(chosen)), "max_node_rmsd_a": float(rmsd[chosen, j].max()),
-                     "fsc_0.143_a": rec.corrected.fsc.resolution(0.143)})
+                     "fsc_0.143_a": rec.corrected.fsc.resolution(0.143), "fsc_0.143": rec.corrected.fsc.describe(0.143)})
     return rows

@@ -61,7 +61,7 @@ def train_deformation(stage: Stage, particles: Path, model_path: Path, run_dir: 
             _copy_model(Path(model_path), model_copy, run.last_checkpoint.is_file())
         distributed.barrier()
         seed_everything(cfg.optim.seed)
-        structure = read_structure(model_copy)
+        structure = read_structure(model_path)  # the user's file (the copy is identical): errors name it
         stage.prepare_inputs(structure, run, model_path)
         graph = stage.graph(structure, run, model_path)
         table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
@@ -94,8 +94,11 @@ def _copy_model(model_path: Path, copy: Path, resumed: bool) -> None:
     """Keep a copy of the reference model in the run folder; a resumed run must use the same one."""
     if model_path.is_dir():
         raise CryodynaError(f"{model_path}: is a folder; MODEL must be a PDB or mmCIF file")
-    if model_path.suffix.lower() in {".star", ".cs", ".mrcs", ".mrc"}:
-        raise CryodynaError(f"{model_path}: is a particle or image file, not an atomic model: the order is PARTICLES MODEL")
+    if model_path.suffix.lower() in {".star", ".cs"}:
+        raise CryodynaError(f"{model_path}: is a particle file, not an atomic model: the order is PARTICLES MODEL")
+    if model_path.suffix.lower() in {".mrcs", ".mrc", ".map"}:
+        raise CryodynaError(f"{model_path}: is a map or image stack, not an atomic model: give the PDB/mmCIF model docked "
+                            "in the consensus map (`cryodyna center-origin MODEL MAP -o DIR` puts both in cryodyna's frame)")
     if not model_path.is_file():
         raise CryodynaError(f"{model_path}: model file not found")
     if resumed and copy.is_file():
