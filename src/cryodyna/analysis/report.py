@@ -17,6 +17,7 @@ from cryodyna.models.sampling import decode_latents
 from cryodyna.assembly.stage import load_run
 from cryodyna.errors import CryodynaError
 from cryodyna.runs.layout import RunFolder, evaluation_file
+from cryodyna.runs.lock import run_lock
 from cryodyna.runs.read import latest_evaluation, load_latents
 
 
@@ -45,31 +46,32 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
     if not ckpt.is_file():
         raise CryodynaError(f"{eval_dir}: this evaluation's {ckpt.name} was removed (optim.keep_checkpoints keeps the newest "
                             "evaluations and the best); analyze a folder that has one, or train with --keep-checkpoints all")
-    z = load_latents(z_path)
-    loaded = load_run(run_dir, ckpt)
-    model = loaded.model
-    out = run.analysis / eval_dir.name
-    out.mkdir(parents=True, exist_ok=True)
-    centres, centre_idx, labels = kmeans_centres(z, k, seed)
-    loaded.write_models(out / "kmeans.pdb", decode_latents(model, centres))
-    np.savetxt(out / "kmeans_particles.txt", centre_idx, fmt="%d")
-    np.savetxt(out / "kmeans_labels.txt", labels, fmt="%d")
-    trajectories, pca = pca_trajectories(z, pcs, frames)
-    rows = []
-    for i, (zk, idx) in enumerate(trajectories, start=1):
-        coords = decode_latents(model, zk)
-        fluct = rmsf(coords)
-        loaded.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
-        trajectory_figure(out / f"pca-{i}.png", coords, f"PC {i}: first (blue) to last (red) frame")
-        np.savetxt(out / f"pca-{i}_particles.txt", idx, fmt="%d")
-        rows.append(pd.DataFrame({"pc": i, **node_labels(loaded.graph.template), "rmsf_a": fluct}))
-    pd.concat(rows).to_csv(out / "rmsf.csv", index=False)
-    latent_plot(out / "z_pca.png", z, centre_idx, pca, umap_embedding(z, seed) if use_umap else None)
-    pc_histograms(out / "pc_histograms.png", pca.transform(z))
-    if run.metrics.is_file():
-        loss_curves(out / "losses.png", pd.read_csv(run.metrics))
-    write_index(run_dir)
-    write_report(run_dir, model.reference.cpu().numpy())
+    with run_lock(run_dir):  # one writer per run folder
+        z = load_latents(z_path)
+        loaded = load_run(run_dir, ckpt)
+        model = loaded.model
+        out = run.analysis / eval_dir.name
+        out.mkdir(parents=True, exist_ok=True)
+        centres, centre_idx, labels = kmeans_centres(z, k, seed)
+        loaded.write_models(out / "kmeans.pdb", decode_latents(model, centres))
+        np.savetxt(out / "kmeans_particles.txt", centre_idx, fmt="%d")
+        np.savetxt(out / "kmeans_labels.txt", labels, fmt="%d")
+        trajectories, pca = pca_trajectories(z, pcs, frames)
+        rows = []
+        for i, (zk, idx) in enumerate(trajectories, start=1):
+            coords = decode_latents(model, zk)
+            fluct = rmsf(coords)
+            loaded.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
+            trajectory_figure(out / f"pca-{i}.png", coords, f"PC {i}: first (blue) to last (red) frame")
+            np.savetxt(out / f"pca-{i}_particles.txt", idx, fmt="%d")
+            rows.append(pd.DataFrame({"pc": i, **node_labels(loaded.graph.template), "rmsf_a": fluct}))
+        pd.concat(rows).to_csv(out / "rmsf.csv", index=False)
+        latent_plot(out / "z_pca.png", z, centre_idx, pca, umap_embedding(z, seed) if use_umap else None)
+        pc_histograms(out / "pc_histograms.png", pca.transform(z))
+        if run.metrics.is_file():
+            loss_curves(out / "losses.png", pd.read_csv(run.metrics))
+        write_index(run_dir)
+        write_report(run_dir, model.reference.cpu().numpy())
     return out
 
 

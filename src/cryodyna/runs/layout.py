@@ -1,6 +1,7 @@
 """Layout of a run folder (``train-atom``, ``train-cg``, ``train-density`` write one):
 
 ```
+RUN/.lock  (while a command writes into the folder)
 RUN/config.yaml  run.json  command.txt  environment.txt  history.txt  log.txt  metrics.csv  progress.json
 RUN/checkpoints/last.pt
 RUN/cache/images.npy (+ .json fingerprint)
@@ -50,6 +51,7 @@ class RunFolder:
     cg_model = property(lambda self: self.root / "inputs" / CG_MODEL)
     martini_settings = property(lambda self: self.root / "inputs" / "martini.json")
     analysis = property(lambda self: self.root / "analysis")
+    lock = property(lambda self: self.root / ".lock")
     report = property(lambda self: self.root / "report.html")
 
     halfsets_record = property(lambda self: self.root / "halfsets.json")

@@ -4,6 +4,7 @@ theorem, the CTF and the particle shifts."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -105,18 +106,19 @@ def train_density(particles: Path, z_path: Path | None, run_dir: Path, cfg: Trai
     (:class:`~cryodyna.train.loop.EvaluationHook`)."""
     run_dir = Path(run_dir)
     distributed.setup()
-    with opened_run(run_dir, cfg, "train-density", restart) as changes:
-        seed_everything(cfg.optim.seed)
-        table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
-        check_unique_images(table)
-        check_particle_count(table)
-        z = None if z_path is None else read_particle_latents(Path(z_path), len(table))
-        data = load_images(table, cfg.data, run_dir, LARGEST_DEFAULT_BOX)
-        write_run_files(run_dir, cfg, distributed.resolve_device(cfg.optim.device), {
-            "task": "density", "particles": str(Path(particles).resolve()),
-            "z": None if z_path is None else str(Path(z_path).resolve()), "z_dim": 0 if z is None else z.shape[1],
-            "box": data.d, "apix": data.apix, "n_particles": len(data)}, changes)
-        model = build_volume_model(cfg, data.d, 0 if z is None else z.shape[1], z)
-        trainer = DensityTrainer(model, data, z, cfg.optim, run_dir, cfg.data.fourier_radius, table, hooks)
-    trainer.resume_or_start(resume)
-    return trainer.run(eval_only, time_limit_minutes)
+    with contextlib.ExitStack() as hold:  # the run folder's lock, held until the command ends
+        with opened_run(run_dir, cfg, "train-density", restart, hold) as changes:
+            seed_everything(cfg.optim.seed)
+            table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
+            check_unique_images(table)
+            check_particle_count(table)
+            z = None if z_path is None else read_particle_latents(Path(z_path), len(table))
+            data = load_images(table, cfg.data, run_dir, LARGEST_DEFAULT_BOX)
+            write_run_files(run_dir, cfg, distributed.resolve_device(cfg.optim.device), {
+                "task": "density", "particles": str(Path(particles).resolve()),
+                "z": None if z_path is None else str(Path(z_path).resolve()), "z_dim": 0 if z is None else z.shape[1],
+                "box": data.d, "apix": data.apix, "n_particles": len(data)}, changes)
+            model = build_volume_model(cfg, data.d, 0 if z is None else z.shape[1], z)
+            trainer = DensityTrainer(model, data, z, cfg.optim, run_dir, cfg.data.fourier_radius, table, hooks)
+        trainer.resume_or_start(resume)
+        return trainer.run(eval_only, time_limit_minutes)

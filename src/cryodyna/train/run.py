@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import warnings
@@ -56,38 +57,39 @@ def train_deformation(stage: Stage, particles: Path, model_path: Path, run_dir: 
     main = distributed.is_main()
     run = RunFolder(run_dir)
     model_copy = run.model_copy(model_path)
-    with opened_run(run_dir, cfg, f"train-{stage.kind}", restart) as changes:
+    with contextlib.ExitStack() as hold:  # the run folder's lock, held until the command ends
+        with opened_run(run_dir, cfg, f"train-{stage.kind}", restart, hold) as changes:
+            if main:
+                _copy_model(Path(model_path), model_copy, run.last_checkpoint.is_file())
+            distributed.barrier()
+            seed_everything(cfg.optim.seed)
+            structure = read_structure(model_path)  # the user's file (the copy is identical): errors name it
+            stage.prepare_inputs(structure, run, model_path)
+            graph = stage.graph(structure, run, model_path)
+            table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
+            check_unique_images(table)
+            check_particle_count(table)
+            if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
+                check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
+            data = load_images(table, cfg.data, run_dir, cache_dir=cache_dir)
+            lowpass = cfg.data.lowpass or default_lowpass(data.apix)
+            write_run_files(run_dir, cfg, distributed.resolve_device(cfg.optim.device), {
+                "task": stage.kind, "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
+                "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
+                "n_blocks": graph.n_blocks, **({} if subset is None else {"n_trained_on": int(len(subset))}),
+                **{k: str(Path(v).resolve()) for k, v in (("poses", poses), ("ctf", ctf)) if v is not None}}, changes)
+            device = distributed.resolve_device(cfg.optim.device)
+            model = build_model(graph, cfg, data.d)
+            image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
+                                     lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
+            trainer = DeformationTrainer(stage.priors(graph, device), graph, model, image_model, data, cfg.optim, run_dir,
+                                         image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table,
+                                         subset=subset, hooks=hooks)
+        if not trainer.resume_or_start(resume) and cfg.model.reference_init and not eval_only:
+            trainer.reference_init()
         if main:
-            _copy_model(Path(model_path), model_copy, run.last_checkpoint.is_file())
-        distributed.barrier()
-        seed_everything(cfg.optim.seed)
-        structure = read_structure(model_path)  # the user's file (the copy is identical): errors name it
-        stage.prepare_inputs(structure, run, model_path)
-        graph = stage.graph(structure, run, model_path)
-        table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
-        check_unique_images(table)
-        check_particle_count(table)
-        if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
-            check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)
-        data = load_images(table, cfg.data, run_dir, cache_dir=cache_dir)
-        lowpass = cfg.data.lowpass or default_lowpass(data.apix)
-        write_run_files(run_dir, cfg, distributed.resolve_device(cfg.optim.device), {
-            "task": stage.kind, "particles": str(Path(particles).resolve()), "model": str(model_copy.resolve()),
-            "box": data.d, "apix": data.apix, "lowpass": lowpass, "n_particles": len(data), "n_nodes": graph.n_nodes,
-            "n_blocks": graph.n_blocks, **({} if subset is None else {"n_trained_on": int(len(subset))}),
-            **{k: str(Path(v).resolve()) for k, v in (("poses", poses), ("ctf", ctf)) if v is not None}}, changes)
-        device = distributed.resolve_device(cfg.optim.device)
-        model = build_model(graph, cfg, data.d)
-        image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
-                                 lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
-        trainer = DeformationTrainer(stage.priors(graph, device), graph, model, image_model, data, cfg.optim, run_dir,
-                                     image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table,
-                                     subset=subset, hooks=hooks)
-    if not trainer.resume_or_start(resume) and cfg.model.reference_init and not eval_only:
-        trainer.reference_init()
-    if main:
-        _check_contrast(trainer)
-    return trainer.run(eval_only, time_limit_minutes)
+            _check_contrast(trainer)
+        return trainer.run(eval_only, time_limit_minutes)
 
 
 def _copy_model(model_path: Path, copy: Path, resumed: bool) -> None:

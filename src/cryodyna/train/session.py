@@ -27,6 +27,7 @@ from cryodyna.progress import progress_bar
 from cryodyna import distributed
 from cryodyna.data.particles import PreparedParticles, prepare_particles
 from cryodyna.runs.layout import RunFolder
+from cryodyna.runs.lock import run_lock
 from cryodyna.train.preflight import check_output_dir
 
 log = logging.getLogger("cryodyna")
@@ -78,15 +79,20 @@ def changed_settings(run_dir: Path, cfg: BaseModel, kind: str, restart: bool) ->
 
 
 @contextlib.contextmanager
-def opened_run(run_dir: Path, cfg: BaseModel, kind: str, restart: bool) -> Iterator[dict[str, tuple[object, object]]]:
-    """Check the run folder's record (:func:`changed_settings`), then create and open it
+def opened_run(run_dir: Path, cfg: BaseModel, kind: str, restart: bool,
+               hold: contextlib.ExitStack) -> Iterator[dict[str, tuple[object, object]]]:
+    """Take the run folder's lock (rank 0, kept on ``hold`` until the caller's stack closes, so for
+    the whole command), check its record (:func:`changed_settings`), then open it
     (:func:`start_run`); yields the changed settings.  When the body fails (bad input, say), a
     folder this call created is removed again, so a failed start leaves nothing behind."""
     run_dir = Path(run_dir)
-    changes = changed_settings(run_dir, cfg, kind, restart)
     created = not run_dir.exists()
-    start_run(run_dir, restart)
+    if distributed.is_main():
+        check_output_dir(run_dir)
+        hold.enter_context(run_lock(run_dir))  # a second writer is refused before anything changes
     try:
+        changes = changed_settings(run_dir, cfg, kind, restart)
+        start_run(run_dir, restart)
         yield changes
     except BaseException:
         if created and distributed.is_main():
