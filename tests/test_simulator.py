@@ -124,3 +124,25 @@ def test_adk_md_frames_are_a_superposed_closed_to_open_trajectory():
     closed, opened = (residue_nodes(s).coords for s in adk_states())
     assert float(rmsd(ca[0], closed, superpose=True)) < 0.5 and float(rmsd(ca[-1], opened, superpose=True)) < 1.0
     assert 5.5 < float(rmsd(ca[-1], ca[0])) < 7.5  # the closed -> open motion
+
+
+def test_simulate_centres_a_deposited_model_and_writes_the_model_it_simulated(tmp_path, two_states):
+    from typer.testing import CliRunner
+
+    from cryodyna.cli import app
+    from cryodyna.io.structure import write_structure
+    from cryodyna.train.preflight import check_model_in_box
+
+    corner = two_states[0].with_coords(two_states[0].coords + np.array([195.0, 180.0, 170.0], dtype=np.float32))
+    write_structure(tmp_path / "deposited.pdb", corner)  # origin at the map corner, as in the PDB
+    r = CliRunner().invoke(app, ["simulate", str(tmp_path / "deposited.pdb"), "-o", str(tmp_path / "sim"),
+                                                 "-n", "8", "--box", "48", "--apix", "3.0", "--mode", "discrete"])
+    assert r.exit_code == 0, r.output
+    reference = read_structure(tmp_path / "sim" / "reference.pdb")
+    np.testing.assert_allclose(reference.coords.mean(0), 0, atol=1e-2)
+    check_model_in_box(residue_nodes(reference).coords, 48 * 3.0, tmp_path / "sim" / "reference.pdb")
+    images = ParticleDataset(read_particles(tmp_path / "sim" / "particles.star")).batch(np.arange(8))["images"]
+    assert float(images.std()) > 0  # the molecule is in the images, not outside the box
+    r = CliRunner().invoke(app, ["simulate", str(tmp_path / "deposited.pdb"), "-o", str(tmp_path / "small"),
+                                                 "-n", "8", "--box", "16", "--apix", "2.0", "--mode", "discrete"])
+    assert r.exit_code != 0 and "use a larger --box or --apix" in str(r.exception)

@@ -103,7 +103,8 @@ def simulate_cmd(
         bfactor=bfactor, seed=seed, normal_modes=normal_modes, mode_amplitude=mode_amplitude, mode_path=mode_path,
         mode_cutoff=mode_cutoff, pose_error_deg=pose_error_deg, shift_error_a=shift_error_a,
     )
-    console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s)")
+    console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s) and {star.parent / 'reference.pdb'} "
+                  "(the first state in the particles' frame)")
 
 
 @app.command("example")

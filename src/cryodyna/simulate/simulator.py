@@ -9,6 +9,7 @@ the noise level is the same for every particle.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,7 @@ from cryodyna.imaging.rotations import axis_angle_to_matrix, random_rotations
 from cryodyna.io.mrc import StackWriter
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.star import write_star
-from cryodyna.io.structure import Structure
+from cryodyna.io.structure import Structure, write_structure
 from cryodyna.simulate.landscape import Landscape, anm_modes
 from cryodyna.simulate.spec import SimulationSpec
 from cryodyna.structure.nodes import residue_nodes
@@ -38,7 +39,9 @@ def simulate(
     weights: list[float] | None = None,
     progress=None,
 ) -> Path:
-    """Write ``particles.mrcs``, ``particles.star`` and ``ground_truth.npz`` to ``out_dir``.
+    """Write ``particles.mrcs``, ``particles.star``, ``ground_truth.npz`` and ``reference.pdb`` (the
+    first state in the particles' frame, ready for ``train-atom``) to ``out_dir``.  States whose
+    first member is not centred in the box are moved there (with a warning).
 
     ``states`` must share their atoms (same count, names and order) for interpolation; for discrete
     ensembles they must share the residues (so the true node coordinates are comparable).
@@ -46,7 +49,10 @@ def simulate(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    states = centred_states(states)
     landscape = build_landscape(states, spec, mode, weights)
+    check_in_box(states, spec)
+    write_structure(out / "reference.pdb", states[0])
     rng = np.random.default_rng(spec.seed)
     torch.manual_seed(spec.seed)
     n = spec.n_particles
@@ -115,6 +121,27 @@ def simulate(
         **landscape.arrays(),
     )
     return star
+
+
+def centred_states(states: list[Structure]) -> list[Structure]:
+    """``states`` translated together so that the first one's atom centroid sits at the box centre
+    (the particles' frame) when it is more than 1 Å away, with a warning saying by how much."""
+    shift = -states[0].coords.mean(0)
+    if np.linalg.norm(shift) > 1.0:
+        warnings.warn(f"the model's centre was {np.linalg.norm(shift):.1f} Å from the box centre (a deposited model has its "
+                      f"origin at the map corner); simulated it centred, translated by "
+                      f"({', '.join(f'{v:.1f}' for v in shift)}) Å", stacklevel=3)
+        states = [s.with_coords((s.coords + shift).astype(s.coords.dtype)) for s in states]
+    return states
+
+
+def check_in_box(states: list[Structure], spec: SimulationSpec) -> None:
+    """A one-line error when an atom of the (centred) states lies outside the simulated box."""
+    reach = max(float(np.abs(s.coords).max()) for s in states)
+    if reach > spec.box * spec.apix / 2:
+        raise CryodynaError(f"the model reaches {reach:.1f} Å from the box centre but the box is {spec.box * spec.apix:.1f} Å "
+                            f"wide; use a larger --box or --apix (at least {int(np.ceil(2 * reach / spec.apix))} px at "
+                            f"{spec.apix} Å/px)")
 
 
 def perturb_poses(rotations: np.ndarray, shifts: np.ndarray, angle_deg: float, shift_a: float,
