@@ -160,6 +160,8 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_adk, tmp_path,
     assert state["status"] == "interrupted"
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["step"] >= 20  # saved at the interruption, not at the last periodic checkpoint (none yet)
+    assert (state["step"], state["epoch"]) == (ckpt["step"], ckpt["epoch"])  # progress.json says where it stopped
+    assert f"step {ckpt['step']};" in err
     r = subprocess.run(cli(tiny_adk, run_dir, ["optim.epochs=5"]), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"resuming from step {ckpt['step']}" in r.stderr

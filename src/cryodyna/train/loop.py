@@ -245,12 +245,12 @@ class TrainingLoop:
             try:
                 folder = self._train(time_limit_minutes, received)
             except TrainingInterrupted:
-                self.status.set("interrupted")
+                self.status.set("interrupted", step=self.step, epoch=self.epoch)
                 raise
             except BaseException:
-                self.status.set("failed")
+                self.status.set("failed", step=self.step, epoch=self.epoch)
                 raise
-        self.status.set("finished" if self.epoch >= self.cfg.epochs else "stopped")
+        self.status.set("finished" if self.epoch >= self.cfg.epochs else "stopped", step=self.step, epoch=self.epoch)
         return folder
 
     def _train(self, time_limit_minutes: float | None, received: list[int]) -> Path | None:
