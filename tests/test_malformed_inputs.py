@@ -219,3 +219,15 @@ def test_handled_with_warnings(tmp_path):
     assert "blank chain ids filled from segment ids" in messages
     assert s.ins_code.tolist().count("A") == 1  # insertion code kept
     assert (s.atom_name == "CA").sum() == 3  # altloc B of ALA 2 dropped
+
+
+def test_info_flags_a_missing_stack_and_a_box_that_differs_from_the_stack(tmp_path):
+    from cryodyna.analysis.summary import describe
+
+    (tmp_path / "p.star").write_text(STAR)
+    rows = dict(describe(tmp_path / "p.star"))
+    assert str(tmp_path / "stack.mrcs") in rows["missing stack"] and "--datadir" in rows["missing stack"]
+    write_stack(tmp_path / "stack.mrcs", 2, 16)
+    assert "missing stack" not in dict(describe(tmp_path / "p.star")) and "problem" not in dict(describe(tmp_path / "p.star"))
+    (tmp_path / "p.star").write_text(STAR.replace("1.5 16", "1.5 32"))
+    assert "set rlnImageSize in the particle file to 16" in dict(describe(tmp_path / "p.star"))["problem"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryodyna.data.dataset import check_images
 from cryodyna.errors import InputError
 from cryodyna.io.cryodrgn import load_pickle
 from cryodyna.io.mrc import ImageStack, read_header
@@ -52,6 +53,15 @@ def _describe_particles(path: Path, apix, datadir) -> list[tuple[str, str]]:
         ("shifts x/y (Å)", f"{_range(t.shifts[:, 0], '{:.2f}')} / {_range(t.shifts[:, 1], '{:.2f}')}"),
         ("optics groups", str(len(np.unique(t.optics_group)))),
     ]
+    missing = [f for f in stacks if not os.path.isfile(f)]
+    if missing:
+        rows.append(("missing stack", f"{missing[0]} (looked for there; --datadir FOLDER looks in another folder)"
+                     + (f", and {len(missing) - 1} more" if len(missing) > 1 else "")))
+    else:
+        try:
+            check_images(t)
+        except InputError as exc:
+            rows.append(("problem", exc.problem))
     for g in t.optics_summary():
         box = "unknown" if g["box"] < 0 else f"{g['box']} px"
         px = "unknown" if np.isnan(g["pixel_size"]) else f"{g['pixel_size']:.4f} Å"
