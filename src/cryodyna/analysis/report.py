@@ -91,6 +91,6 @@ def write_index(run_dir: Path) -> Path:
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>cryodyna run</title><style>"
             "body{font-family:sans-serif;margin:2em} .row{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0}</style>"
             f"</head><body><h1>{html.escape(str(run_dir))}</h1>{''.join(sections)}</body></html>")
-    index = run_dir / "index.html"
+    index = RunFolder(run_dir).index
     index.write_text(page)
     return index

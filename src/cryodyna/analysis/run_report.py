@@ -192,8 +192,8 @@ def write_report(run_dir: Path, reference: np.ndarray | None = None) -> Path:
     page = (TEMPLATE.replace("{{TITLE}}", html.escape(f"cryodyna {summary['task']} run: {run_dir.name}"))
             .replace("{{PLOTLY}}", get_plotlyjs()).replace("{{DATA}}", json.dumps(_finite(data), allow_nan=False).replace("</", "<\\/"))
             .replace("{{SCRIPT}}", (Path(__file__).with_name("run_report.js")).read_text()))
-    out = run_dir / "report.html"
-    tmp = run_dir / ".report.html.tmp"
+    out = RunFolder(run_dir).report
+    tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page)
     os.replace(tmp, out)
     return out

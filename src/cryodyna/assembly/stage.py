@@ -80,11 +80,10 @@ class Stage:
 @dataclass
 class LoadedRun:
     """A trained ``train-atom``/``train-cg`` run rebuilt from its folder: model (eval mode), node
-    graph, priors, MARTINI force field (bead level), run facts and config."""
+    graph, MARTINI force field (bead level), run facts and config."""
 
     model: DeformationModel
     graph: NodeGraph
-    priors: PriorSet
     forcefield: MartiniForceField | None
     info: dict
     cfg: TrainAtomConfig | TrainCGConfig
@@ -103,4 +102,4 @@ def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu")
     model = build_model(graph, cfg, int(info["box"]))
     load_weights(model, run_dir, checkpoint)
     dev = distributed.resolve_device(device)
-    return LoadedRun(model.to(dev).eval(), graph, stage.priors(graph, dev), stage.forcefield(), info, cfg)
+    return LoadedRun(model.to(dev).eval(), graph, stage.forcefield(), info, cfg)

@@ -41,11 +41,16 @@ class FourierTransfer(nn.Module):
         """CTF values (B, ...) float32."""
         return ctf_on_basis(ctf, self.apix, self.ctf_basis)
 
+    def placement(self, poses: PoseBatch) -> torch.Tensor:
+        """Complex (B, ...) ``exp(-2 pi i q . (-origin))``: moves a centred projection to where the
+        particle sits in its image (the one place the origin sign is written)."""
+        return ramp_on(-poses.origins.float(), self.frequencies)
+
     def forward(self, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
-        """Complex (B, ...): ``H(q) exp(-2 pi i q . (-origin))``, what multiplies the spectrum of a
-        centred projection to give the particle's image."""
+        """Complex (B, ...): CTF x placement, what multiplies the spectrum of a centred projection
+        to give the particle's image."""
         with torch.autocast(device_type=self.frequencies.device.type, enabled=False):
-            return self.ctf(ctf) * ramp_on(-poses.origins.float(), self.frequencies)
+            return self.ctf(ctf) * self.placement(poses)
 
 
 class ImageFormation(nn.Module):
@@ -87,6 +92,7 @@ class ImageFormation(nn.Module):
         back-projection."""
         with torch.autocast(device_type=images.device.type, enabled=False):
             size = (self.d, self.d)
-            back = torch.fft.irfft2(self.spectrum(images.float()) * self.transfer(poses, ctf).conj(), s=size)
-            psf = torch.fft.irfft2(self.transfer.ctf(ctf).square(), s=size)
+            h = self.transfer.ctf(ctf)
+            back = torch.fft.irfft2(self.spectrum(images.float()) * (h * self.transfer.placement(poses).conj()), s=size)
+            psf = torch.fft.irfft2(h.square(), s=size)
             return torch.fft.fftshift(back, dim=(-2, -1)), torch.fft.fftshift(psf, dim=(-2, -1))

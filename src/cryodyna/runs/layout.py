@@ -29,12 +29,6 @@ class RunFolder:
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
-    def __fspath__(self) -> str:
-        return str(self.root)
-
-    def __truediv__(self, name: str) -> Path:
-        return self.root / name
-
     config = property(lambda self: self.root / "config.yaml")
     info = property(lambda self: self.root / "run.json")
     command = property(lambda self: self.root / "command.txt")
@@ -53,6 +47,7 @@ class RunFolder:
     analysis = property(lambda self: self.root / "analysis")
     lock = property(lambda self: self.root / ".lock")
     report = property(lambda self: self.root / "report.html")
+    index = property(lambda self: self.root / "index.html")
 
     halfsets_record = property(lambda self: self.root / "halfsets.json")
     halfset_labels = property(lambda self: self.root / "halfset.npy")
