@@ -166,14 +166,17 @@ def measure(stage: str, structure: Structure, cg: CGModel | None, box: int, batc
 
 def run_row(args: dict, source: Path | None) -> dict:
     """:func:`measure` in a fresh Python process, importing cryodyna from ``source`` (a checkout's
-    ``src`` folder) when given, else the installed package."""
+    ``src`` folder) and timing it with that checkout's own copy of this script (the step is built
+    through the package's internal API of that revision) when given, else the installed package."""
     env = dict(os.environ)
+    script = __file__
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
+        script = str(source.parent / "benchmarks" / "throughput.py")
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as fh:
         pickle.dump(args, fh)
     try:
-        out = subprocess.run([sys.executable, __file__, "--row", fh.name], env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, script, "--row", fh.name], env=env, check=True, capture_output=True, text=True)
     finally:
         os.unlink(fh.name)
     return json.loads(out.stdout.strip().splitlines()[-1])
