@@ -10,7 +10,7 @@ import cryodyna
 ROOT = Path(cryodyna.__file__).parent
 # lowest first; a package may import its own layer's other members only where listed in SIDEWAYS
 LAYERS = [
-    {"errors", "chunking", "progress", "distributed"},
+    {"errors", "chunking", "progress", "distributed", "threads"},
     {"config", "io"},
     {"structure", "imaging"},
     {"physics"},

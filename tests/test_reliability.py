@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cryodyna.errors import CryodynaError, TrainingError
-from cryodyna.train.preflight import check_output_dir
+from cryodyna.io.outputs import check_output_folder
 from conftest import TINY_TRAIN_SETTINGS
 from cryodyna.config import resolved_config
 from cryodyna.pipelines.training import train_atom
@@ -101,14 +101,14 @@ def test_non_finite_steps_are_skipped_then_stop(tiny_adk, tmp_path, monkeypatch)
 def test_unusable_output_folder_fails_early(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CryodynaError, match="cannot write to the output folder"):
-        check_output_dir(tmp_path / "file" / "run")
+        check_output_folder(tmp_path / "file" / "run")
     import shutil
     from collections import namedtuple
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(CryodynaError, match="only 1 MB free"):
-        check_output_dir(tmp_path / "run")
+        check_output_folder(tmp_path / "run")
 
 
 @pytest.mark.slow

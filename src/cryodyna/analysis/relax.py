@@ -1,5 +1,5 @@
-"""Restrained all-atom energy minimisation of back-mapped models with OpenMM (optional: ``pip install
-"cryodyna[relax]"``).
+"""Restrained all-atom energy minimisation of back-mapped models with OpenMM (optional: ``pip install -e
+".[relax]"`` in the cryodyna clone).
 
 Each model is completed by PDBFixer (missing heavy atoms such as a terminal OXT, hydrogens at pH 7),
 described by Amber14 (proteins, DNA, RNA) in vacuum without cut-off, and minimised with a harmonic
@@ -28,7 +28,7 @@ def _openmm():
         import openmm.app
         import pdbfixer
     except ImportError:
-        raise CryodynaError('relaxing back-mapped models needs OpenMM and PDBFixer: pip install "cryodyna[relax]"') from None
+        raise CryodynaError('relaxing back-mapped models needs OpenMM and PDBFixer: pip install -e ".[relax]" in the cryodyna clone') from None
     return openmm, openmm.app, pdbfixer
 
 

@@ -11,6 +11,7 @@ import typer
 from cryodyna.cli.common import app, console
 from cryodyna.config.schema import AnalysisConfig
 from cryodyna.errors import CryodynaError
+from cryodyna.io.outputs import check_output_file, check_output_folder
 
 ANALYSIS = AnalysisConfig()
 
@@ -20,7 +21,7 @@ def backmap_cmd(
     source: Path = typer.Argument(..., metavar="RUN_OR_PDB", help="A train-cg run folder (uses its latest pred.pdb) or a bead model PDB written by train-cg/analyze."),
     out: Path = typer.Option(..., "-o", "--out", help="All-atom multi-model PDB/mmCIF to write."),
     run: Optional[Path] = typer.Option(None, "--run", help="The train-cg run folder, when RUN_OR_PDB is a PDB outside it."),
-    relax: bool = typer.Option(False, "--relax", help="Then minimise each model with OpenMM (Amber14, vacuum), heavy atoms restrained to the back-mapped positions; needs pip install \"cryodyna[relax]\"."),
+    relax: bool = typer.Option(False, "--relax", help="Then minimise each model with OpenMM (Amber14, vacuum), heavy atoms restrained to the back-mapped positions; needs pip install -e \".[relax]\" in the cryodyna clone."),
     relax_iterations: int = typer.Option(500, "--relax-iterations", min=0, help="Minimiser iterations per model with --relax (0 = until converged)."),
     relax_restraint: float = typer.Option(10.0, "--relax-restraint", min=0.0, help="Harmonic restraint of each heavy atom to its back-mapped position with --relax (kJ mol^-1 Å^-2, the unit of cg-prep --restraint)."),
     restraint_nm: Optional[float] = typer.Option(None, "--restraint", min=0.0, hidden=True, help="Deprecated: --relax-restraint in kJ mol^-1 nm^-2."),
@@ -32,6 +33,7 @@ def backmap_cmd(
     """
     from cryodyna.analysis.backmap import backmap_run
 
+    check_output_file(out)
     if restraint_nm is not None:
         warnings.warn("backmap --restraint (kJ mol^-1 nm^-2) is deprecated: use --relax-restraint in kJ mol^-1 Å^-2 "
                       f"(--relax-restraint {restraint_nm / 100:g})", stacklevel=1)
@@ -60,11 +62,14 @@ def sample_structures_cmd(
     Example: cryodyna sample-structures runs/adk_cg --z runs/adk_cg/epoch-0005_step-0000150/z.npy --allatom -o all.pdb
     """
     from cryodyna.analysis.structures import sample_structures
-    from cryodyna.runs.read import load_latents
+    from cryodyna.runs.read import load_latents, read_info
 
     if (out is None) == (npy is None):
         raise CryodynaError("give exactly one of -o/--out (PDB/mmCIF) or --npy")
-    sampled = sample_structures(run, load_latents(z), checkpoint, device, allatom)
+    latents = load_latents(z)
+    row_bytes = (12 if npy is not None else 81) * read_info(run).get("n_nodes", 0) * (10 if allatom else 1)
+    check_output_file(npy or out, len(latents) * row_bytes, "--npy" if npy is not None else "-o/--out")
+    sampled = sample_structures(run, latents, checkpoint, device, allatom)
     r = sampled.geometry
     if r is not None:
         console.print(f"back-mapped {len(sampled.coords)} models ({sampled.models_per_s:.0f} models/s): bond lengths RMS "
@@ -95,8 +100,9 @@ def traverse_cmd(
     from cryodyna.analysis.traverse import latent_path, parse_end_point
     from cryodyna.assembly.stage import load_run
     from cryodyna.models.sampling import decode_latents
-    from cryodyna.runs.read import evaluation_latents
+    from cryodyna.runs.read import evaluation_latents, read_info
 
+    check_output_file(out, frames * 81 * read_info(run).get("n_nodes", 0))
     z = evaluation_latents(run, eval_dir)
     path, visited = latent_path(z, parse_end_point(start, z, "--from"), parse_end_point(end, z, "--to"), frames, neighbours)
     loaded = load_run(run)
@@ -125,9 +131,13 @@ def reconstruct_cmd(
     Example: cryodyna reconstruct runs/adk -o runs/adk/consensus.mrc
     """
     from cryodyna.pipelines.reconstruct import reconstruct_run
-    from cryodyna.runs.read import load_latents
+    from cryodyna.runs.read import load_latents, read_info
 
-    s = reconstruct_run(run, out, box, eval_dir, width, batch, device, None if z is None else load_latents(z), particles_per_map)
+    latents = None if z is None else load_latents(z)
+    info = read_info(run) or read_info(Path(run) / "half-1")
+    maps = 7 + (0 if latents is None else len(latents))  # corrected, half maps, plain ones, mask; one per latent
+    check_output_file(out, maps * 4 * (box or info.get("box", 0)) ** 3)
+    s = reconstruct_run(run, out, box, eval_dir, width, batch, device, latents, particles_per_map)
     for name in ("corrected", "plain"):
         r = s[name]
         console.print(f"{name:9s} half-set FSC=0.5: {r['fsc_0.5']}   FSC=0.143: {r['fsc_0.143']}   "
@@ -154,9 +164,11 @@ def sample_volumes_cmd(
     Example: cryodyna sample-volumes runs/density --z runs/density/epoch-0020_step-0002500/z_pca_1.txt -o pc1_maps
     """
     from cryodyna.analysis.volumes import sample_volumes
-    from cryodyna.runs.read import load_latents
+    from cryodyna.runs.read import load_latents, read_info
 
-    paths = sample_volumes(run, None if z is None else load_latents(z), out, box, apix, checkpoint, device)
+    latents = None if z is None else load_latents(z)
+    check_output_folder(out, (1 if latents is None else len(latents)) * 4 * (box or read_info(run).get("box", 0)) ** 3)
+    paths = sample_volumes(run, latents, out, box, apix, checkpoint, device)
     console.print(f"wrote {len(paths)} volume(s) to {out}")
 
 
@@ -174,6 +186,9 @@ def fsc_cmd(
     """
     from cryodyna.analysis.fsc import map_fsc
 
+    for path, option in ((plot, "--plot"), (csv, "--csv")):
+        if path is not None:
+            check_output_file(path, option=option)
     result = map_fsc(map1, map2, mask)
     console.print(f"FSC=0.5: {result.describe(0.5)}   FSC=0.143: {result.describe(0.143)}   "
                   f"FSC-AUC: {result.auc:.4f}   (voxel {result.apix:.3f} Å)")
@@ -203,6 +218,7 @@ def analyze_cmd(
     """
     from cryodyna.analysis.report import analyze
 
+    check_output_folder(Path(run) / "analysis", option="run folder (or copy the run to a writable place)")
     out = analyze(run, eval_dir, k=k, pcs=pcs, use_umap=umap)
     console.print(f"analysis written to {out}; overview: {Path(run) / 'index.html'}")
 
@@ -226,8 +242,9 @@ def cluster_cmd(
     Example: cryodyna cluster runs/adk --k 4 -o runs/adk/clusters
     """
     from cryodyna.analysis.cluster import run_particles, select_subsets, write_subsets
-    from cryodyna.runs.read import evaluation_latents
+    from cryodyna.runs.read import evaluation_latents, read_info
 
+    check_output_folder(out, 600 * read_info(run).get("n_particles", 0))  # STAR rows and index pickles
     if z_box_old is not None:
         warnings.warn("cluster --box is deprecated (every other --box is an image size in px): use --zbox", stacklevel=1)
         z_box = z_box if z_box is not None else z_box_old
@@ -251,6 +268,7 @@ def chimerax_cmd(
     """
     from cryodyna.analysis.chimerax import chimerax_script, trajectory_folder
 
+    check_output_file(out)
     folder = trajectory_folder(run)
     out.write_text(chimerax_script(folder, out, movie))
     console.print(f"wrote {out} (trajectories from {folder})")

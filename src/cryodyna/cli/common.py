@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+import torch
 import typer
 from rich.console import Console
 
 from cryodyna import __version__
+from cryodyna.threads import choose_threads
 
 app = typer.Typer(
     help="cryodyna: conformational dynamics from cryo-EM particle images with physics-aware priors.",
@@ -53,3 +55,4 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """cryodyna: conformational dynamics from cryo-EM particle images with physics-aware priors."""
+    torch.set_num_threads(choose_threads().threads)  # one per free core: threads on busy cores slow every command

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from cryodyna.cli.common import app, config_app, console
 from cryodyna.errors import CryodynaError
+from cryodyna.io.outputs import check_output_file, check_output_folder
 from cryodyna.simulate.spec import SimulationSpec
 
 SIMULATION = SimulationSpec()  # the defaults of simulate
@@ -51,6 +52,7 @@ def _simulate(states, label: str, out: Path, mode: str = "interpolate", weights=
     from cryodyna.simulate.simulator import SimulationSpec, simulate
 
     spec = SimulationSpec(**spec)
+    check_output_folder(out, spec.n_particles * 4 * spec.box**2)  # the image stack
     start = time.perf_counter()
     with progress_bar(label, spec.n_particles) as update:
         star = simulate(states, spec, out, mode=mode, weights=weights, progress=update)
@@ -126,6 +128,7 @@ def example_cmd(
 
     if name != "adk":
         raise CryodynaError(f"unknown example {name!r}; available: adk")
+    check_output_folder(out, n_particles * 4 * box**2)
     ref, closed, opened = write_adk_models(out)
     star, speed = _simulate([closed, opened], "simulating AdK closed <-> open", out, n_particles=n_particles, box=box,
                             apix=apix, snr=snr or None, density=density, seed=seed)
@@ -157,6 +160,7 @@ def center_origin_cmd(
     """
     from cryodyna.analysis.maps import center_origin
 
+    check_output_folder(out, model.stat().st_size + map_.stat().st_size if model.is_file() and map_.is_file() else 0)
     out_model, out_map, shift = center_origin(model, map_, out)
     console.print(f"wrote {out_model} and {out_map} (translation {', '.join(f'{v:.2f}' for v in shift)} Å)")
 
@@ -179,6 +183,7 @@ def pdb2mrc_cmd(
     from cryodyna.io.structure import read_structure
 
     out = out or model.with_suffix(".mrc")
+    check_output_file(out, 4 * box**3)
     write_volume(out, model_density(read_structure(model), box, apix, sigma, atoms), apix)
     console.print(f"wrote {out}")
 
@@ -194,5 +199,6 @@ def split_models_cmd(
     """
     from cryodyna.analysis.maps import split_models
 
+    check_output_folder(out or pdb.with_suffix(""), pdb.stat().st_size if pdb.is_file() else 0)
     paths = split_models(pdb, out or pdb.with_suffix(""))
     console.print(f"wrote {len(paths)} models to {paths[0].parent}")

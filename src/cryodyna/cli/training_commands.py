@@ -10,6 +10,7 @@ from rich.table import Table
 
 from cryodyna.cli.common import (CONFIG_OPT, CTF_OPT, EPOCHS_OPT, EVAL_ONLY_OPT, KEEP_OPT, PARTICLES_ARG, POSES_OPT,
                                      RESTART_OPT, RESUME_OPT, RUN_OUT, SET_OPT, TIME_LIMIT_OPT, app, console, with_keep)
+from cryodyna.io.outputs import check_output_folder
 
 
 def _deformation_command(kind: str, model_help: str, doc: str) -> None:
@@ -85,6 +86,7 @@ def cg_prep_cmd(
     from cryodyna.io.structure import read_structure
     from cryodyna.assembly.cg_prep import prepare_cg
 
+    check_output_folder(out)
     cfg = load_config("train-cg", None, [f"martini.force_field={ff}", f"martini.nonbonded={nonbonded}",
                                          f"martini.minimize={'true' if steps > 0 else 'false'}",
                                          f"martini.minimize_steps={max(steps, 1)}", f"martini.restraint_k={restraint}"]).martini
@@ -140,5 +142,7 @@ def quicktest_cmd(
     """
     from cryodyna.quicktest import quicktest
 
+    if work_dir is not None:
+        check_output_folder(work_dir, option="--work-dir")
     checks = quicktest(work_dir, report=console.print)
     console.print(f"[bold green]installation OK[/bold green]: {len(checks)} checks passed")

@@ -94,7 +94,7 @@ class CGModel:
 def _martinize_script() -> Path:
     path = Path(sysconfig.get_path("scripts")) / "martinize2"
     if not path.is_file():
-        raise CryodynaError("martinize2 is not installed; pip install vermouth (or pip install 'cryodyna[cg]')")
+        raise CryodynaError("martinize2 is not installed; pip install vermouth")
     return path
 
 

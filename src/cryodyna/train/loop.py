@@ -38,6 +38,7 @@ from cryodyna.train.poses import PoseCorrections
 from cryodyna.train.runtime import configure_cpu
 from cryodyna.train.signals import interrupt_signals
 from cryodyna.train.status import RunStatus, duration, resume_hint, signal_name
+from cryodyna.threads import ThreadGovernor, choose_threads
 
 log = logging.getLogger("cryodyna")
 
@@ -85,10 +86,13 @@ class TrainingLoop:
                  hooks: Sequence[EvaluationHook] = ()):
         self.model, self.data, self.table, self.hooks = model, particles, table, list(hooks)
         self.cfg, self.run_dir, self.folder = optim, Path(run_dir), RunFolder(run_dir)
-        self.threads = configure_cpu(optim.threads)
+        configure_cpu()
         self.device = distributed.resolve_device(optim.device)
         self.model.to(self.device)
         self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.threads = choose_threads(optim.threads)
+        self.governor = ThreadGovernor(self.threads.threads, self.threads.limit,
+                                       enabled=not optim.threads and self.device.type == "cpu" and self.world == 1)
         self.main = self.rank == 0
         self.net = self.model
         if self.world > 1:
@@ -236,10 +240,11 @@ class TrainingLoop:
         ``finished``.  Returns the last evaluation folder."""
         self.status.start(step=self.step, total_steps=self.total_steps, epoch=self.epoch, epochs=self.cfg.epochs)
         used = len(self.train_idx) + len(self.holdout_idx)
-        log.info("training %s particles (%d held out) of %d px at %.3g Å/px on %s%s: epochs %d-%d of %d, %d steps "
-                 "of %d particles; output %s", used if used == len(self.data) else f"{used} of {len(self.data)}",
-                 len(self.holdout_idx), self.data.d, self.data.apix,
-                 self.device, f" x {self.world} processes" if self.world > 1 else "", self.epoch + 1, self.cfg.epochs,
+        log.info("training %s particles (%d held out) of %d px at %.3g Å/px on %s%s (%d CPU threads: %s): epochs %d-%d "
+                 "of %d, %d steps of %d particles; output %s", used if used == len(self.data) else f"{used} of {len(self.data)}",
+                 len(self.holdout_idx), self.data.d, self.data.apix, self.device,
+                 f" x {self.world} processes" if self.world > 1 else "", self.threads.threads, self.threads.reason,
+                 self.epoch + 1, self.cfg.epochs,
                  self.cfg.epochs, self.total_steps - self.step, self.batch_size * self.world, self.run_dir)
         with interrupt_signals() as received:
             try:
@@ -269,7 +274,9 @@ class TrainingLoop:
                 order = self._epoch_order(self.epoch)
                 remaining = [self._batch_indices(order, b) for b in range(self.batch_in_epoch, self.steps_per_epoch)]
                 for batch in iterate_batches(self.data, remaining, self.device, self.cfg.loader_workers):
+                    began = time.perf_counter()
                     values = self.train_step(batch)
+                    self.governor.step_done(time.perf_counter() - began)
                     self.batch_in_epoch += 1
                     seen += len(batch["index"]) * self.world
                     for k, v in values.items():

@@ -1,30 +1,11 @@
-"""Checks run before any training: output folder usable, model inside the box, no duplicate images."""
+"""Checks run before any training: model inside the box, enough particles, no duplicate images."""
 
 from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 
 from cryodyna.errors import CryodynaError, InputError
 from cryodyna.io.particles import ParticleTable
-
-
-def check_output_dir(run_dir: Path, min_free_mb: float = 200.0) -> None:
-    """Create ``run_dir`` and fail early (one clear message) if it cannot be written or its disk
-    has less than ``min_free_mb`` MB free."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
-    except OSError as exc:
-        raise CryodynaError(f"{run_dir}: cannot write to the output folder ({exc.strerror or exc}); choose another -o/--out") from None
-    free_mb = shutil.disk_usage(run_dir).free / 2**20
-    if free_mb < min_free_mb:
-        raise CryodynaError(f"{run_dir}: only {free_mb:.0f} MB free on this disk; at least {min_free_mb:.0f} MB are needed for checkpoints and outputs")
 
 
 def check_unique_images(table: ParticleTable) -> None:

@@ -1,7 +1,6 @@
-"""Process-wide CPU settings for training: thread count, denormal flushing and the C allocator.
+"""Process-wide CPU settings for training: denormal flushing and the C allocator (the thread
+count is chosen in :mod:`cryodyna.train.threads`).
 
-* Threads: one per core this process may use (its CPU affinity), shared among the processes of
-  this node under torchrun (``LOCAL_WORLD_SIZE``), unless set (``optim.threads``).
 * Denormals are flushed to zero: Gaussian tails and ELU/sigmoid saturation produce float32 values
   below 1e-38, on which x86 arithmetic is many times slower; nothing here resolves them.
 * glibc's allocator is told to serve large tensors from its heap and keep freed memory (no
@@ -15,19 +14,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
 
 import torch
 
 log = logging.getLogger("cryodyna")
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
-
-
-def default_threads() -> int:
-    """Cores this process may use, divided among the processes of this node under torchrun."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def keep_heap_memory() -> bool:
@@ -42,11 +34,8 @@ def keep_heap_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))  # -1: SIZE_MAX, never trim
 
 
-def configure_cpu(threads: int = 0) -> int:
-    """Apply the settings above; ``threads`` 0 = :func:`default_threads`.  Returns the thread count."""
-    n = threads or default_threads()
-    torch.set_num_threads(n)
+def configure_cpu() -> None:
+    """Apply the settings above."""
     torch.set_flush_denormal(True)
     if not keep_heap_memory():
         log.debug("allocator settings skipped (not glibc)")
-    return n

@@ -22,15 +22,17 @@ from cryodyna.config import dump_yaml
 from cryodyna.config.load import load_run_config
 from cryodyna.config.schema import ImageDataConfig
 from cryodyna.errors import CryodynaError
+from cryodyna.io.outputs import check_output_folder
 from cryodyna.io.particles import ParticleTable
 from cryodyna.progress import progress_bar
 from cryodyna import distributed
 from cryodyna.data.particles import PreparedParticles, prepare_particles
 from cryodyna.runs.layout import RunFolder
 from cryodyna.runs.lock import run_lock
-from cryodyna.train.preflight import check_output_dir
 
 log = logging.getLogger("cryodyna")
+
+RUN_MIN_FREE = 200 * 2**20  # bytes a run folder needs at least (checkpoints, evaluations)
 
 
 def start_run(run_dir: Path, restart: bool) -> None:
@@ -38,7 +40,7 @@ def start_run(run_dir: Path, restart: bool) -> None:
     previous checkpoint and metrics; the other processes wait for it."""
     if distributed.is_main():
         run = RunFolder(run_dir)
-        check_output_dir(run_dir)
+        check_output_folder(run_dir, RUN_MIN_FREE)
         _log_to(run.log)
         if restart:
             for p in [run.last_checkpoint, run.metrics, run.secondary_structure]:
@@ -88,7 +90,7 @@ def opened_run(run_dir: Path, cfg: BaseModel, kind: str, restart: bool,
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     if distributed.is_main():
-        check_output_dir(run_dir)
+        check_output_folder(run_dir, RUN_MIN_FREE)
         hold.enter_context(run_lock(run_dir))  # a second writer is refused before anything changes
     try:
         changes = changed_settings(run_dir, cfg, kind, restart)
