@@ -16,33 +16,44 @@ from cryodyna.pipelines.training import train_atom
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def render(page, tmp_path):
-    """(DOM after the page's scripts ran, browser console lines) and a screenshot in tmp_path."""
+def render(page, tmp_path, width=1400):
+    """(DOM after the page's scripts ran, browser console lines) and a screenshot in tmp_path, in a
+    window ``width`` px wide."""
     if BROWSER is None:
         pytest.skip("no chromium in PATH (apt install chromium)")
-    flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--hide-scrollbars",
-             "--virtual-time-budget=8000", "--enable-logging=stderr", "--v=0"]
+    flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
+             "--virtual-time-budget=8000", "--enable-logging=stderr", "--v=0", f"--window-size={width},2400"]
     dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     shot = tmp_path / "report.png"
-    subprocess.run(flags + ["--window-size=1400,2400", f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(flags + [f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     return dom.stdout, console
 
 
 def assert_clean(dom, console):
+    """No script errors, nothing wider than the window, every plot within its box; the number of
+    plots drawn."""
     status = re.search(r'<div id="js-status"[^>]*>', dom).group(0)
     assert 'data-done="true"' in status, status
     assert "data-js-errors" not in dom.split("<head>")[0], "uncaught JavaScript error"
     assert not [c for c in console if "Uncaught" in c or "Error:" in c], console
+    assert 'data-overflow-px="0"' in status and 'data-wide-plots=""' in status, status
     return int(re.search(r'data-rendered="(\d+)"', status).group(1))
+
+
+def plot_dom(dom, div_id):
+    """The DOM of one plot (up to the next plot or the end)."""
+    start = dom.index(f'id="{div_id}"')
+    end = dom.find('<div class="plot js-plotly-plot"', start)
+    return dom[start: end if end > 0 else len(dom)]
 
 
 def test_deformation_report_renders(tiny_adk, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run",
-                   resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.eval_every=2"], 2))
+                   resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.eval_every=1"], 2))
     page = tmp_path / "run" / "report.html"
     text = page.read_text()
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=", text)  # self-contained: nothing fetched
@@ -51,8 +62,32 @@ def test_deformation_report_renders(tiny_adk, tmp_path):
     assert dom.count("js-plotly-plot") >= 5
     assert "gl-container" in dom  # the WebGL scene of the 3-D viewer
     assert "motion along PCA-1" in dom and "holdout image loss" in dom
-    assert "epoch-0002_step-0000010/z.npy" in dom  # links to every file
+    assert 'href="epoch-0002_step-0000010/z.npy"' in dom  # links to every file, grouped per folder
+    folders = re.findall(r"<summary>([^<]+)/ \(\d+ files\)</summary>", dom)
+    assert folders[:2] == ["epoch-0002_step-0000010", "epoch-0001_step-0000005"], folders  # newest first
+    losses = plot_dom(dom, "train-losses")
+    assert 'class="legend"' in losses and ">image<" in losses  # legend names every loss term
+    assert "µ" not in losses and re.search("10\u200b?<tspan", losses)  # powers of ten, not SI prefixes
     assert "cryodyna cluster" in dom
+
+
+def test_report_layout_holds_long_paths_narrow_windows_and_outliers(tiny_adk, tmp_path):
+    from cryodyna.analysis.run_report import write_report
+    from cryodyna.runs.read import newest_evaluation
+
+    run = tmp_path / ("a-long-folder-name-without-spaces-" * 4) / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run, resolved_config(None, TINY_TRAIN_SETTINGS, 1))
+    z_path = newest_evaluation(run) / "z.npy"
+    z = np.load(z_path)
+    z[0] = 1000.0  # one particle far from the rest
+    np.save(z_path, z)
+    page = write_report(run)
+    for width in (1400, 900):
+        dom, console = render(page, tmp_path, width)
+        assert assert_clean(dom, console) >= 5, width
+        assert "1 outlying particles beyond the axes" in plot_dom(dom, "latent")
 
 
 def test_halfset_agreement_is_shown_in_each_half(halfset_run, tmp_path):

@@ -3,14 +3,44 @@
 const D = JSON.parse(document.getElementById("report-data").textContent);
 const status = document.getElementById("js-status");
 let pending = 0;
+// Every plot: its title left-aligned just above the plotting area (below the toolbar, which stays
+// in the top margin), numbers as 10^n instead of SI prefixes ("100µ" on a loss axis).
 function plot(div, traces, layout, config) {
   pending += 1;
-  return Plotly.newPlot(div, traces, Object.assign({margin: {t: 40, r: 10}}, layout),
-                        Object.assign({responsive: true, displaylogo: false}, config || {})).then(() => {
+  const full = Object.assign({margin: {t: 70, r: 10}}, layout);
+  if (full.title) full.title = Object.assign({x: 0, xref: "paper", xanchor: "left", y: 1, yref: "paper", yanchor: "bottom", pad: {b: 10}}, full.title);
+  for (const axis of ["xaxis", "yaxis", ...Object.keys(full).filter(k => /^[xy]axis\d+$/.test(k))])
+    full[axis] = Object.assign({exponentformat: "power"}, full[axis]);
+  return Plotly.newPlot(div, traces, full, Object.assign({responsive: true, displaylogo: false}, config || {})).then(() => {
+    new ResizeObserver(() => Plotly.Plots.resize(div)).observe(div);  // a scrollbar or a wrapped row changes the box, not the window
     status.dataset.rendered = String(Number(status.dataset.rendered) + 1);
     pending -= 1;
-    if (pending === 0) status.dataset.done = "true";
+    if (pending === 0) finished();
   });
+}
+// Layout facts for the browser test, once the plots have followed their boxes: the page's width
+// beyond the window, and plots drawn wider than their box.
+function finished() {
+  setTimeout(measure, 500);
+}
+function measure() {
+  const overflow = Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  const wide = [...document.querySelectorAll(".js-plotly-plot")].filter(div => {
+    const svg = div.querySelector(".main-svg");
+    return svg && svg.getBoundingClientRect().width > div.getBoundingClientRect().width + 1;
+  });
+  status.dataset.overflowPx = String(overflow);
+  status.dataset.widePlots = wide.map(d => d.id).join(" ");
+  status.dataset.done = "true";
+}
+// Axis range holding the central 99 % of the values (with a margin): one outlier particle does not
+// squeeze the rest into a corner; double-clicking the plot shows everything.
+function robustRange(values) {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!v.length) return undefined;
+  const q = f => v[Math.min(v.length - 1, Math.floor(f * (v.length - 1)))];
+  const lo = q(0.005), hi = q(0.995), pad = 0.08 * (hi - lo || 1);
+  return [lo - pad, hi + pad];
 }
 function add(parent, tag, props, text) {
   const e = document.createElement(tag);
@@ -89,9 +119,17 @@ function viewerTrace(coords, meta, reference) {
     {type: "scatter", mode: "markers+text", x: d.centres.map(i => x[i]), y: d.centres.map(i => y[i]), text: d.centres.map((_, k) => String(k)),
      textposition: "top right", marker: {size: 11, color: "red", line: {color: "white", width: 1}}, name: "k-means centres",
      hovertemplate: "centre %{text} (particle %{customdata})<extra></extra>", customdata: d.centres}];
-  const layout = (title, xl, yl) => ({title: {text: title}, dragmode: "lasso", xaxis: {title: {text: xl}}, yaxis: {title: {text: yl}}, showlegend: false});
-  plot(latent, scatter(xs, ys), layout("principal components", "PC1 score", nPC > 1 ? "PC2 score" : "")).then(() => hookLatent(latent));
-  if (umapDiv) plot(umapDiv, scatter(d.umap.map(r => r[0]), d.umap.map(r => r[1])), layout("UMAP", "UMAP 1", "UMAP 2")).then(() => hookLatent(umapDiv));
+  const layout = (title, x, y, xl, yl) => {
+    const xr = robustRange(x), yr = robustRange(y);
+    const outside = x.filter((v, i) => xr && yr && (v < xr[0] || v > xr[1] || y[i] < yr[0] || y[i] > yr[1])).length;
+    return {title: {text: outside ? `${title} (${outside} outlying particles beyond the axes: double-click to show all)` : title},
+            dragmode: "lasso", xaxis: {title: {text: xl}, range: xr}, yaxis: {title: {text: yl}, range: yr}, showlegend: false};
+  };
+  plot(latent, scatter(xs, ys), layout("principal components", xs, ys, "PC1 score", nPC > 1 ? "PC2 score" : "")).then(() => hookLatent(latent));
+  if (umapDiv) {
+    const ux = d.umap.map(r => r[0]), uy = d.umap.map(r => r[1]);
+    plot(umapDiv, scatter(ux, uy), layout("UMAP", ux, uy, "UMAP 1", "UMAP 2")).then(() => hookLatent(umapDiv));
+  }
   colourBy.addEventListener("change", () => {
     const key = colourBy.value, title = key === "cluster" ? "cluster" : `PC${Number(key.slice(2)) + 1}`;
     for (const div of [latent, umapDiv].filter(Boolean))
@@ -182,8 +220,9 @@ function viewerTrace(coords, meta, reference) {
   const root = document.getElementById("maps");
   add(root, "h2", {}, "Maps (central slices)");
   const row = add(root, "div", {className: "row"});
+  const divs = D.maps.map((m, i) => add(row, "div", {className: "plot", id: `map-${i}`}));  // all boxes first: each plot takes its final width
   D.maps.forEach((m, i) => {
-    const div = add(row, "div", {className: "plot", id: `map-${i}`});
+    const div = divs[i];
     const names = ["x", "y", "z"];
     plot(div, m.slices.map((s, k) => ({type: "heatmap", z: s, colorscale: "Greys", showscale: k === 2, xaxis: `x${k + 1}`, yaxis: `y${k + 1}`, name: names[k]})),
          {title: {text: m.name}, grid: {rows: 1, columns: 3, pattern: "independent"}, height: 300});
@@ -196,13 +235,23 @@ function viewerTrace(coords, meta, reference) {
   const train = Object.entries(D.losses).filter(([k]) => k.startsWith("train:"));
   const evals = Object.entries(D.losses).filter(([k]) => k.startsWith("eval:"));
   const line = ([k, v]) => ({type: "scatter", mode: "lines", name: k.split(":")[1], x: v.step, y: v.value, connectgaps: false});
-  if (train.length) plot(add(root, "div", {className: "plot", id: "train-losses"}), train.map(line),
-                         {title: {text: "training losses"}, xaxis: {title: {text: "training step"}}, yaxis: {title: {text: "loss term (image: 1 - correlation; priors: Å² or kT)"}, type: "log"}});
-  if (evals.length) plot(add(root, "div", {className: "plot", id: "eval-losses"}), evals.map(e => Object.assign(line(e), {mode: "lines+markers"})),
-                         {title: {text: "evaluations"}, xaxis: {title: {text: "training step"}}, yaxis: {title: {text: "loss of the evaluation latents"}}});
+  const legend = {showlegend: true, legend: {orientation: "h", x: 0, y: -0.22, yanchor: "top"}, margin: {t: 70, r: 10, b: 40}};
+  const trainDiv = train.length ? add(root, "div", {className: "plot", id: "train-losses"}) : null;
+  const evalDiv = evals.length ? add(root, "div", {className: "plot", id: "eval-losses"}) : null;  // both boxes before plotting
+  if (trainDiv) plot(trainDiv, train.map(line), Object.assign({title: {text: "training losses"}, xaxis: {title: {text: "training step"}},
+                                                              yaxis: {title: {text: "loss term (image: 1 - correlation; priors: Å² or kT)"}, type: "log"}}, legend));
+  if (evalDiv) plot(evalDiv, evals.map(e => Object.assign(line(e), {mode: "lines+markers"})),
+                    Object.assign({title: {text: "evaluations"}, xaxis: {title: {text: "training step"}}, yaxis: {title: {text: "loss of the evaluation latents"}}}, legend));
   const files = document.getElementById("files");
-  const ul = add(files, "ul");
-  for (const f of D.files) add(add(ul, "li"), "a", {href: f}, f);
+  const link = (parent, path, label) => add(add(parent, "li"), "a", {href: path}, label);
+  const top = add(files, "ul");
+  for (const f of D.files.top) link(top, f, f);
+  for (const group of D.files.folders) {
+    const box = add(files, "details", {className: "folder"});
+    add(box, "summary", {}, `${group.name}/ (${group.files.length} files)`);
+    const ul = add(box, "ul");
+    for (const f of group.files) link(ul, `${group.name}/${f}`, f);
+  }
   document.getElementById("next").textContent = D.next.join("\n");
-  if (pending === 0) status.dataset.done = "true";
+  if (pending === 0) finished();
 })();

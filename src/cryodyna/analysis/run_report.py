@@ -6,7 +6,7 @@ losses, motion per principal component in Å, bond and clash statistics, warning
 (PCA, UMAP when stored; numbered k-means centres; colour by PC or cluster; lasso / box selection
 exporting the particle indices and the command that writes them as a STAR subset), a 3-D viewer
 that plays each PC trajectory and shows the structure at a clicked centre coloured by displacement,
-RMSF per residue, loss curves with units, image previews, links to every file and next steps; for
+RMSF per residue, loss curves with units, image previews, links to every file (grouped per folder, newest evaluation first) and next steps; for
 the halves of a ``--halfsets`` run, the half-set agreement per node (disagreement next to motion).
 Density runs: the summary, central slices of the maps, losses, links and next steps.
 """
@@ -160,10 +160,21 @@ def _losses(run_dir: Path) -> dict:
             for (phase, name), g in keep.groupby(["phase", "name"])}
 
 
-def _files(run_dir: Path) -> list[str]:
-    skip = {RunFolder(run_dir).cache.name, RunFolder(run_dir).checkpoints.name}
-    return sorted(os.path.relpath(p, run_dir) for p in run_dir.rglob("*")
-                  if p.is_file() and not skip & set(p.relative_to(run_dir).parts) and not p.name.startswith("."))
+def _files(run_dir: Path) -> dict:
+    """Links: ``top`` (files of the run folder itself) and ``folders`` ({name, files} per
+    sub-folder: evaluations newest first, then the others by name)."""
+    run = RunFolder(run_dir)
+    skip = {run.cache.name, run.checkpoints.name}
+    paths = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")
+                   if p.is_file() and not skip & set(p.relative_to(run_dir).parts) and not p.name.startswith("."))
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        if len(p.parts) > 1:
+            groups.setdefault(p.parts[0], []).append(str(Path(*p.parts[1:])))
+    evaluations = [e.name for e in reversed(run.evaluations())]
+    order = [g for g in evaluations if g in groups] + sorted(g for g in groups if g not in evaluations)
+    return {"top": [str(p) for p in paths if len(p.parts) == 1],
+            "folders": [{"name": g, "files": groups[g]} for g in order]}
 
 
 def _next_steps(run_dir: Path, task: str, folder: Path | None, particles: str | None) -> list[str]:
@@ -205,8 +216,10 @@ TEMPLATE = """<!doctype html>
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
 h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 .card{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:.6em 1.5em;background:#f6f7f9;padding:1em;border-radius:6px}
+.card div{min-width:0} .card div span{overflow-wrap:anywhere}
 .card div b{display:block;font-size:.8em;color:#666;font-weight:normal}
-.row{display:flex;flex-wrap:wrap;gap:1em} .plot{min-width:480px;flex:1;height:460px}
+.row{display:flex;flex-wrap:wrap;gap:1em} .plot{flex:1 1 480px;min-width:0;max-width:100%;height:460px}
+details.folder summary{cursor:pointer} pre{white-space:pre-wrap;overflow-wrap:anywhere}
 .warn{color:#a40} code,pre{background:#f0f0f0;padding:.2em .4em;border-radius:3px}
 #selection{margin:.5em 0} img{max-width:45%}
 </style>
