@@ -1,13 +1,9 @@
-"""MkDocs hook: fill the reference pages from the code (``cryodyna.reference``), so the command and
-configuration reference is generated, never hand-copied."""
+"""MkDocs hook: regenerate the reference pages from the code (``cryodyna.reference``) at build time,
+so the published command and configuration reference is never hand-copied."""
 
-from cryodyna.reference import cli_reference_markdown, config_reference_markdown
-
-MARKERS = {"<!-- cli-reference -->": cli_reference_markdown, "<!-- config-reference -->": config_reference_markdown}
+from cryodyna.reference import MARKER, PAGES, regenerated
 
 
 def on_page_markdown(markdown, page, config, files):
-    for marker, generate in MARKERS.items():
-        if marker in markdown:
-            markdown = markdown.replace(marker, generate())
-    return markdown
+    generate = PAGES.get(page.file.src_uri)
+    return regenerated(markdown, generate) if generate is not None and MARKER in markdown else markdown

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -58,10 +59,14 @@ def test_help_keeps_brackets_and_shows_flags_as_flags():
     runner = CliRunner()
     for name in command_names():
         out = runner.invoke(app, name.split()[1:] + ["--help"]).output
-        assert "<bool>" not in out, name
         assert "Usage:" in out, name
+        assert not re.search(r"<(bool|str|int|float|path|list\[\w+\])>", out, re.I), (name, out)  # no Python type names
+        assert "{" not in out.splitlines()[0], (name, out.splitlines()[0])  # arguments in capitals, not {name}
     backmap = runner.invoke(app, ["backmap", "--help"]).output
-    assert '"cryodyna[relax]"' in " ".join(backmap.split())
+    assert '".[relax]"' in " ".join(backmap.split())
+    simulate = runner.invoke(app, ["simulate", "--help"]).output
+    assert "simulate [OPTIONS] MODELS..." in simulate and "--set" not in simulate
+    assert "--set TEXT" in runner.invoke(app, ["train-atom", "--help"]).output
 
 
 def test_only_rank_zero_reports_under_torchrun(peptide_pdb):

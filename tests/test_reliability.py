@@ -1,6 +1,7 @@
 """Resume after SIGKILL, non-finite steps, determinism, unusable output folders."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_adk, tmp_path):
     assert 0 < killed_at["step"] < 200
     r = subprocess.run(cli(tiny_adk, run_dir, extra), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "resuming from step" in (run_dir / "log.txt").read_text()
+    assert "resuming at step" in (run_dir / "log.txt").read_text()
     final = torch.load(ckpt, weights_only=False)
     assert final["step"] == 200 and final["epoch"] == 40  # 5 steps per epoch, no step lost or repeated
     folders = sorted(p.name for p in run_dir.glob("epoch-*"))
@@ -164,7 +165,7 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_adk, tmp_path,
     assert f"step {ckpt['step']};" in err
     r = subprocess.run(cli(tiny_adk, run_dir, ["optim.epochs=5"]), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert f"resuming from step {ckpt['step']}" in r.stderr
+    assert f"resuming at step {ckpt['step']}, epoch " in r.stderr
     assert json.loads(progress.read_text())["status"] == "finished"
 
 
@@ -208,6 +209,23 @@ def test_console_of_a_batch_job_tells_what_happens(tiny_adk, tmp_path):
     r = subprocess.run(cli(tiny_adk, tmp_path / "run", ["optim.epochs=2"]), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
-    assert "training 200 particles (20 held out) of 32 px at 4 Å/px on cpu: epochs 1-2 of 2, 10 steps of 32 particles" in out
+    assert re.search(r"training 200 particles \(20 held out\) of 32 px at 4 Å/px on cpu \(\d CPU threads: [^)]+\): epochs 1-2 of 2, "
+                     "10 steps of 32 particles", out), out
     assert "epoch 1/2, step 5/10: image" in out and "evaluating epoch 2" in out
     assert f"next: cryodyna analyze {tmp_path / 'run'}" in " ".join(out.split())
+
+
+def test_time_limit_stop_is_named_after_its_epoch_and_resume_counts_from_one(tiny_adk, tmp_path, caplog):
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.eval_every=1"], 2)
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stopped = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run, cfg, time_limit_minutes=1e-9)
+        assert stopped.name == "epoch-0001_step-0000001"  # interrupted during the first epoch, after one step
+        assert (run / "latest").resolve() == stopped.resolve()
+        with caplog.at_level("INFO", logger="cryodyna"):
+            last = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run, cfg)
+    assert "resuming at step 1, epoch 1/2" in caplog.text
+    names = sorted(p.name for p in run.glob("epoch-*"))
+    assert names == ["epoch-0001_step-0000001", "epoch-0001_step-0000005", "epoch-0002_step-0000010"], names
+    assert last.name == names[-1] and (run / "latest").resolve() == last.resolve()

@@ -1,7 +1,14 @@
 """Markdown reference of every command and configuration field, generated from the CLI and the typed
-configs (used by the documentation build, so the reference never drifts from the code)."""
+configs, so the reference never drifts from the code.
+
+``docs/reference/commands.md`` and ``configuration.md`` hold it below :data:`MARKER` (readable
+without building the site); ``python -m cryodyna.reference`` rewrites them from the code, the
+documentation build regenerates them, and a test fails when the committed text is out of date."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import typer
 from pydantic import BaseModel
@@ -37,14 +44,14 @@ def cli_reference_markdown() -> str:
     out = []
     for name, cmd in _commands(typer.main.get_command(app)):
         arguments = [p for p in cmd.params if p.param_type_name == "argument"]
-        usage = " ".join(["[OPTIONS]"] + [p.name.upper() + ("..." if p.nargs == -1 else "") for p in arguments])
+        usage = " ".join(["[OPTIONS]"] + [(p.metavar or p.name.upper()) + ("..." if p.nargs == -1 else "") for p in arguments])
         out += [f"## `{name}`", "", f"```\n{name} {usage}\n```", "", (cmd.help or "").strip().replace("\b\n", ""), ""]
         rows = []
         for p in cmd.params:
-            if p.name == "help":
+            if p.name == "help" or getattr(p, "hidden", False):
                 continue
             if p.param_type_name == "argument":
-                label, kind = p.name.upper(), "argument"
+                label, kind = p.metavar or p.name.upper(), "argument"
             else:
                 label, kind = ", ".join(p.opts + p.secondary_opts), "option"
             default = "" if p.required or p.default in (None, [], ()) or callable(p.default) else f"`{p.default}`"
@@ -77,3 +84,25 @@ def config_reference_markdown() -> str:
         out += [f"| `{key}` | {_cell(kind)} | `{default}` | {_cell(desc)} |" for key, default, kind, desc in config_fields(model)]
         out.append("")
     return "\n".join(out)
+
+
+MARKER = "<!-- generated from the code below this line by `python -m cryodyna.reference`; do not edit -->"
+PAGES = {"reference/commands.md": cli_reference_markdown, "reference/configuration.md": config_reference_markdown}
+
+
+def regenerated(markdown: str, generate) -> str:
+    """``markdown`` up to :data:`MARKER`, followed by freshly generated text."""
+    head = markdown.split(MARKER, 1)[0]
+    return f"{head}{MARKER}\n\n{generate()}\n"
+
+
+def main(docs: Path) -> None:
+    """Rewrite the generated part of every reference page under ``docs``."""
+    for page, generate in PAGES.items():
+        path = docs / page
+        path.write_text(regenerated(path.read_text(), generate))
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs"))

@@ -164,7 +164,7 @@ def _files(run_dir: Path) -> dict:
     """Links: ``top`` (files of the run folder itself) and ``folders`` ({name, files} per
     sub-folder: evaluations newest first, then the others by name)."""
     run = RunFolder(run_dir)
-    skip = {run.cache.name, run.checkpoints.name}
+    skip = {run.cache.name, run.checkpoints.name, run.latest.name}
     paths = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")
                    if p.is_file() and not skip & set(p.relative_to(run_dir).parts) and not p.name.startswith("."))
     groups: dict[str, list[str]] = {}

@@ -29,7 +29,7 @@ def backmap_cmd(
     """Rebuild all-atom models from bead models (per-residue superposition of the all-atom reference),
     optionally relaxed by a short restrained minimisation.
 
-    Example: cryodyna backmap runs/adk_cg/epoch-0005_step-0000150/pca-1.pdb -o pca-1_allatom.pdb --relax
+    Example: cryodyna backmap runs/adk_cg/latest/pca-1.pdb -o pca-1_allatom.pdb --relax
     """
     from cryodyna.analysis.backmap import backmap_run
 
@@ -58,8 +58,8 @@ def sample_structures_cmd(
 ) -> None:
     """Decode latent rows into structures (all particles' z.npy gives one structure per particle).
 
-    Example: cryodyna sample-structures runs/adk --z runs/adk/epoch-0005_step-0000150/z.npy --npy all.npy
-    Example: cryodyna sample-structures runs/adk_cg --z runs/adk_cg/epoch-0005_step-0000150/z.npy --allatom -o all.pdb
+    Example: cryodyna sample-structures runs/adk --z runs/adk/latest/z.npy --npy all.npy
+    Example: cryodyna sample-structures runs/adk_cg --z runs/adk_cg/latest/z.npy --allatom -o all.pdb
     """
     from cryodyna.analysis.structures import sample_structures
     from cryodyna.runs.read import load_latents, read_info
@@ -161,7 +161,7 @@ def sample_volumes_cmd(
 ) -> None:
     """Generate volumes at chosen latents with a trained density generator.
 
-    Example: cryodyna sample-volumes runs/density --z runs/density/epoch-0020_step-0002500/z_pca_1.txt -o pc1_maps
+    Example: cryodyna sample-volumes runs/density --z runs/density/latest/z_pca_1.txt -o pc1_maps
     """
     from cryodyna.analysis.volumes import sample_volumes
     from cryodyna.runs.read import load_latents, read_info

@@ -20,6 +20,32 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show configuration defaults.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config", help="Show the default configuration of a command as YAML.")
+
+
+# Help shows conventional placeholders (PATH, TEXT, INTEGER, NUMBER; arguments as PARTICLES MODEL)
+# instead of Python type names such as <list[Path]> and {particles}, which recent typer versions print.
+PLACEHOLDERS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "Path": "PATH", "bool": ""}
+
+
+def _placeholder(param, ctx) -> str:
+    label = _TYPER_DISPLAY_TYPE(param, ctx).strip("<>")
+    label = label.removeprefix("list[").removesuffix("]")
+    return PLACEHOLDERS.get(label, label.upper())
+
+
+def _argument_name(param) -> str:
+    return (param.metavar or param.name).upper() + ("..." if param.nargs != 1 else "")
+
+
+def _usage_name(param) -> str:
+    return _argument_name(param) if param.required else f"[{_argument_name(param)}]"
+
+
+_TYPER_DISPLAY_TYPE = getattr(getattr(typer.core, "_TyperParameter", None), "display_type", None)
+if _TYPER_DISPLAY_TYPE is not None:  # typer >= 0.20; older versions print click's placeholders already
+    typer.core._TyperParameter.display_type = _placeholder
+    typer.core.TyperArgument._usage_display_name = _usage_name
+    typer.core.TyperArgument._rich_display_name = _argument_name
 console = Console(quiet=os.environ.get("RANK", "0") != "0")  # under torchrun only rank 0 reports
 err_console = Console(stderr=True, soft_wrap=True)
 

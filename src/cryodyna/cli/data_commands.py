@@ -195,7 +195,7 @@ def split_models_cmd(
 ) -> None:
     """Write each model of a multi-model file as its own PDB.
 
-    Example: cryodyna split-models runs/adk/epoch-0010_step-0000290/pca-1.pdb
+    Example: cryodyna split-models runs/adk/latest/pca-1.pdb
     """
     from cryodyna.analysis.maps import split_models
 

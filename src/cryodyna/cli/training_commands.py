@@ -118,7 +118,7 @@ def train_density_cmd(
 ) -> None:
     """Train a density generator (implicit volume network) on PARTICLES with given latents.
 
-    Example: cryodyna train-density adk_example/particles.star --z adk_example/run/epoch-0010_step-0000290/z.npy -o adk_example/density
+    Example: cryodyna train-density adk_example/particles.star --z adk_example/run/latest/z.npy -o adk_example/density
     """
     from cryodyna.config import resolved_config
     from cryodyna.pipelines.training import train_density

@@ -21,28 +21,34 @@ def _fail(path: Path, reason: str, option: str) -> CryodynaError:
 
 
 def check_output_folder(folder: Path, need_bytes: float = 0.0, option: str = "-o/--out") -> None:
-    """Create ``folder`` (with its parents) and check that a file can be written in it and that its
-    disk has ``need_bytes`` plus a margin free."""
-    folder = Path(folder)
+    """Check that ``folder`` (or, while it does not exist, the nearest existing folder above it,
+    where it will be created) takes a file, and that its disk has ``need_bytes`` plus a margin
+    free.  Nothing is left behind."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is a file, not a folder")
+        probe = existing / f".write-test-{os.getpid()}"
         probe.write_bytes(b"0" * 4096)
         probe.unlink()
     except OSError as exc:
         raise _fail(folder, f"cannot write to the output folder ({exc.strerror or exc})", option) from None
-    free = shutil.disk_usage(folder).free
+    free = shutil.disk_usage(existing).free
     if free < need_bytes + MARGIN_MB * 2**20:
         raise _fail(folder, f"only {free / 2**20:.0f} MB free on this disk; about {need_bytes / 2**20 + MARGIN_MB:.0f} MB "
                     "are needed for the outputs", option)
 
 
 def check_output_file(path: Path, need_bytes: float = 0.0, option: str = "-o/--out") -> None:
-    """Check that the file ``path`` can be written (its folder is created if missing; an existing
-    folder of that name is an error) with ``need_bytes`` plus a margin free on its disk."""
+    """Check that the file ``path`` can be written (an existing folder of that name is an error)
+    with ``need_bytes`` plus a margin free on its disk; its folder is then created if missing."""
     path = Path(path)
     if path.is_dir():
         raise _fail(path, "is a folder, but a file is written there", option)
     check_output_folder(path.parent, need_bytes, option)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not os.access(path, os.W_OK):
         raise _fail(path, "the existing file cannot be overwritten (permission denied)", option)

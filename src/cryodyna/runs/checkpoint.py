@@ -22,6 +22,20 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def link_atomic(link: Path, target: str) -> bool:
+    """Point the symbolic link ``link`` at ``target`` (relative to its folder), replacing it in one
+    rename; False where the file system has no symbolic links."""
+    tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def read_checkpoint(path: Path, map_location="cpu") -> dict:
     """A checkpoint written by :func:`save_atomic`; a truncated or corrupt file is a one-line
     error naming it, with the evaluation checkpoints of its run that could replace it."""

@@ -7,6 +7,7 @@ RUN/checkpoints/last.pt
 RUN/cache/images.npy (+ .json fingerprint)
 RUN/inputs/model.pdb  secondary_structure.txt  cg_model.pkl  martini.json ...
 RUN/epoch-NNNN_step-NNNNNNN/  one evaluation: ckpt.pt, z.npy, structures or maps, figures
+RUN/latest -> the newest evaluation folder (a symbolic link, where the file system has them)
 RUN/halfsets.json  halfset.npy  half-1/  half-2/   a --halfsets run (two run folders sharing RUN/cache)
 RUN/analysis/<evaluation>/  RUN/report.html  RUN/index.html   written by cryodyna analyze and the evaluations
 ```
@@ -46,6 +47,7 @@ class RunFolder:
     martini_settings = property(lambda self: self.root / "inputs" / "martini.json")
     analysis = property(lambda self: self.root / "analysis")
     lock = property(lambda self: self.root / ".lock")
+    latest = property(lambda self: self.root / "latest")
     report = property(lambda self: self.root / "report.html")
     index = property(lambda self: self.root / "index.html")
 

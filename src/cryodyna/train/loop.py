@@ -31,7 +31,7 @@ from cryodyna.data.batches import iterate_batches
 from cryodyna.data.particles import PreparedParticles
 from cryodyna.errors import TrainingError, TrainingInterrupted
 from cryodyna.io.particles import ParticleTable
-from cryodyna.runs.checkpoint import load_model_state, read_checkpoint, rng_state, save_atomic, set_rng_state
+from cryodyna.runs.checkpoint import link_atomic, load_model_state, read_checkpoint, rng_state, save_atomic, set_rng_state
 from cryodyna.runs.layout import RunFolder, evaluation_file
 from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.poses import PoseCorrections
@@ -170,7 +170,7 @@ class TrainingLoop:
             set_rng_state(state["rng"])
         if self.poses is not None and "poses" in state:
             self.poses.load_state_dict(state["poses"])
-        log.info("resuming from step %d, epoch %d (%s)", self.step, self.epoch, path)
+        log.info("resuming at step %d, epoch %s (%s)", self.step, self._epoch_label(), path)
 
     # ----------------------------------------------------------------- training
     def _epoch_order(self, epoch: int) -> torch.Tensor:
@@ -364,9 +364,10 @@ class TrainingLoop:
     def evaluate(self, final: bool = False) -> Path:
         """Write one evaluation folder atomically (built under a temporary name, then renamed), with
         the stage's outputs and ``ckpt.pt``; ``final`` marks the run's last evaluation."""
-        name = self.folder.evaluation_name(self.epoch, self.step)
+        epoch = self.epoch + (self.batch_in_epoch > 0)  # a time-limit stop is named after the epoch it interrupted
+        name = self.folder.evaluation_name(epoch, self.step)
         if self.main:
-            log.info("evaluating epoch %d (latents of all %d particles, structures, plots)", self.epoch, len(self.data))
+            log.info("evaluating epoch %d (latents of all %d particles, structures, plots)", epoch, len(self.data))
         status = self.status.status
         if status is not None:
             self.status.set("evaluating")
@@ -375,7 +376,7 @@ class TrainingLoop:
         if not self.main:
             distributed.barrier()
             return folder
-        tmp = self.folder.evaluation_tmp(self.epoch, self.step)
+        tmp = self.folder.evaluation_tmp(epoch, self.step)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         metrics = self.write_evaluation(tmp, inputs)
@@ -389,6 +390,7 @@ class TrainingLoop:
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
+        link_atomic(self.folder.latest, folder.name)
         log.info("evaluation written to %s (%s)", folder, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self._prune_checkpoints()
         if status is not None:

@@ -41,6 +41,7 @@ def start_run(run_dir: Path, restart: bool) -> None:
     if distributed.is_main():
         run = RunFolder(run_dir)
         check_output_folder(run_dir, RUN_MIN_FREE)
+        run_dir.mkdir(parents=True, exist_ok=True)
         _log_to(run.log)
         if restart:
             for p in [run.last_checkpoint, run.metrics, run.secondary_structure]:
@@ -91,6 +92,7 @@ def opened_run(run_dir: Path, cfg: BaseModel, kind: str, restart: bool,
     created = not run_dir.exists()
     if distributed.is_main():
         check_output_folder(run_dir, RUN_MIN_FREE)
+        run_dir.mkdir(parents=True, exist_ok=True)
         hold.enter_context(run_lock(run_dir))  # a second writer is refused before anything changes
     try:
         changes = changed_settings(run_dir, cfg, kind, restart)
