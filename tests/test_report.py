@@ -71,7 +71,8 @@ def test_deformation_report_renders(tiny_adk, tmp_path):
     assert "cryodyna cluster" in dom
 
 
-def test_report_layout_holds_long_paths_narrow_windows_and_outliers(tiny_adk, tmp_path):
+def test_report_layout_holds_long_paths_narrow_windows_and_outliers(tiny_adk, tmp_path, monkeypatch):
+    from cryodyna.analysis import run_report
     from cryodyna.analysis.run_report import write_report
     from cryodyna.runs.read import newest_evaluation
 
@@ -88,6 +89,11 @@ def test_report_layout_holds_long_paths_narrow_windows_and_outliers(tiny_adk, tm
         dom, console = render(page, tmp_path, width)
         assert assert_clean(dom, console) >= 5, width
         assert "1 outlying particles beyond the axes" in plot_dom(dom, "latent")
+    monkeypatch.setattr(run_report, "MAX_POINTS", 60)  # a large data set: the latent plots show a subset
+    dom, console = render(write_report(run), tmp_path)
+    assert assert_clean(dom, console) >= 5
+    shown = int(re.search(r"Showing a random (\d+) of 200 particles", dom).group(1))
+    assert 60 <= shown <= 63  # the subset and the k-means centres
 
 
 def test_halfset_agreement_is_shown_in_each_half(halfset_run, tmp_path):

@@ -107,6 +107,10 @@ function viewerTrace(coords, meta, reference) {
   for (let k = 0; k < nPC; k++) add(colourBy, "option", {value: `pc${k}`}, `PC${k + 1} score`);
   add(colourBy, "option", {value: "cluster"}, "k-means cluster");
   add(controls, "span", {}, "  — drag a lasso or box to select particles; click a numbered centre to view its structure");
+  if (d.shown) add(root, "p", {id: "subset-note"}, `Showing a random ${d.shown.length.toLocaleString("en")} of ` +
+                   `${d.particles.toLocaleString("en")} particles (all of them are in z.npy); a selection exports those shown. ` +
+                   "For every particle in a region, use cryodyna cluster --zbox or --pc with --range.");
+  const particle = row => (d.shown ? d.shown[row] : row);
   const row = add(root, "div", {className: "row"});
   const latent = add(row, "div", {id: "latent", className: "plot"});
   const umapDiv = d.umap ? add(row, "div", {id: "umap", className: "plot"}) : null;
@@ -115,8 +119,8 @@ function viewerTrace(coords, meta, reference) {
   const colours = key => (key === "cluster" ? d.labels : d.scores.map(r => r[Number(key.slice(2))]));
   const scatter = (x, y, title, xl, yl) => [
     {type: "scattergl", mode: "markers", x: x, y: y, marker: {size: 4, color: colours("pc0"), colorscale: "Viridis", showscale: true, colorbar: {title: {text: "PC1"}}},
-     hovertemplate: "particle %{pointIndex}<extra></extra>", name: "particles"},
-    {type: "scatter", mode: "markers+text", x: d.centres.map(i => x[i]), y: d.centres.map(i => y[i]), text: d.centres.map((_, k) => String(k)),
+     customdata: xs.map((_, row) => particle(row)), hovertemplate: "particle %{customdata}<extra></extra>", name: "particles"},
+    {type: "scatter", mode: "markers+text", x: d.centre_rows.map(i => x[i]), y: d.centre_rows.map(i => y[i]), text: d.centres.map((_, k) => String(k)),
      textposition: "top right", marker: {size: 11, color: "red", line: {color: "white", width: 1}}, name: "k-means centres",
      hovertemplate: "centre %{text} (particle %{customdata})<extra></extra>", customdata: d.centres}];
   const layout = (title, x, y, xl, yl) => {
@@ -140,7 +144,7 @@ function viewerTrace(coords, meta, reference) {
     div.on("plotly_click", ev => { const p = ev.points[0]; if (p.curveNumber === 1 && d.centre_models) select(`centre-${p.pointNumber}`); });
   }
   const onSelect = ev => {
-    const idx = ev && ev.points ? ev.points.filter(p => p.curveNumber === 0).map(p => p.pointIndex).sort((a, b) => a - b) : [];
+    const idx = ev && ev.points ? ev.points.filter(p => p.curveNumber === 0).map(p => particle(p.pointIndex)).sort((a, b) => a - b) : [];
     selection.textContent = "";
     if (!idx.length) { selection.textContent = "No particles selected."; return; }
     add(selection, "b", {}, `${idx.length} particles selected `);

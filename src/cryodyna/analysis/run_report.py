@@ -31,6 +31,7 @@ from cryodyna.runs.layout import EVALUATION_FILES, RunFolder, evaluation_file
 from cryodyna.runs.read import newest_evaluation
 
 CLASH_DISTANCE = 3.0  # Å between non-consecutive nodes
+MAX_POINTS = 50_000  # particles drawn in the latent plots (a seeded random subset beyond; z.npy has all)
 
 
 def _finite(obj):
@@ -99,12 +100,16 @@ def _summary(run_dir: Path, folder: Path | None) -> dict:
 
 
 def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
-    z = np.load(evaluation_file(folder, "latents"))
+    z = np.load(evaluation_file(folder, "latents"), mmap_mode="r")
     n_pcs = max(1, min(3, z.shape[1], len(z) - 1))
-    scores = PCA(n_components=n_pcs).fit_transform(z)
     labels_path, centres_path = folder / "kmeans_labels.txt", folder / "kmeans_particles.txt"
-    labels = np.loadtxt(labels_path, dtype=np.int64, ndmin=1) if labels_path.is_file() else np.zeros(len(z), np.int64)
     centres = np.loadtxt(centres_path, dtype=np.int64, ndmin=1) if centres_path.is_file() else np.zeros(0, np.int64)
+    shown = None  # every particle
+    if len(z) > MAX_POINTS:
+        shown = np.union1d(np.random.default_rng(0).choice(len(z), MAX_POINTS, replace=False), centres)
+    rows = slice(None) if shown is None else shown
+    scores = PCA(n_components=n_pcs).fit(z[:: max(1, len(z) // 200_000)]).transform(z[rows])
+    labels = np.loadtxt(labels_path, dtype=np.int64, ndmin=1)[rows] if labels_path.is_file() else np.zeros(len(scores), np.int64)
     umap_path = folder / "z_umap.npy"
     trajectories = {p.stem: _trajectory(p) for p in sorted(folder.glob("pca-*.pdb"), key=lambda p: int(p.stem.split("-")[1]))}
     pred = _trajectory(folder / "pred.pdb") if (folder / "pred.pdb").is_file() else None
@@ -117,7 +122,9 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
     geometry = geometry_statistics(np.asarray(pred["coords"]), pred["chains"], reference) if pred else {}
     return {
         "scores": np.round(scores, 4).tolist(), "labels": labels.tolist(), "centres": centres.tolist(),
-        "umap": np.round(np.load(umap_path), 4).tolist() if umap_path.is_file() else None,
+        "particles": len(z), "shown": None if shown is None else shown.tolist(),
+        "centre_rows": (centres if shown is None else np.searchsorted(shown, centres)).tolist(),
+        "umap": np.round(np.load(umap_path, mmap_mode="r")[rows], 4).tolist() if umap_path.is_file() else None,
         "trajectories": trajectories, "centre_models": pred, "motion": motion, "geometry": geometry,
         "reference": None if reference is None else np.round(reference, 2).tolist(),
         "images": {name: _image(folder / f"{name}.png") for name in ("input_image", "pred_image")},

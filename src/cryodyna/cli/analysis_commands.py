@@ -69,7 +69,7 @@ def sample_structures_cmd(
     latents = load_latents(z)
     row_bytes = (12 if npy is not None else 81) * read_info(run).get("n_nodes", 0) * (10 if allatom else 1)
     check_output_file(npy or out, len(latents) * row_bytes, "--npy" if npy is not None else "-o/--out")
-    sampled = sample_structures(run, latents, checkpoint, device, allatom)
+    sampled = sample_structures(run, latents, checkpoint, device, allatom, npy)
     r = sampled.geometry
     if r is not None:
         console.print(f"back-mapped {len(sampled.coords)} models ({sampled.models_per_s:.0f} models/s): bond lengths RMS "

@@ -1,0 +1,119 @@
+"""Outputs at real-dataset scale: report.html at 1,000,000 particles, and sample-structures --npy,
+cluster and traverse at 200,000 particles, with wall time and peak memory of each command.
+
+A small residue-level run is trained first (the AdK example, 300 particles, 1 epoch); its newest
+evaluation then gets ``--particles`` latents drawn around a curved 1-D path in the run's latent
+dimension (plus k-means labels), and the run's particle file is replaced by one with as many rows
+(the example's rows repeated: the commands here read the table, never the images).  Each command
+runs in its own process; its peak resident memory is its ``ru_maxrss``.  Targets (from the
+issue): report.html under 15 MB at 1,000,000 particles; cluster and traverse under a minute at
+200,000; sample-structures --npy memory independent of the number of structures (written in
+chunks to a memory-mapped file).
+
+Example:
+    python benchmarks/scale.py                         # 200,000 particles; report also at 1,000,000
+    python benchmarks/scale.py --particles 50000 --report-particles 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+           "print('maxrss', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+
+
+def run(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of ``command``, run under a fresh parent process (so that the
+    peak is this command's own); fails loudly."""
+    start = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if p.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{p.stderr[-2000:]}")
+    kib = int(p.stderr.rsplit("maxrss", 1)[1].split()[0])  # ru_maxrss is in KiB on Linux
+    return seconds, kib / 1024
+
+
+def set_particles(run_dir: Path, n: int, z_dim: int, table: pd.DataFrame, header: str, seed: int = 0) -> None:
+    """Give the run's newest evaluation ``n`` latents and k-means labels, and the run ``n`` rows."""
+    from cryodyna.runs.read import newest_evaluation
+
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, np.pi, n)
+    z = np.zeros((n, z_dim), np.float32)
+    z[:, 0], z[:, 1] = np.cos(t), np.sin(t)
+    z += 0.05 * rng.standard_normal(z.shape).astype(np.float32)
+    folder = newest_evaluation(run_dir)
+    np.save(folder / "z.npy", z)
+    np.savetxt(folder / "kmeans_labels.txt", np.minimum((t / np.pi * 5).astype(int), 4), fmt="%d")
+    np.savetxt(folder / "kmeans_particles.txt", np.argsort(np.abs(t[:, None] - np.linspace(0.3, 2.8, 5)), axis=0)[0], fmt="%d")
+    rows = table.iloc[np.arange(n) % len(table)]
+    star = run_dir.parent / f"particles_{n}.star"
+    with star.open("w") as f:
+        f.write(header)
+        rows.to_csv(f, sep=" ", header=False, index=False)
+    info = json.loads((run_dir / "run.json").read_text())
+    info.update(particles=str(star), n_particles=n)
+    (run_dir / "run.json").write_text(json.dumps(info, indent=1))
+
+
+def star_parts(path: Path) -> tuple[pd.DataFrame, str]:
+    """The particle block of a RELION 3.1 STAR file as a table, and everything before its rows."""
+    lines = path.read_text().splitlines(keepends=True)
+    start = max(i for i, line in enumerate(lines) if line.startswith("data_particles"))
+    columns = [i for i in range(start, len(lines)) if lines[i].startswith("_rln")]
+    header = "".join(lines[: columns[-1] + 1])
+    rows = [line.split() for line in lines[columns[-1] + 1 :] if line.strip()]
+    return pd.DataFrame(rows), header
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--particles", type=int, default=200_000)
+    p.add_argument("--report-particles", type=int, default=1_000_000)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        run([sys.executable, "-m", "cryodyna.cli", "example", "adk", "-o", str(tmp / "ex"), "-n", "300"])
+        run_dir = tmp / "run"
+        run([sys.executable, "-m", "cryodyna.cli", "train-atom", str(tmp / "ex/particles.star"), str(tmp / "ex/reference.pdb"),
+             "-o", str(run_dir), "--epochs", "1"])
+        z_dim = np.load(run_dir / "latest" / "z.npy").shape[1]
+        table, header = star_parts(tmp / "ex/particles.star")
+        print(f"run: AdK, 214 residues, z_dim {z_dim}")
+
+        set_particles(run_dir, args.report_particles, z_dim, table, header)
+        seconds, peak = run([sys.executable, "-c", "import sys; from cryodyna.analysis.run_report import write_report; "
+                             f"write_report(__import__('pathlib').Path({str(run_dir)!r}))"])
+        size = (run_dir / "report.html").stat().st_size / 2**20
+        print(f"report.html at {args.report_particles:,} particles: {size:.1f} MB (target < 15 MB), written in "
+              f"{seconds:.1f} s, peak memory {peak:.0f} MB")
+
+        n = args.particles
+        set_particles(run_dir, n, z_dim, table, header)
+        out = tmp / "all.npy"
+        seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "sample-structures", str(run_dir), "--z",
+                             str(run_dir / "latest/z.npy"), "--npy", str(out)])
+        print(f"sample-structures --npy at {n:,} particles: {out.stat().st_size / 2**20:.0f} MB written in {seconds:.1f} s "
+              f"({n / seconds:,.0f} structures/s), peak memory {peak:.0f} MB")
+        out.unlink()
+        seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "cluster", str(run_dir), "--k", "5", "-o", str(tmp / "clusters")])
+        print(f"cluster --k 5 at {n:,} particles: {seconds:.1f} s (target < 60 s), peak memory {peak:.0f} MB")
+        seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "traverse", str(run_dir), "--from", "0", "--to", "1",
+                             "-o", str(tmp / "path.pdb")])
+        print(f"traverse at {n:,} particles: {seconds:.1f} s (target < 60 s), peak memory {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
