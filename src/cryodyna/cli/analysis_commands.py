@@ -61,7 +61,7 @@ def sample_structures_cmd(
     Example: cryodyna sample-structures runs/adk --z runs/adk/latest/z.npy --npy all.npy
     Example: cryodyna sample-structures runs/adk_cg --z runs/adk_cg/latest/z.npy --allatom -o all.pdb
     """
-    from cryodyna.analysis.structures import sample_structures
+    from cryodyna.analysis.structures import sample_structures, write_structures_npy
     from cryodyna.runs.read import load_latents, read_info
 
     if (out is None) == (npy is None):
@@ -69,7 +69,11 @@ def sample_structures_cmd(
     latents = load_latents(z)
     row_bytes = (12 if npy is not None else 81) * read_info(run).get("n_nodes", 0) * (10 if allatom else 1)
     check_output_file(npy or out, len(latents) * row_bytes, "--npy" if npy is not None else "-o/--out")
-    sampled = sample_structures(run, latents, checkpoint, device, allatom, npy)
+    if npy is not None and not allatom:  # any number of structures: written in chunks, never all in memory
+        shape = write_structures_npy(run, latents, npy, checkpoint, device)
+        console.print(f"wrote {npy} {shape}")
+        return
+    sampled = sample_structures(run, latents, checkpoint, device, allatom)
     r = sampled.geometry
     if r is not None:
         console.print(f"back-mapped {len(sampled.coords)} models ({sampled.models_per_s:.0f} models/s): bond lengths RMS "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -12,20 +14,22 @@ from cryodyna.models.volume import VolumeDecoder
 
 
 @torch.no_grad()
-def decode_latents(model: DeformationModel, z: np.ndarray, batch: int = 256, out: np.ndarray | None = None) -> np.ndarray:
-    """Node coordinates (K, N, 3) Å (float32) for latents (K, z_dim), decoded ``batch`` rows at a
-    time into ``out`` (e.g. a memory-mapped ``.npy``, so that K x N may exceed the memory) or a new
-    array; the model is switched to eval mode."""
+def decoded_chunks(model: DeformationModel, z: np.ndarray, batch: int = 256) -> Iterator[np.ndarray]:
+    """Node coordinates (b, N, 3) Å (float32) of successive chunks of ``batch`` latents of ``z``
+    (K, z_dim), so that K x N may exceed the memory; the model is switched to eval mode."""
     model.eval()
     z_dim = model.encoder.z_dim
     if z.shape[1] != z_dim:
         raise CryodynaError(f"latents have {z.shape[1]} columns but the model's z_dim is {z_dim}")
     device = model.reference.device
-    out = np.empty((len(z), len(model.reference), 3), np.float32) if out is None else out
     for i in range(0, len(z), batch):
-        chunk = torch.as_tensor(np.asarray(z[i : i + batch]), dtype=torch.float32, device=device)
-        out[i : i + batch] = model.decode(chunk).cpu().numpy()
-    return out
+        yield model.decode(torch.as_tensor(np.asarray(z[i : i + batch]), dtype=torch.float32, device=device)).cpu().numpy()
+
+
+def decode_latents(model: DeformationModel, z: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Node coordinates (K, N, 3) Å (float32) for latents (K, z_dim), in memory."""
+    chunks = list(decoded_chunks(model, z, batch))
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(model.reference), 3), np.float32)
 
 
 @torch.no_grad()
