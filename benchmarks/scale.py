@@ -10,15 +10,24 @@ issue): report.html under 15 MB at 1,000,000 particles; cluster and traverse und
 200,000; sample-structures --npy memory independent of the number of structures (written in
 chunks to a memory-mapped file).
 
+``reconstruct`` is timed on its own example of ``--reconstruct-particles`` particles per box of
+``--reconstruct-boxes`` (1 epoch of train-atom each; the map at the images' full size): particles/s,
+peak memory.
+
+``torchrun``: the README example (2,000 particles of 64 px), 2 epochs of train-atom as one process
+and as ``torchrun --nproc_per_node 2`` (same global batch), images/s of each.
+
 Example:
     python benchmarks/scale.py                         # 200,000 particles; report also at 1,000,000
     python benchmarks/scale.py --particles 50000 --report-particles 200000
+    python benchmarks/scale.py --parts reconstruct torchrun
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -82,37 +91,78 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--particles", type=int, default=200_000)
     p.add_argument("--report-particles", type=int, default=1_000_000)
+    p.add_argument("--reconstruct-boxes", type=int, nargs="*", default=[128, 256])
+    p.add_argument("--reconstruct-particles", type=int, default=400)
+    p.add_argument("--parts", nargs="+", default=["outputs", "reconstruct", "torchrun"], choices=["outputs", "reconstruct", "torchrun"])
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        run([sys.executable, "-m", "cryodyna.cli", "example", "adk", "-o", str(tmp / "ex"), "-n", "300"])
-        run_dir = tmp / "run"
-        run([sys.executable, "-m", "cryodyna.cli", "train-atom", str(tmp / "ex/particles.star"), str(tmp / "ex/reference.pdb"),
-             "-o", str(run_dir), "--epochs", "1"])
-        z_dim = np.load(run_dir / "latest" / "z.npy").shape[1]
-        table, header = star_parts(tmp / "ex/particles.star")
-        print(f"run: AdK, 214 residues, z_dim {z_dim}")
+        if "outputs" in args.parts:
+            outputs(tmp, args.particles, args.report_particles)
+        for box in args.reconstruct_boxes if "reconstruct" in args.parts else []:
+            reconstruct_rate(tmp / f"rec{box}", box, args.reconstruct_particles)
+        if "torchrun" in args.parts:
+            torchrun_speedup(tmp / "torchrun")
 
-        set_particles(run_dir, args.report_particles, z_dim, table, header)
-        seconds, peak = run([sys.executable, "-c", "import sys; from cryodyna.analysis.run_report import write_report; "
-                             f"write_report(__import__('pathlib').Path({str(run_dir)!r}))"])
-        size = (run_dir / "report.html").stat().st_size / 2**20
-        print(f"report.html at {args.report_particles:,} particles: {size:.1f} MB (target < 15 MB), written in "
-              f"{seconds:.1f} s, peak memory {peak:.0f} MB")
 
-        n = args.particles
-        set_particles(run_dir, n, z_dim, table, header)
-        out = tmp / "all.npy"
-        seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "sample-structures", str(run_dir), "--z",
-                             str(run_dir / "latest/z.npy"), "--npy", str(out)])
-        print(f"sample-structures --npy at {n:,} particles: {out.stat().st_size / 2**20:.0f} MB written in {seconds:.1f} s "
-              f"({n / seconds:,.0f} structures/s), peak memory {peak:.0f} MB")
-        out.unlink()
-        seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "cluster", str(run_dir), "--k", "5", "-o", str(tmp / "clusters")])
-        print(f"cluster --k 5 at {n:,} particles: {seconds:.1f} s (target < 60 s), peak memory {peak:.0f} MB")
-        seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "traverse", str(run_dir), "--from", "0", "--to", "1",
-                             "-o", str(tmp / "path.pdb")])
-        print(f"traverse at {n:,} particles: {seconds:.1f} s (target < 60 s), peak memory {peak:.0f} MB")
+def outputs(tmp: Path, n: int, report_n: int) -> None:
+    """report.html at ``report_n`` particles; sample-structures --npy, cluster, traverse at ``n``."""
+    run([sys.executable, "-m", "cryodyna.cli", "example", "adk", "-o", str(tmp / "ex"), "-n", "300"])
+    run_dir = tmp / "run"
+    run([sys.executable, "-m", "cryodyna.cli", "train-atom", str(tmp / "ex/particles.star"), str(tmp / "ex/reference.pdb"),
+         "-o", str(run_dir), "--epochs", "1"])
+    z_dim = np.load(run_dir / "latest" / "z.npy").shape[1]
+    table, header = star_parts(tmp / "ex/particles.star")
+    print(f"run: AdK, 214 residues, z_dim {z_dim}")
+
+    set_particles(run_dir, report_n, z_dim, table, header)
+    seconds, peak = run([sys.executable, "-c", "import sys; from cryodyna.analysis.run_report import write_report; "
+                         f"write_report(__import__('pathlib').Path({str(run_dir)!r}))"])
+    size = (run_dir / "report.html").stat().st_size / 2**20
+    print(f"report.html at {report_n:,} particles: {size:.1f} MB (target < 15 MB), written in "
+          f"{seconds:.1f} s, peak memory {peak:.0f} MB")
+
+    set_particles(run_dir, n, z_dim, table, header)
+    out = tmp / "all.npy"
+    seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "sample-structures", str(run_dir), "--z",
+                         str(run_dir / "latest/z.npy"), "--npy", str(out)])
+    print(f"sample-structures --npy at {n:,} particles: {out.stat().st_size / 2**20:.0f} MB written in {seconds:.1f} s "
+          f"({n / seconds:,.0f} structures/s), peak memory {peak:.0f} MB")
+    out.unlink()
+    seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "cluster", str(run_dir), "--k", "5", "-o", str(tmp / "clusters")])
+    print(f"cluster --k 5 at {n:,} particles: {seconds:.1f} s (target < 60 s), peak memory {peak:.0f} MB")
+    seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "traverse", str(run_dir), "--from", "0", "--to", "1",
+                         "-o", str(tmp / "path.pdb")])
+    print(f"traverse at {n:,} particles: {seconds:.1f} s (target < 60 s), peak memory {peak:.0f} MB")
+
+
+def reconstruct_rate(folder: Path, box: int, n: int) -> None:
+    """Train 1 epoch on an AdK example of ``n`` particles of ``box`` px, then time ``reconstruct``."""
+    apix = 128.0 / box  # the molecule fills the same fraction of every box
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    run(cli + ["example", "adk", "-o", str(folder / "ex"), "-n", str(n), "--box", str(box), "--apix", str(apix)])
+    run(cli + ["train-atom", str(folder / "ex/particles.star"), str(folder / "ex/reference.pdb"), "-o", str(folder / "run"),
+               "--epochs", "1"])
+    seconds, peak = run(cli + ["reconstruct", str(folder / "run"), "-o", str(folder / "consensus.mrc")])
+    rate = json.loads((folder / "consensus.json").read_text())["particles_per_s"]
+    print(f"reconstruct {box}^3 from {n} particles: {rate:.1f} particles/s back-projection ({seconds:.0f} s in all), "
+          f"peak memory {peak:.0f} MB")
+
+
+
+def torchrun_speedup(folder: Path) -> None:
+    """images/s of 2 epochs of train-atom on the README example: one process, then torchrun with 2."""
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    run(cli + ["example", "adk", "-o", str(folder / "ex")])
+    args = ["train-atom", str(folder / "ex/particles.star"), str(folder / "ex/reference.pdb"), "--epochs", "2"]
+    rates = {}
+    for name, launcher in (("1 process", cli), ("torchrun, 2 processes",
+                           [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cryodyna.cli"])):
+        out = folder / name.split(",")[0].replace(" ", "_")
+        seconds, peak = run(launcher + args + ["-o", str(out)])
+        rates[name] = json.loads((out / "progress.json").read_text())["images_per_s"]
+        print(f"train-atom, {name}: {rates[name]:.0f} images/s ({seconds:.0f} s in all)")
+    print(f"torchrun speed-up on {len(os.sched_getaffinity(0))} cores: {rates['torchrun, 2 processes'] / rates['1 process']:.2f}x")
 
 
 if __name__ == "__main__":
