@@ -14,6 +14,9 @@ chunks to a memory-mapped file).
 ``--reconstruct-boxes`` (1 epoch of train-atom each; the map at the images' full size): particles/s,
 peak memory.
 
+``simulate``: ``--simulate-particles`` AdK particles of 256 px (all-atom density, ``--float16``
+stack), images/s and the time 200,000 would take at that rate.
+
 ``torchrun``: the README example (2,000 particles of 64 px), 2 epochs of train-atom as one process
 and as ``torchrun --nproc_per_node 2`` (same global batch), images/s of each.
 
@@ -93,10 +96,14 @@ def main() -> None:
     p.add_argument("--report-particles", type=int, default=1_000_000)
     p.add_argument("--reconstruct-boxes", type=int, nargs="*", default=[128, 256])
     p.add_argument("--reconstruct-particles", type=int, default=400)
-    p.add_argument("--parts", nargs="+", default=["outputs", "reconstruct", "torchrun"], choices=["outputs", "reconstruct", "torchrun"])
+    p.add_argument("--simulate-particles", type=int, default=2000)
+    parts = ["simulate", "outputs", "reconstruct", "torchrun"]
+    p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if "simulate" in args.parts:
+            simulate_rate(tmp / "sim", args.simulate_particles)
         if "outputs" in args.parts:
             outputs(tmp, args.particles, args.report_particles)
         for box in args.reconstruct_boxes if "reconstruct" in args.parts else []:
@@ -134,6 +141,19 @@ def outputs(tmp: Path, n: int, report_n: int) -> None:
     seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "traverse", str(run_dir), "--from", "0", "--to", "1",
                          "-o", str(tmp / "path.pdb")])
     print(f"traverse at {n:,} particles: {seconds:.1f} s (target < 60 s), peak memory {peak:.0f} MB")
+
+
+def simulate_rate(folder: Path, n: int, box: int = 256) -> None:
+    """images/s of ``cryodyna simulate`` at ``box`` px into a float16 stack."""
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    run(cli + ["example", "adk", "-o", str(folder / "models"), "-n", "8", "--box", "40"])
+    seconds, peak = run(cli + ["simulate", str(folder / "models/reference.pdb"), str(folder / "models/open.pdb"), "-o",
+                               str(folder / "sim"), "-n", str(n), "--box", str(box), "--apix", str(128 / box), "--float16"])
+    size = (folder / "sim/particles.mrcs").stat().st_size
+    rate = n / seconds
+    print(f"simulate {n} particles of {box} px (float16): {rate:.0f} images/s including start-up, {size / n / 1024:.0f} KiB "
+          f"per image; 200,000 would take {200_000 / rate / 60:.0f} min and {200_000 * size / n / 2**30:.1f} GiB "
+          f"(target: well under an hour), peak memory {peak:.0f} MB")
 
 
 def reconstruct_rate(folder: Path, box: int, n: int) -> None:

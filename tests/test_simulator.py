@@ -72,6 +72,20 @@ def test_ground_truth_and_determinism(tmp_path, two_states):
     np.testing.assert_array_equal(gt["state"], np.rint(u).astype(int))
 
 
+def test_float16_stack_holds_the_same_images_in_half_the_disk(tmp_path, two_states):
+    import mrcfile
+
+    spec = SimulationSpec(n_particles=20, box=32, apix=4.0, snr=0.1, seed=7)
+    simulate(list(two_states), spec, tmp_path / "f32")
+    simulate(list(two_states), SimulationSpec(**{**spec.__dict__, "float16": True}), tmp_path / "f16")
+    with mrcfile.open(tmp_path / "f32" / "particles.mrcs") as a, mrcfile.open(tmp_path / "f16" / "particles.mrcs") as b:
+        assert int(b.header.mode) == 12 and b.data.dtype == np.float16
+        np.testing.assert_allclose(b.data.astype(np.float32), a.data, rtol=2e-3, atol=2e-3 * np.abs(a.data).max())
+    assert (tmp_path / "f16" / "particles.mrcs").stat().st_size < 0.55 * (tmp_path / "f32" / "particles.mrcs").stat().st_size
+    dataset = ParticleDataset(read_particles(tmp_path / "f16" / "particles.star"))  # read back as float32 images
+    assert dataset.batch([0, 1])["images"].dtype == torch.float32
+
+
 def test_snr_sets_noise_level(tmp_path, two_states):
     spec = SimulationSpec(n_particles=200, box=32, apix=4.0, snr=0.5, seed=1, max_shift=0)
     simulate(list(two_states), spec, tmp_path)

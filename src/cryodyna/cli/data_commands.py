@@ -52,7 +52,7 @@ def _simulate(states, label: str, out: Path, mode: str = "interpolate", weights=
     from cryodyna.simulate.simulator import SimulationSpec, simulate
 
     spec = SimulationSpec(**spec)
-    check_output_folder(out, spec.n_particles * 4 * spec.box**2)  # the image stack
+    check_output_folder(out, spec.n_particles * (2 if spec.float16 else 4) * spec.box**2)  # the image stack
     start = time.perf_counter()
     with progress_bar(label, spec.n_particles) as update:
         star = simulate(states, spec, out, mode=mode, weights=weights, progress=update)
@@ -82,6 +82,7 @@ def simulate_cmd(
     mode_cutoff: float = typer.Option(SIMULATION.mode_cutoff, help="Spring cut-off of the elastic network (Å)."),
     pose_error_deg: float = typer.Option(SIMULATION.pose_error_deg, help="RMS rotation error of the poses written to the STAR file (degrees; images and ground truth keep the true poses)."),
     shift_error_a: float = typer.Option(SIMULATION.shift_error_a, help="RMS in-plane shift error of the STAR file's origins (Å)."),
+    float16: bool = typer.Option(False, "--float16", help="Write the stack as 16-bit floats (MRC mode 12): half the disk of a large data set."),
 ) -> None:
     """Simulate a RELION 3.1 dataset (STAR + MRCS + ground_truth.npz) from one or more conformations.
 
@@ -103,7 +104,7 @@ def simulate_cmd(
         states, "simulating", out, mode, w, n_particles=n_particles, box=box, apix=apix, snr=snr or None,
         density=density, atom_sigma=atom_sigma, defocus_min=defocus_min, defocus_max=defocus_max, max_shift=max_shift,
         bfactor=bfactor, seed=seed, normal_modes=normal_modes, mode_amplitude=mode_amplitude, mode_path=mode_path,
-        mode_cutoff=mode_cutoff, pose_error_deg=pose_error_deg, shift_error_a=shift_error_a,
+        mode_cutoff=mode_cutoff, pose_error_deg=pose_error_deg, shift_error_a=shift_error_a, float16=float16,
     )
     console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s) and {star.parent / 'reference.pdb'} "
                   "(the first state in the particles' frame)")

@@ -112,11 +112,12 @@ class ImageStack:
 
 
 class StackWriter:
-    """Append images to an MRCS file chunk by chunk without holding the stack in memory."""
+    """Append images to an MRCS file chunk by chunk without holding the stack in memory; 32-bit
+    floats (MRC mode 2), or 16-bit (mode 12: half the disk, about 3 significant digits) with ``float16``."""
 
-    def __init__(self, path: str | Path, n: int, d: int, apix: float) -> None:
+    def __init__(self, path: str | Path, n: int, d: int, apix: float, float16: bool = False) -> None:
         self.path = Path(path)
-        self._m = mrcfile.new_mmap(self.path, shape=(n, d, d), mrc_mode=2, overwrite=True)
+        self._m = mrcfile.new_mmap(self.path, shape=(n, d, d), mrc_mode=12 if float16 else 2, overwrite=True)
         self._m.header.ispg = 0
         self._m.voxel_size = apix
         self._next = 0

@@ -87,7 +87,7 @@ def simulate(
         signal_var = torch.cat([render(sl).var(dim=(-2, -1)) for sl in pilot]).mean()
         noise_std = float(torch.sqrt(signal_var / spec.snr))
     stack_path = out / "particles.mrcs"
-    writer = StackWriter(stack_path, n, spec.box, spec.apix)
+    writer = StackWriter(stack_path, n, spec.box, spec.apix, spec.float16)
     try:
         for sl in batches:
             img = render(sl)

@@ -22,7 +22,8 @@ class SimulationSpec:
     mode_path, mode_cutoff [Å]: elastic-network motions added to every conformation (see
     :mod:`cryodyna.simulate.landscape`); pose_error_deg [degrees RMS rotation angle] and
     shift_error_a [Å RMS in-plane offset]: the STAR file gets poses perturbed by this much (images
-    and ``ground_truth.npz`` keep the true ones), as a consensus refinement would give.
+    and ``ground_truth.npz`` keep the true ones), as a consensus refinement would give; float16:
+    write the stack as 16-bit floats (MRC mode 12, half the disk).
     """
 
     n_particles: int = 1000
@@ -48,6 +49,7 @@ class SimulationSpec:
     mode_cutoff: float = 15.0
     pose_error_deg: float = 0.0
     shift_error_a: float = 0.0
+    float16: bool = False
 
     def __post_init__(self) -> None:
         problems = []
