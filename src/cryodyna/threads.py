@@ -9,7 +9,7 @@ fewer keeps most of the speed.  So, unless ``optim.threads`` fixes the count:
   over 0.2 s (``/proc/stat``), divided among the processes of this node under torchrun
   (``LOCAL_WORLD_SIZE``);
 * during training (one process, CPU), :class:`ThreadGovernor` times a few steps at the current
-  count and at half / double it, shortly after the start and then every minute, and keeps the
+  count and at half / double it, shortly after the start and then every 30 s, and keeps the
   fastest, so that work that starts or stops on the machine later is followed too.
 """
 
@@ -114,7 +114,7 @@ class ThreadGovernor:
     limit: int
     enabled: bool = True
     first_probe_steps: int = 10  # steps before the first check (the first ones are warm-up)
-    recheck_s: float = 60.0
+    recheck_s: float = 30.0
     probe_steps: int = 5  # timed steps per candidate, after one step to settle
     margin: float = 0.9  # another count must be this much faster (time ratio) to be taken
     _steps: int = 0

@@ -117,7 +117,7 @@ class OptimConfig(Section):
     max_bad_steps: int = Field(20, ge=1, description="[steps] Stop with an error after this many consecutive steps with a non-finite loss or gradient (each is skipped)")
     seed: int = Field(1, description="Random seed")
     device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N")
-    threads: int = Field(0, ge=0, description="CPU threads of each process (0 = automatic: one per free core at start, shared among the processes of a node, re-checked by timing steps every minute)")
+    threads: int = Field(0, ge=0, description="CPU threads of each process (0 = automatic: one per free core at start, shared among the processes of a node, re-checked by timing steps every 30 s)")
     loader_workers: int = Field(0, ge=0, description="Background processes reading batches from the image cache (useful when it is larger than the page cache); on a GPU batches are pinned and copied without blocking either way")
     images_on_device: bool | None = Field(None, description="Hold all downsampled images in GPU memory (default: when they take under 30 % of the free GPU memory)")
     compile: bool = Field(False, description="torch.compile the training step's loss whole (networks, image model, priors; fullgraph, static shapes; train-density: the network): faster steps on GPU after a slower start, needs a C++ compiler on CPU")
