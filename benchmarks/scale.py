@@ -17,6 +17,11 @@ peak memory.
 ``simulate``: ``--simulate-particles`` AdK particles of 256 px (all-atom density, ``--float16``
 stack), images/s and the time 200,000 would take at that rate.
 
+``evaluation``: the README example (2,000 particles), 2 epochs of train-atom; the time of encoding
+every particle at an evaluation (from the log) against the time of a training epoch (particles /
+training images/s).  Both grow linearly with the particle count, so their ratio is the one at
+200,000 particles (the fixed part of an evaluation, structures and plots, then weighs less).
+
 ``torchrun``: the README example (2,000 particles of 64 px), 2 epochs of train-atom as one process
 and as ``torchrun --nproc_per_node 2`` (same global batch), images/s of each.
 
@@ -97,7 +102,7 @@ def main() -> None:
     p.add_argument("--reconstruct-boxes", type=int, nargs="*", default=[128, 256])
     p.add_argument("--reconstruct-particles", type=int, default=400)
     p.add_argument("--simulate-particles", type=int, default=2000)
-    parts = ["simulate", "outputs", "reconstruct", "torchrun"]
+    parts = ["simulate", "outputs", "reconstruct", "evaluation", "torchrun"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +113,8 @@ def main() -> None:
             outputs(tmp, args.particles, args.report_particles)
         for box in args.reconstruct_boxes if "reconstruct" in args.parts else []:
             reconstruct_rate(tmp / f"rec{box}", box, args.reconstruct_particles)
+        if "evaluation" in args.parts:
+            evaluation_share(tmp / "evaluation")
         if "torchrun" in args.parts:
             torchrun_speedup(tmp / "torchrun")
 
@@ -168,6 +175,24 @@ def reconstruct_rate(folder: Path, box: int, n: int) -> None:
     print(f"reconstruct {box}^3 from {n} particles: {rate:.1f} particles/s back-projection ({seconds:.0f} s in all), "
           f"peak memory {peak:.0f} MB")
 
+
+
+def evaluation_share(folder: Path) -> None:
+    """Encoding all particles at an evaluation against a training epoch (module docstring)."""
+    import re
+
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    run(cli + ["example", "adk", "-o", str(folder / "ex")])
+    run(cli + ["train-atom", str(folder / "ex/particles.star"), str(folder / "ex/reference.pdb"), "--epochs", "2", "-o",
+               str(folder / "run")])
+    log = (folder / "run/log.txt").read_text()
+    latents = [float(x) for x in re.findall(r"latents of all particles ([\d.]+) s", log)]
+    totals = [float(x) for x in re.findall(r"evaluation written to \S+ in ([\d.]+) s", log)]
+    info, progress = (json.loads((folder / "run" / name).read_text()) for name in ("run.json", "progress.json"))
+    epoch_s = info["n_particles"] / progress["images_per_s"]
+    print(f"evaluation: latents of all {info['n_particles']} particles {np.median(latents):.2f} s, whole evaluation "
+          f"{np.median(totals):.2f} s, a training epoch {epoch_s:.1f} s: encoding = {100 * np.median(latents) / epoch_s:.1f} % "
+          "of an epoch at any particle count (target < 10 % at 200,000)")
 
 
 def torchrun_speedup(folder: Path) -> None:

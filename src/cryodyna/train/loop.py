@@ -371,7 +371,9 @@ class TrainingLoop:
         status = self.status.status
         if status is not None:
             self.status.set("evaluating")
+        began = time.perf_counter()
         inputs = self.evaluation_inputs(final)
+        latents_s = time.perf_counter() - began
         folder = self.run_dir / name
         if not self.main:
             distributed.barrier()
@@ -391,7 +393,8 @@ class TrainingLoop:
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         link_atomic(self.folder.latest, folder.name)
-        log.info("evaluation written to %s (%s)", folder, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        log.info("evaluation written to %s in %.1f s (latents of all particles %.1f s) (%s)", folder, time.perf_counter() - began,
+                 latents_s, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self._prune_checkpoints()
         if status is not None:
             self.status.set(status)
