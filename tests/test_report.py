@@ -71,6 +71,7 @@ def test_deformation_report_renders(tiny_adk, tmp_path):
     assert "cryodyna cluster" in dom
 
 
+@pytest.mark.slow
 def test_report_layout_holds_long_paths_narrow_windows_and_outliers(tiny_adk, tmp_path, monkeypatch):
     from cryodyna.analysis import run_report
     from cryodyna.analysis.run_report import write_report
