@@ -19,16 +19,23 @@ def test_fixed_count_is_kept():
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat") or len(allowed_cpus()) < 2, reason="needs /proc/stat and 2 cores")
 def test_busy_process_is_seen_at_start():
-    cpus = allowed_cpus()[:2]
-    quiet = busy_cores(cpus, 0.3)
-    spinner = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpus[0]}}})\nwhile True: pass"])
-    try:
-        time.sleep(0.3)
-        loaded = busy_cores(cpus, 0.3)
-    finally:
-        spinner.kill()
-        spinner.wait()
-    assert loaded - quiet > 0.6, (quiet, loaded)
+    cpu = allowed_cpus()[0]
+    seen = []
+    for _ in range(3):  # other tenants of a shared CI machine may load the core now and then
+        quiet = busy_cores([cpu], 0.3)
+        spinner = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"])
+        try:
+            time.sleep(0.3)
+            loaded = busy_cores([cpu], 0.3)
+        finally:
+            spinner.kill()
+            spinner.wait()
+        seen.append((quiet, loaded))
+        if loaded - quiet > 0.6:
+            return
+    if all(quiet > 0.4 for quiet, _ in seen):
+        pytest.skip(f"core {cpu} was busy with other work during every attempt: {seen}")
+    raise AssertionError(f"a spinning process on core {cpu} was not seen: (quiet, loaded) = {seen}")
 
 
 @pytest.mark.parametrize("faster, expected", [(1, 1), (4, 4)])
