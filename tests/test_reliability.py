@@ -229,3 +229,13 @@ def test_time_limit_stop_is_named_after_its_epoch_and_resume_counts_from_one(tin
     names = sorted(p.name for p in run.glob("epoch-*"))
     assert names == ["epoch-0001_step-0000001", "epoch-0001_step-0000005", "epoch-0002_step-0000010"], names
     assert last.name == names[-1] and (run / "latest").resolve() == last.resolve()
+
+
+def test_evaluations_scheduled_by_time_happen_within_an_epoch(tiny_adk, tmp_path):
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.eval_every_minutes=1e-9"], 1)  # due after every step
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        last = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
+    names = sorted(p.name for p in (tmp_path / "run").glob("epoch-*"))
+    assert names == [f"epoch-0001_step-{s:07d}" for s in range(1, 6)], names  # four within the epoch, one at its end
+    assert last.name == names[-1] and all((tmp_path / "run" / n / "z.npy").is_file() for n in names)

@@ -234,7 +234,7 @@ class TrainingLoop:
 
     def fit(self, time_limit_minutes: float | None = None) -> Path | None:
         """Train to ``optim.epochs`` (continuing a resumed run), evaluating every ``eval_every``
-        epochs and at the end; stops early after ``time_limit_minutes``.  SIGINT/SIGTERM stop it at
+        epochs, within epochs every ``eval_every_minutes`` (when set) and at the end; stops early after ``time_limit_minutes``.  SIGINT/SIGTERM stop it at
         the next step with a checkpoint and raise :class:`TrainingInterrupted`.  ``progress.json``
         says ``running``, ``evaluating``, ``interrupted``, ``failed``, ``stopped`` (time limit) or
         ``finished``.  Returns the last evaluation folder."""
@@ -259,7 +259,7 @@ class TrainingLoop:
         return folder
 
     def _train(self, time_limit_minutes: float | None, received: list[int]) -> Path | None:
-        start = time.perf_counter()
+        start = evaluated = time.perf_counter()
         last_eval = None
         running: dict[str, float] = {}
         n_run = 0
@@ -299,8 +299,13 @@ class TrainingLoop:
                         running, n_run = {}, 0
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save()
-                    late = time_limit_minutes is not None and time.perf_counter() - start > 60 * time_limit_minutes
-                    reason = distributed.max_rank(2.0 if received else 1.0 if late else 0.0, self.device)
+                    now = time.perf_counter()
+                    late = time_limit_minutes is not None and now - start > 60 * time_limit_minutes
+                    due = 0 < 60 * self.cfg.eval_every_minutes < now - evaluated and self.batch_in_epoch < self.steps_per_epoch
+                    reason = distributed.max_rank(2.0 if received else 1.0 if late else 0.5 if due else 0.0, self.device)
+                    if reason == 0.5:  # a scheduled evaluation within the epoch
+                        self.save()
+                        last_eval, evaluated = self.evaluate(), time.perf_counter()
                     if reason == 2.0:
                         self.save()
                         raise TrainingInterrupted(self._interrupted_message(received))
@@ -313,7 +318,7 @@ class TrainingLoop:
                 final = stop or self.epoch == self.cfg.epochs
                 if final or self.epoch % self.cfg.eval_every == 0:
                     self.save()
-                    last_eval = self.evaluate(final)
+                    last_eval, evaluated = self.evaluate(final), time.perf_counter()
         return last_eval
 
     def _epoch_label(self) -> str:
