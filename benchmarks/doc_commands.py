@@ -142,7 +142,8 @@ def run_pages(folder: Path, short: bool, log=print) -> list[Result]:
 
 def unwritten_names(folder: Path) -> list[str]:
     """File names quoted in the pages that no command wrote anywhere under ``folder``."""
-    written = {p.name for p in folder.rglob("*")} | {str(p.relative_to(folder)) for p in folder.rglob("*")}
+    paths = list(folder.rglob("*"))
+    written = {p.name for p in paths} | {str(p.relative_to(folder)) for p in paths}
     evaluation = re.compile(r"epoch-\d{4}_step-\d{7}")
     missing = []
     for page in PAGES:

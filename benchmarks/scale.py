@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from throughput import matmul_gflops
+
+from cryodyna.io.particles import ParticleTable
+from cryodyna.io.read import read_particles
+from cryodyna.io.star import write_star
+from cryodyna.runs.read import newest_evaluation
 
 
 MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
@@ -62,10 +68,9 @@ def run(command: list[str]) -> tuple[float, float]:
     return seconds, kib / 1024
 
 
-def set_particles(run_dir: Path, n: int, z_dim: int, table: pd.DataFrame, header: str, seed: int = 0) -> None:
-    """Give the run's newest evaluation ``n`` latents and k-means labels, and the run ``n`` rows."""
-    from cryodyna.runs.read import newest_evaluation
-
+def set_particles(run_dir: Path, n: int, z_dim: int, table: ParticleTable, seed: int = 0) -> None:
+    """Give the run's newest evaluation ``n`` latents and k-means labels, and the run ``n`` rows
+    (the rows of ``table`` repeated)."""
     rng = np.random.default_rng(seed)
     t = rng.uniform(0, np.pi, n)
     z = np.zeros((n, z_dim), np.float32)
@@ -75,24 +80,11 @@ def set_particles(run_dir: Path, n: int, z_dim: int, table: pd.DataFrame, header
     np.save(folder / "z.npy", z)
     np.savetxt(folder / "kmeans_labels.txt", np.minimum((t / np.pi * 5).astype(int), 4), fmt="%d")
     np.savetxt(folder / "kmeans_particles.txt", np.argsort(np.abs(t[:, None] - np.linspace(0.3, 2.8, 5)), axis=0)[0], fmt="%d")
-    rows = table.iloc[np.arange(n) % len(table)]
     star = run_dir.parent / f"particles_{n}.star"
-    with star.open("w") as f:
-        f.write(header)
-        rows.to_csv(f, sep=" ", header=False, index=False)
+    write_star(star, table.subset(np.arange(n) % len(table)))
     info = json.loads((run_dir / "run.json").read_text())
     info.update(particles=str(star), n_particles=n)
     (run_dir / "run.json").write_text(json.dumps(info, indent=1))
-
-
-def star_parts(path: Path) -> tuple[pd.DataFrame, str]:
-    """The particle block of a RELION 3.1 STAR file as a table, and everything before its rows."""
-    lines = path.read_text().splitlines(keepends=True)
-    start = max(i for i, line in enumerate(lines) if line.startswith("data_particles"))
-    columns = [i for i in range(start, len(lines)) if lines[i].startswith("_rln")]
-    header = "".join(lines[: columns[-1] + 1])
-    rows = [line.split() for line in lines[columns[-1] + 1 :] if line.strip()]
-    return pd.DataFrame(rows), header
 
 
 def main() -> None:
@@ -105,6 +97,8 @@ def main() -> None:
     parts = ["simulate", "outputs", "reconstruct", "evaluation", "torchrun"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = p.parse_args()
+    print(f"machine: {len(os.sched_getaffinity(0))} cores, float32 matmul {matmul_gflops():.0f} GFLOP/s (measured now, the "
+          "reference for every rate below)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "simulate" in args.parts:
@@ -119,6 +113,7 @@ def main() -> None:
             torchrun_speedup(tmp / "torchrun")
 
 
+
 def outputs(tmp: Path, n: int, report_n: int) -> None:
     """report.html at ``report_n`` particles; sample-structures --npy, cluster, traverse at ``n``."""
     run([sys.executable, "-m", "cryodyna.cli", "example", "adk", "-o", str(tmp / "ex"), "-n", "300"])
@@ -126,17 +121,17 @@ def outputs(tmp: Path, n: int, report_n: int) -> None:
     run([sys.executable, "-m", "cryodyna.cli", "train-atom", str(tmp / "ex/particles.star"), str(tmp / "ex/reference.pdb"),
          "-o", str(run_dir), "--epochs", "1"])
     z_dim = np.load(run_dir / "latest" / "z.npy").shape[1]
-    table, header = star_parts(tmp / "ex/particles.star")
+    table = read_particles(tmp / "ex/particles.star")
     print(f"run: AdK, 214 residues, z_dim {z_dim}")
 
-    set_particles(run_dir, report_n, z_dim, table, header)
+    set_particles(run_dir, report_n, z_dim, table)
     seconds, peak = run([sys.executable, "-c", "import sys; from cryodyna.analysis.run_report import write_report; "
                          f"write_report(__import__('pathlib').Path({str(run_dir)!r}))"])
     size = (run_dir / "report.html").stat().st_size / 2**20
     print(f"report.html at {report_n:,} particles: {size:.1f} MB (target < 15 MB), written in "
           f"{seconds:.1f} s, peak memory {peak:.0f} MB")
 
-    set_particles(run_dir, n, z_dim, table, header)
+    set_particles(run_dir, n, z_dim, table)
     out = tmp / "all.npy"
     seconds, peak = run([sys.executable, "-m", "cryodyna.cli", "sample-structures", str(run_dir), "--z",
                          str(run_dir / "latest/z.npy"), "--npy", str(out)])
@@ -179,8 +174,6 @@ def reconstruct_rate(folder: Path, box: int, n: int) -> None:
 
 def evaluation_share(folder: Path) -> None:
     """Encoding all particles at an evaluation against a training epoch (module docstring)."""
-    import re
-
     cli = [sys.executable, "-m", "cryodyna.cli"]
     run(cli + ["example", "adk", "-o", str(folder / "ex")])
     run(cli + ["train-atom", str(folder / "ex/particles.star"), str(folder / "ex/reference.pdb"), "--epochs", "2", "-o",

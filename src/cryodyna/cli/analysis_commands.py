@@ -12,6 +12,7 @@ from cryodyna.cli.common import app, console
 from cryodyna.config.schema import AnalysisConfig
 from cryodyna.errors import CryodynaError
 from cryodyna.io.outputs import check_output_file, check_output_folder
+from cryodyna.runs.layout import RunFolder
 
 ANALYSIS = AnalysisConfig()
 
@@ -138,7 +139,7 @@ def reconstruct_cmd(
     from cryodyna.runs.read import load_latents, read_info
 
     latents = None if z is None else load_latents(z)
-    info = read_info(run) or read_info(Path(run) / "half-1")
+    info = read_info(run) or read_info(RunFolder(run).halves[0].root)  # a --halfsets run: its halves hold run.json
     maps = 7 + (0 if latents is None else len(latents))  # corrected, half maps, plain ones, mask; one per latent
     check_output_file(out, maps * 4 * (box or info.get("box", 0)) ** 3)
     s = reconstruct_run(run, out, box, eval_dir, width, batch, device, latents, particles_per_map)
@@ -222,7 +223,7 @@ def analyze_cmd(
     """
     from cryodyna.analysis.report import analyze
 
-    check_output_folder(Path(run) / "analysis", option="run folder (or copy the run to a writable place)")
+    check_output_folder(RunFolder(run).analysis, option="run folder (or copy the run to a writable place)")
     out = analyze(run, eval_dir, k=k, pcs=pcs, use_umap=umap)
     console.print(f"analysis written to {out}; overview: {Path(run) / 'index.html'}")
 
