@@ -22,6 +22,14 @@ every particle at an evaluation (from the log) against the time of a training ep
 training images/s).  Both grow linearly with the particle count, so their ratio is the one at
 200,000 particles (the fixed part of an evaluation, structures and plots, then weighs less).
 
+``memory``: ``train-atom`` on ``--particles`` particles of 256 px downsampled to 128 px: a float16
+stack of ``--memory-stack`` simulated AdK particles whose rows the particle file repeats (tiled:
+every image is read and cached as if distinct).  The first run writes the image cache, trains for
+``--memory-minutes`` and evaluates (latents of every particle); printed: cache write time, training
+images/s, evaluation time and the run's peak resident memory (target: under 6 GB).  A second
+command then resumes the run on the existing cache; printed: the time from its launch to its
+first training step (target: seconds).
+
 ``torchrun``: the README example (2,000 particles of 64 px), 2 epochs of train-atom as one process
 and as ``torchrun --nproc_per_node 2`` (same global batch), images/s of each.
 
@@ -94,7 +102,9 @@ def main() -> None:
     p.add_argument("--reconstruct-boxes", type=int, nargs="*", default=[128, 256])
     p.add_argument("--reconstruct-particles", type=int, default=400)
     p.add_argument("--simulate-particles", type=int, default=2000)
-    parts = ["simulate", "outputs", "reconstruct", "evaluation", "torchrun"]
+    p.add_argument("--memory-stack", type=int, default=1000)
+    p.add_argument("--memory-minutes", type=float, default=2.0)
+    parts = ["simulate", "outputs", "reconstruct", "evaluation", "memory", "torchrun"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = p.parse_args()
     print(f"machine: {len(os.sched_getaffinity(0))} cores, float32 matmul {matmul_gflops():.0f} GFLOP/s (measured now, the "
@@ -109,6 +119,8 @@ def main() -> None:
             reconstruct_rate(tmp / f"rec{box}", box, args.reconstruct_particles)
         if "evaluation" in args.parts:
             evaluation_share(tmp / "evaluation")
+        if "memory" in args.parts:
+            training_memory(tmp / "memory", args.particles, args.memory_stack, args.memory_minutes)
         if "torchrun" in args.parts:
             torchrun_speedup(tmp / "torchrun")
 
@@ -186,6 +198,44 @@ def evaluation_share(folder: Path) -> None:
     print(f"evaluation: latents of all {info['n_particles']} particles {np.median(latents):.2f} s, whole evaluation "
           f"{np.median(totals):.2f} s, a training epoch {epoch_s:.1f} s: encoding = {100 * np.median(latents) / epoch_s:.1f} % "
           "of an epoch at any particle count (target < 10 % at 200,000)")
+
+
+def training_memory(folder: Path, n: int, stack_n: int, minutes: float, box: int = 256) -> None:
+    """Peak memory of train-atom on ``n`` particles of ``box`` px at 128 px; restart time on the cache
+    (module docstring)."""
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    run(cli + ["example", "adk", "-o", str(folder / "models"), "-n", "8", "--box", "40"])
+    sim = folder / "sim"
+    run(cli + ["simulate", str(folder / "models/reference.pdb"), str(folder / "models/open.pdb"), "-o", str(sim), "-n",
+               str(stack_n), "--box", str(box), "--apix", str(128 / box), "--float16"])
+    star = sim / f"particles_{n}.star"
+    write_star(star, read_particles(sim / "particles.star").subset(np.arange(n) % stack_n))
+    run_dir = folder / "run"
+    train = cli + ["train-atom", str(star), str(sim / "reference.pdb"), "-o", str(run_dir), "--box", "128", "--epochs", "1"]
+    seconds, peak = run(train + ["--time-limit", str(minutes)])
+    log = (run_dir / "log.txt").read_text()
+    cache_s = float(re.search(r"image cache \S+ written .* in ([\d.]+) s", log).group(1))
+    evaluation_s, latents_s = map(float, re.search(r"evaluation written to \S+ in ([\d.]+) s \(latents of all particles "
+                                                   r"([\d.]+) s", log).groups())
+    rate = json.loads((run_dir / "progress.json").read_text())["images_per_s"]
+    cache_gb = (run_dir / "cache/images.npy").stat().st_size / 1e9
+    print(f"train-atom on {n:,} particles of {box} px at 128 px: image cache {cache_gb:.1f} GB written in {cache_s:.0f} s, "
+          f"{minutes:g} min of training at {rate:.0f} images/s, evaluation {evaluation_s:.0f} s (latents of all particles "
+          f"{latents_s:.0f} s); peak memory {peak / 1024:.2f} GB (target < 6 GB), {seconds:.0f} s in all")
+    launched = time.time()
+    second = subprocess.Popen(train + ["--epochs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started = None
+    while started is None and second.poll() is None:
+        time.sleep(0.5)
+        lines = (run_dir / "log.txt").read_text().splitlines()
+        stamps = [time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) for line in lines
+                  if " INFO epoch " in line or " INFO training " in line]
+        started = next((t for t in stamps if t >= int(launched)), None)
+    second.kill()
+    if started is None:
+        sys.exit(f"the resumed run stopped before training:\n{second.stderr.read()[-2000:]}")
+    print(f"resuming on the existing image cache: training began {started - launched:.0f} s after the command was "
+          "launched (target: seconds, no re-read of the stacks)")
 
 
 def torchrun_speedup(folder: Path) -> None:

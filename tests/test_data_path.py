@@ -1,5 +1,5 @@
 import pytest
-"""Data path and compilation options: background loader processes, the memory-mapped cache in worker
+"""Data path and compilation options: background loader processes, the image cache in worker
 processes, torch.compile."""
 
 import pickle
@@ -10,6 +10,7 @@ import torch
 
 from cryodyna.config import load_config
 from cryodyna.data.batches import iterate_batches
+from cryodyna.data.image_cache import ImageCache
 from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.data.particles import PreparedParticles
 from cryodyna.pipelines.training import train_atom
@@ -28,7 +29,7 @@ def _train(tiny_adk, run, *overrides):
 def test_cached_images_travel_to_workers_by_name(tmp_path):
     path = tmp_path / "images.npy"
     np.save(path, np.random.default_rng(0).normal(size=(50, 8, 8)).astype(np.float32))
-    data = PreparedParticles(np.load(path, mmap_mode="r"), PoseBatch(torch.eye(3).expand(50, 3, 3), torch.zeros(50, 2)),
+    data = PreparedParticles(ImageCache(path), PoseBatch(torch.eye(3).expand(50, 3, 3), torch.zeros(50, 2)),
                              CTFParams(*(torch.zeros(50, dtype=torch.float64) for _ in range(7))), 8, 1.0, 2.0)
     blob = pickle.dumps(data)
     assert len(blob) < 10_000  # the file name, not 12 kB of pixels per image

@@ -126,17 +126,19 @@ def test_reference_init_and_bf16_steps(tiny_adk, tmp_path):
 
 def test_image_cache_is_reused_and_invalidated(tiny_adk, tmp_path, monkeypatch):
     import os
+    import shutil
 
     import torch
 
     from cryodyna.data.dataset import ParticleDataset
     from cryodyna.io.read import read_particles
+    from cryodyna.data.image_cache import ImageCache
     from cryodyna.data.particles import prepare_particles
 
     table = read_particles(tiny_adk / "particles.star")
     in_ram = prepare_particles(table, None, 1.0, False)
     cached = prepare_particles(table, None, 1.0, False, cache=tmp_path / "images.npy")
-    assert isinstance(cached.images, np.memmap)
+    assert isinstance(cached.images, ImageCache)
     idx = torch.tensor([5, 1, 150])
     torch.testing.assert_close(cached.batch(idx, "cpu")["images"], in_ram.batch(idx, "cpu")["images"])
 
@@ -146,6 +148,9 @@ def test_image_cache_is_reused_and_invalidated(tiny_adk, tmp_path, monkeypatch):
     monkeypatch.setattr(ParticleDataset, "image", no_reading)
     again = prepare_particles(table, None, 1.0, False, cache=tmp_path / "images.npy")
     torch.testing.assert_close(again.batch(idx, "cpu")["images"], in_ram.batch(idx, "cpu")["images"])
+    shutil.copy(tmp_path / "images.npy", tmp_path / "half.npy")  # as if killed while writing: the fingerprint comes last
+    with pytest.raises(AssertionError, match="the stacks were read"):
+        prepare_particles(table, None, 1.0, False, cache=tmp_path / "half.npy")
     stack = tiny_adk / "particles.mrcs"
     os.utime(stack, ns=(stack.stat().st_atime_ns, stack.stat().st_mtime_ns + 10**9))  # the stack changed
     with pytest.raises(AssertionError, match="the stacks were read"):

@@ -1,10 +1,12 @@
-"""Particle images and metadata prepared for training: downsampled, masked, normalised, in memory."""
+"""Particle images and metadata prepared for training: downsampled, masked, normalised, in memory or on disk."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +14,12 @@ import numpy as np
 import torch
 
 from cryodyna.data.dataset import ParticleDataset
+from cryodyna.data.image_cache import ImageCache
 from cryodyna.errors import InputError
 from cryodyna.imaging.batches import CTFParams, PoseBatch
 from cryodyna.io.particles import ParticleTable
+
+log = logging.getLogger("cryodyna")
 
 
 def default_box(box_in: int, largest: int = 128) -> int:
@@ -26,13 +31,13 @@ def default_box(box_in: int, largest: int = 128) -> int:
 class PreparedParticles:
     """Tensors for N particles at the working resolution.
 
-    images (N, D, D) float32, downsampled and masked: in memory, or a memory-mapped ``.npy`` cache so
+    images (N, D, D) float32, downsampled and masked: in memory, or an :class:`ImageCache` on disk so
     that datasets larger than RAM train too; ``scale`` (1 / std, times -1 with ``invert_contrast``)
     is applied per batch.  poses: rotations and RELION origins in px; ctf: CTF parameters
     (float64); d (px), apix (Å/px).
     """
 
-    images: torch.Tensor | np.ndarray
+    images: torch.Tensor | ImageCache
     poses: PoseBatch
     ctf: CTFParams
     d: int
@@ -42,25 +47,12 @@ class PreparedParticles:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getstate__(self) -> dict:
-        """Pickled for DataLoader worker processes: a memory-mapped cache travels as its file name."""
-        state = dict(vars(self))
-        if isinstance(self.images, np.memmap):
-            state["images"] = Path(self.images.filename)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        if isinstance(state["images"], Path):
-            state["images"] = np.load(state["images"], mmap_mode="r")
-        vars(self).update(state)
-
     def rows(self, idx: torch.Tensor) -> dict:
         """The particles ``idx`` (B,) where the images are (CPU, or the device they were moved to)."""
         if isinstance(self.images, torch.Tensor):
             images = self.images[idx.to(self.images.device)]
         else:
-            order = np.argsort(idx.numpy())  # read the cache in file order, then restore the batch order
-            images = torch.from_numpy(self.images[idx.numpy()[order]][np.argsort(order)])
+            images = torch.from_numpy(self.images.read(idx.numpy()))
         return {"images": images * self.scale, "poses": self.poses[idx], "ctf": self.ctf[idx], "index": idx}
 
     def batch(self, idx: torch.Tensor, device) -> dict:
@@ -69,7 +61,9 @@ class PreparedParticles:
 
     def images_to(self, device: torch.device) -> None:
         """Hold all images on ``device`` (read once from the cache): batches are then gathered there."""
-        self.images = torch.as_tensor(np.asarray(self.images)).to(device)
+        if isinstance(self.images, ImageCache):
+            self.images = torch.from_numpy(self.images.read_all())
+        self.images = self.images.to(device)
 
     @property
     def image_bytes(self) -> int:
@@ -87,7 +81,7 @@ def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float,
     """Load every image of ``table`` (Fourier-cropped to ``box``, by default to at most
     ``largest_default_box``), with a progress callback ``progress(done, total)``.  All particles must share one pixel size after downsampling.
 
-    With ``cache`` (a ``.npy`` path) the images go to a memory-mapped file instead of RAM; a cache
+    With ``cache`` (a ``.npy`` path) the images go to an :class:`ImageCache` instead of RAM; a cache
     written earlier for the same particles, box and mask is reused without reading the stacks.
     """
     if not table.has_poses:
@@ -102,7 +96,8 @@ def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float,
         raise InputError(table.source, f"pixel sizes after downsampling differ between optics groups "
                          f"({ds.apix.min():.4f} - {ds.apix.max():.4f} Å); export one pixel size per run")
     images = _load_images(ds, progress, cache)
-    std = float(np.std(np.asarray(images[:: max(1, len(ds) // 1000)])))
+    every = np.arange(0, len(ds), max(1, len(ds) // 1000))
+    std = float(np.std(images.read(every) if isinstance(images, ImageCache) else images[every].numpy()))
     if not np.isfinite(std) or std == 0:
         raise InputError(table.source, "the images are constant (standard deviation 0); check the stacks")
     scale = (-1.0 if invert_contrast else 1.0) / std
@@ -110,7 +105,7 @@ def prepare_particles(table: ParticleTable, box: int | None, mask_radius: float,
 
 
 def _load_images(ds: ParticleDataset, progress, cache: Path | None):
-    """All images of ``ds`` as a tensor, or in the memory-mapped ``cache`` (reused when its
+    """All images of ``ds`` as a tensor, or in the :class:`ImageCache` ``cache`` (reused when its
     fingerprint matches)."""
     n, d = len(ds), ds.box
     t = ds.table
@@ -121,21 +116,27 @@ def _load_images(ds: ParticleDataset, progress, cache: Path | None):
     if cache is not None and cache.is_file() and meta.is_file() and json.loads(meta.read_text()) == fingerprint:
         if progress is not None:
             progress(n, n)
-        return np.load(cache, mmap_mode="r")
+        log.info("image cache %s reused (%d images of %d px)", cache, n, d)
+        return ImageCache(cache)
+    began = time.perf_counter()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         meta.unlink(missing_ok=True)
-        images = np.lib.format.open_memmap(cache, mode="w+", dtype=np.float32, shape=(n, d, d))
+        images = ImageCache.create(cache, n, d)
     else:
         images = torch.empty(n, d, d)
     for start in range(0, n, 256):
         stop = min(start + 256, n)
         block = torch.stack([ds.image(i) for i in range(start, stop)])
-        images[start:stop] = block if cache is None else block.numpy()
+        if cache is None:
+            images[start:stop] = block
+        else:
+            images.write(start, block.numpy())
         if progress is not None:
             progress(stop, n)
     if cache is None:
         return images
-    images.flush()
+    os.fsync(images.fd)
     meta.write_text(json.dumps(fingerprint))  # written last: a half-filled cache is never reused
-    return np.load(cache, mmap_mode="r")
+    log.info("image cache %s written (%d images of %d px) in %.1f s", cache, n, d, time.perf_counter() - began)
+    return images
