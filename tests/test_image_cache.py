@@ -1,5 +1,5 @@
 """The on-disk image cache: rows come back in the order asked, the file is checked, and reading a
-whole cache does not grow the process's resident memory (a memory map did)."""
+whole cache, or a whole MRCS stack, does not grow the process's resident memory (a memory map did)."""
 
 import pickle
 import subprocess
@@ -44,6 +44,7 @@ PEAK = """
 import sys
 import numpy as np
 from cryodyna.data.image_cache import ImageCache
+from cryodyna.io.mrc import ImageStack
 
 def peak_mb():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
@@ -55,6 +56,10 @@ if mode == "cache":
     cache = ImageCache(path)
     for start in range(0, 2000, 64):
         cache.read(rows[start:start + 64]).sum()
+elif mode == "stack":
+    stack = ImageStack()
+    for i in rows:
+        stack.image(path, int(i)).sum()
 else:
     images = np.load(path, mmap_mode="r")
     for start in range(0, 2000, 64):
@@ -71,3 +76,15 @@ def test_reading_everything_keeps_resident_memory_flat(tmp_path):
                                          text=True, check=True).stdout) for mode in ("cache", "mmap")}
     assert growth["cache"] < 20, growth
     assert growth["mmap"] > 100, growth  # what the test would see without the cache's explicit reads
+
+
+def test_reading_a_stack_keeps_resident_memory_flat(tmp_path):
+    from cryodyna.io.mrc import StackWriter
+
+    writer = StackWriter(tmp_path / "particles.mrcs", 2000, 128, 1.0)  # 131 MB
+    for _ in range(8):
+        writer.write(np.ones((250, 128, 128), np.float32))
+    writer.close()
+    growth = float(subprocess.run([sys.executable, "-c", PEAK, str(tmp_path / "particles.mrcs"), "stack"], capture_output=True,
+                                  text=True, check=True).stdout)
+    assert growth < 20, growth

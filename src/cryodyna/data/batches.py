@@ -1,7 +1,7 @@
 """Batches for the training loop.
 
 Images held on the training device are gathered there.  Otherwise rows are read on the CPU — by
-``workers`` background processes when asked (a memory-mapped image cache larger than the page cache),
+``workers`` background processes when asked (an image cache on disk larger than the page cache),
 into pinned memory when the device is a GPU — and copied to the device without blocking, so that
 reading the next batch overlaps the current step.
 """

@@ -1,4 +1,4 @@
-"""Particle dataset: images read lazily from memory-mapped stacks, downsampled by Fourier cropping
+"""Particle dataset: images read lazily from the stacks, image by image, downsampled by Fourier cropping
 and masked, with their pose, shift and CTF parameters."""
 
 from __future__ import annotations

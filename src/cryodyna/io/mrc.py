@@ -1,7 +1,8 @@
-"""MRC/MRCS image stacks (lazy, memory-mapped) and volumes."""
+"""MRC/MRCS image stacks (lazy, read image by image) and volumes."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,44 +71,70 @@ def read_header(path: str | Path) -> MrcHeader:
         )
 
 
-class ImageStack:
-    """Lazy random access to images of one or more MRCS stacks, kept memory-mapped.
+class _StackFile:
+    """One stack read image by image with ``pread``: read pages stay in the shared page cache, not in
+    the process's resident memory as a memory map's would (a training run reads every image once)."""
 
-    Images are returned as float32 (D, D) arrays. Files are opened on first use.
+    def __init__(self, path: Path) -> None:
+        with _open(path, mmap=True) as m:  # the header, checked; no data page is touched
+            data = m.data
+            self.shape = data.shape if data.ndim == 3 else (1, *data.shape)
+            self.dtype = data.dtype
+            offset = int(m.header.nbytes + m.extended_header.nbytes)
+        if self.shape[-1] != self.shape[-2]:
+            raise InputError(path, f"images are {self.shape[-1]} x {self.shape[-2]} px; expected square images")
+        self.image_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+        self.offset = offset
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def read(self, index: int) -> np.ndarray:
+        """Image ``index`` (ny, nx) in the file's data type."""
+        buf = os.pread(self.fd, self.image_bytes, self.offset + index * self.image_bytes)
+        return np.frombuffer(buf, self.dtype).reshape(self.shape[1:])
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class ImageStack:
+    """Lazy random access to images of one or more MRCS stacks.
+
+    Images are returned as float32 (D, D) arrays. Files are opened on first use and read image by
+    image (no memory map), so a process's memory does not grow with the stacks it has read.
     """
 
     def __init__(self) -> None:
-        self._open: dict[str, np.ndarray] = {}
+        self._open: dict[str, _StackFile] = {}
 
-    def data(self, path: str | Path) -> np.ndarray:
-        """The (n, ny, nx) data of one stack (a single 2-D image becomes n = 1)."""
+    def _file(self, path: str | Path) -> _StackFile:
         key = str(path)
         if key not in self._open:
-            m = _open(Path(path), mmap=True)
-            data = m.data
-            if data.ndim == 2:
-                data = data[None]
-            if data.shape[-1] != data.shape[-2]:
-                raise InputError(path, f"images are {data.shape[-1]} x {data.shape[-2]} px; expected square images")
-            self._open[key] = data
+            self._open[key] = _StackFile(Path(path))
         return self._open[key]
+
+    def data(self, path: str | Path) -> np.ndarray:
+        """All (n, ny, nx) data of one stack (a single 2-D image becomes n = 1), read into memory."""
+        f = self._file(path)
+        return np.stack([f.read(i) for i in range(f.shape[0])])
 
     def image(self, path: str | Path, index: int, label: str = "") -> np.ndarray:
         """Image ``index`` (0-based) of stack ``path`` as float32; ``label`` names the table row."""
-        data = self.data(path)
-        if not 0 <= index < data.shape[0]:
+        f = self._file(path)
+        if not 0 <= index < f.shape[0]:
             where = f" ({label})" if label else ""
             raise InputError(
-                path, f"image index {index + 1} (1-based){where} is beyond the stack, which holds {data.shape[0]} images"
+                path, f"image index {index + 1} (1-based){where} is beyond the stack, which holds {f.shape[0]} images"
             )
-        img = np.array(data[index], dtype=np.float32)  # a writable copy
+        img = f.read(index).astype(np.float32)  # a writable copy
         if not np.isfinite(img).all():
             where = f" ({label})" if label else ""
             raise InputError(path, f"image {index + 1}{where} contains NaN or infinite pixels")
         return img
 
     def close(self) -> None:
-        """Forget the open memory maps."""
+        """Close the open files."""
+        for f in self._open.values():
+            f.close()
         self._open.clear()
 
 

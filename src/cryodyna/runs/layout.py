@@ -62,7 +62,7 @@ class RunFolder:
         return self.inputs / f"model{Path(source).suffix.lower() or '.pdb'}"
 
     def image_cache(self, cache_dir: Path | None = None) -> Path:
-        """The memory-mapped image cache (in ``cache_dir`` when given, e.g. shared by half-sets)."""
+        """The image cache file (in ``cache_dir`` when given, e.g. shared by half-sets)."""
         return Path(cache_dir or self.cache) / "images.npy"
 
     @staticmethod
