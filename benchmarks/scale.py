@@ -23,8 +23,8 @@ training images/s).  Both grow linearly with the particle count, so their ratio 
 200,000 particles (the fixed part of an evaluation, structures and plots, then weighs less).
 
 ``memory``: ``train-atom`` on ``--particles`` particles of 256 px downsampled to 128 px: a float16
-stack of ``--memory-stack`` simulated AdK particles whose rows the particle file repeats (tiled:
-every image is read and cached as if distinct).  The first run writes the image cache, trains for
+stack of ``--memory-stack`` simulated AdK particles that the particle file repeats under other names
+(hard links: every image is read and cached as if distinct).  The first run writes the image cache, trains for
 ``--memory-minutes`` and evaluates (latents of every particle); printed: cache write time, training
 images/s, evaluation time and the run's peak resident memory (target: under 6 GB).  A second
 command then resumes the run on the existing cache; printed: the time from its launch to its
@@ -209,9 +209,14 @@ def training_memory(folder: Path, n: int, stack_n: int, minutes: float, box: int
     run(cli + ["simulate", str(folder / "models/reference.pdb"), str(folder / "models/open.pdb"), "-o", str(sim), "-n",
                str(stack_n), "--box", str(box), "--apix", str(128 / box), "--float16"])
     star = sim / f"particles_{n}.star"
-    write_star(star, read_particles(sim / "particles.star").subset(np.arange(n) % stack_n))
+    tiled = read_particles(sim / "particles.star").subset(np.arange(n) % stack_n)
+    tile = np.arange(n) // stack_n  # each repeat of the stack under its own name: distinct images to the reader
+    for k in range(tile[-1] + 1):
+        os.link(sim / "particles.mrcs", sim / f"tile_{k:04d}.mrcs")
+    tiled.image_file = np.array([str(sim / f"tile_{k:04d}.mrcs") for k in tile], dtype=object)
+    write_star(star, tiled)
     run_dir = folder / "run"
-    train = cli + ["train-atom", str(star), str(sim / "reference.pdb"), "-o", str(run_dir), "--box", "128", "--epochs", "1"]
+    train = cli + ["train-atom", str(star), str(sim / "reference.pdb"), "-o", str(run_dir), "--set", "data.box=128", "--epochs", "1"]
     seconds, peak = run(train + ["--time-limit", str(minutes)])
     log = (run_dir / "log.txt").read_text()
     cache_s = float(re.search(r"image cache \S+ written .* in ([\d.]+) s", log).group(1))
