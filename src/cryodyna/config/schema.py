@@ -23,7 +23,7 @@ class ImageDataConfig(Section):
     box: int | None = Field(None, gt=0, description="[px] Downsample images to this side by Fourier cropping (default: 128 if larger, else unchanged)")
     mask_radius: float = Field(1.0, gt=0, le=1.5, description="[fraction of D/2] Circular mask applied to input images")
     invert_contrast: bool = Field(False, description="Multiply images by -1 (use when protein is dark in the images)")
-    cache_images: bool = Field(True, description="Keep the downsampled images in a memory-mapped RUN/cache/images.npy (datasets larger than RAM; fast resume) instead of in memory")
+    cache_images: bool = Field(True, description="Keep the downsampled images in RUN/cache/images.npy on disk, read batch by batch (datasets larger than RAM; fast resume), instead of in memory")
 
 
 class DataConfig(ImageDataConfig):
@@ -107,7 +107,8 @@ class OptimConfig(Section):
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_steps: int = Field(100, ge=0, description="[steps] Linear learning-rate warm-up")
-    cosine_schedule: bool = Field(False, description="Decay the learning rate with a cosine to 0 over training")
+    cosine_schedule: bool = Field(False, description="Decay the learning rate with a half cosine over training, from lr to lr x lr_final_fraction")
+    lr_final_fraction: float = Field(0.0, ge=0, le=1, description="Learning rate at the end of the cosine decay, as a fraction of lr")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision of the networks (projection and FFT stay fp32)")
     holdout_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of particles held out; their image loss is reported")

@@ -140,7 +140,8 @@ class TrainingLoop:
         warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
         if not c.cosine_schedule:
             return warm
-        return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, self.total_steps))))
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, self.total_steps))))
+        return warm * (c.lr_final_fraction + (1 - c.lr_final_fraction) * cosine)
 
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict:
