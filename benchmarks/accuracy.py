@@ -14,6 +14,7 @@ error, and writes the per-residue error profile (``RUN_residue_error.png``).
 Example (the issue's budget: 10 epochs of 6,000 particles):
     python benchmarks/accuracy.py --sets adk-md adk-md-mid --snr 0.05 0.01 --particles 6000 --epochs 10 --density-ceiling
     python benchmarks/accuracy.py --sets adk-curved adk-mid adk-2d --snr 0.05 0.01 --particles 6000 --epochs 10
+    python benchmarks/accuracy.py --sets pr-md --snr 0.05 --particles 6000 --epochs 10
     python benchmarks/accuracy.py --sets complex --snr 0.05 --particles 3000 --epochs 10
 """
 

@@ -15,6 +15,12 @@ a CTF (``cryodyna.simulate``).  None uses MDAnalysisTests' ``adk_dims`` trajecto
   uneven occupancy (a populated near-closed region, a populated open end, a sparse middle);
   reference = first (closed) frame.
 * ``adk-md-mid``: the same particles with the reference at the middle frame.
+* ``pr-md``: a second protein, not AdK: the progesterone-receptor ligand-binding-domain dimer (1A28,
+  2 x 250 residues) pulled by steered all-atom Langevin dynamics in OpenMM along a curved path in
+  its two softest elastic-network modes, 6 Å CA RMS at the end (``md_path.py``: side chains, loops
+  and CA positions fluctuate thermally; computed once, about 3 minutes, and cached as
+  ``pr-md_path.pdb`` beside the set folders); the same uneven occupancy as ``adk-md``; reference =
+  first frame; 80 px.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 from cryodyna.io.structure import Structure, read_structure, write_structure
 from cryodyna.simulate.adk import adk_md_frames, adk_states
 from cryodyna.simulate.simulator import SimulationSpec, simulate
+from md_path import cached_path
 
 ADK_LID = (122, 159)
 ADK_NMP = (30, 59)
@@ -49,6 +56,7 @@ SETS = {
     "adk-curved": BenchmarkSet("adk-curved", 64, 1.6, "AdK sequential LID-then-NMP opening, uneven occupancy, closed reference"),
     "adk-mid": BenchmarkSet("adk-mid", 64, 1.6, "same path, reference at the middle frame"),
     "adk-2d": BenchmarkSet("adk-2d", 64, 1.6, "AdK closed<->open x lowest normal mode (2-D landscape)"),
+    "pr-md": BenchmarkSet("pr-md", 80, 1.6, "progesterone-receptor LBD dimer, steered-MD curved path, uneven occupancy, first-frame reference"),
     "complex": BenchmarkSet("complex", 96, 1.6, "1BD2 five-chain complex, two normal modes (2-D), 815 residues"),
 }
 
@@ -100,6 +108,10 @@ def build(name: str, out: Path, particles: int, snr: float, seed: int = 0, pose_
         frames = adk_md_frames()
         simulate(frames, SimulationSpec(**common), out, mode="interpolate", weights=list(md_weights(len(frames))))
         reference = frames[0] if name == "adk-md" else frames[len(frames) // 2]
+    elif name == "pr-md":
+        frames = cached_path(out.resolve().parents[1] / "pr-md_path.pdb")
+        simulate(frames, SimulationSpec(**common), out, mode="interpolate", weights=list(md_weights(len(frames))))
+        reference = frames[0]
     elif name in ("adk-curved", "adk-mid"):
         frames = sequential_path(*adk_states())
         u = np.linspace(0, 1, len(frames))
