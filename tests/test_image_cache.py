@@ -1,5 +1,6 @@
-"""The on-disk image cache: rows come back in the order asked, the file is checked, and reading a
-whole cache, or a whole MRCS stack, does not grow the process's resident memory (a memory map did)."""
+"""The on-disk image cache and MRCS stacks: rows come back in the order asked, files are checked, and
+reading a whole cache or stack, or writing a stack, does not grow the process's resident memory (a
+memory map did)."""
 
 import pickle
 import subprocess
@@ -88,3 +89,43 @@ def test_reading_a_stack_keeps_resident_memory_flat(tmp_path):
     growth = float(subprocess.run([sys.executable, "-c", PEAK, str(tmp_path / "particles.mrcs"), "stack"], capture_output=True,
                                   text=True, check=True).stdout)
     assert growth < 20, growth
+
+
+WRITE = """
+import sys
+import numpy as np
+from cryodyna.io.mrc import StackWriter
+
+def peak_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+
+block = np.ones((250, 128, 128), np.float32)
+before = peak_mb()
+writer = StackWriter(sys.argv[1], 2000, 128, 1.0)
+for _ in range(8):
+    writer.write(block)
+writer.close()
+print(peak_mb() - before)
+"""
+
+
+def test_stack_writer_header_and_memory(tmp_path):
+    import mrcfile
+
+    from cryodyna.io.mrc import StackWriter
+
+    images = np.random.default_rng(1).normal(size=(9, 8, 8)).astype(np.float32)
+    for float16 in (False, True):
+        writer = StackWriter(tmp_path / "s.mrcs", 9, 8, 1.5, float16)
+        writer.write(images[:4])
+        writer.write(images[4:])
+        writer.close()
+        with mrcfile.open(tmp_path / "s.mrcs") as m:
+            data = m.data.astype(np.float64)
+            assert m.data.dtype == (np.float16 if float16 else np.float32) and float(m.voxel_size.x) == 1.5
+            np.testing.assert_allclose(data, images, atol=2e-3 if float16 else 0)
+            np.testing.assert_allclose([m.header.dmin, m.header.dmax, m.header.dmean, m.header.rms],
+                                       [data.min(), data.max(), data.mean(), data.std()], rtol=1e-5, atol=1e-6)
+    growth = float(subprocess.run([sys.executable, "-c", WRITE, str(tmp_path / "big.mrcs")], capture_output=True, text=True,
+                                  check=True).stdout)
+    assert growth < 40, growth  # 131 MB written; one chunk's temporaries take 16 MB; a memory map would hold 131 MB

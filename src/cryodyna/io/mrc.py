@@ -140,25 +140,44 @@ class ImageStack:
 
 class StackWriter:
     """Append images to an MRCS file chunk by chunk without holding the stack in memory; 32-bit
-    floats (MRC mode 2), or 16-bit (mode 12: half the disk, about 3 significant digits) with ``float16``."""
+    floats (MRC mode 2), or 16-bit (mode 12: half the disk, about 3 significant digits) with ``float16``.
+    Chunks are written with ``pwrite`` (a memory map would count every written page in the process)
+    and the header statistics (min, max, mean, RMS deviation) are accumulated as they come."""
 
     def __init__(self, path: str | Path, n: int, d: int, apix: float, float16: bool = False) -> None:
         self.path = Path(path)
-        self._m = mrcfile.new_mmap(self.path, shape=(n, d, d), mrc_mode=12 if float16 else 2, overwrite=True)
-        self._m.header.ispg = 0
-        self._m.voxel_size = apix
+        with mrcfile.new_mmap(self.path, shape=(n, d, d), mrc_mode=12 if float16 else 2, overwrite=True) as m:
+            m.header.ispg = 0
+            m.voxel_size = apix
+            self._offset = int(m.header.nbytes + m.extended_header.nbytes)
+            self._dtype = m.data.dtype
+        self._image_bytes = d * d * self._dtype.itemsize
+        self._fd = os.open(self.path, os.O_WRONLY)
         self._next = 0
+        self._n_values = n * d * d
+        self._low, self._high, self._sum, self._squares = np.inf, -np.inf, 0.0, 0.0
 
     def write(self, images: np.ndarray) -> None:
         """Append (k, D, D) images."""
-        k = images.shape[0]
-        self._m.data[self._next : self._next + k] = images
-        self._next += k
+        block = np.ascontiguousarray(images, dtype=self._dtype)
+        data = memoryview(block).cast("B")
+        start = self._offset + self._next * self._image_bytes
+        done = 0
+        while done < len(data):
+            done += os.pwrite(self._fd, data[done:], start + done)
+        self._next += len(block)
+        self._low = min(self._low, float(block.min(initial=np.inf)))
+        self._high = max(self._high, float(block.max(initial=-np.inf)))
+        self._sum += float(block.sum(dtype=np.float64))
+        self._squares += float(np.square(block, dtype=np.float32).sum(dtype=np.float64))
 
     def close(self) -> None:
-        """Flush and close the file."""
-        self._m.update_header_stats()
-        self._m.close()
+        """Write the header statistics and close the file."""
+        os.close(self._fd)
+        mean = self._sum / self._n_values
+        with mrcfile.mmap(self.path, mode="r+", permissive=True) as m:  # the header only: no data page is read
+            m.header.dmin, m.header.dmax, m.header.dmean = self._low, self._high, mean
+            m.header.rms = np.sqrt(max(self._squares / self._n_values - mean**2, 0.0))
 
 
 def write_volume(path: str | Path, volume: np.ndarray, apix: float, origin: tuple[float, float, float] | None = None) -> None:
