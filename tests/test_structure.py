@@ -64,6 +64,39 @@ def test_multi_model_write_read_pdb_and_cif(tmp_path, peptide_pdb):
     np.testing.assert_allclose(first.coords, models[0], atol=1e-3)
 
 
+def test_long_chain_names_in_pdb_files(tmp_path, peptide_pdb):
+    """mmCIF chain names longer than one character (large complexes) become A, B, ... in a PDB file,
+    the full name in the segment id column; more chains than one character can name: a clear error."""
+    import dataclasses
+
+    from cryodyna.errors import CryodynaError
+    from cryodyna.io.structure import check_pdb_chains
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = read_structure(peptide_pdb)
+    half = s.n_residues // 2
+    two = dataclasses.replace(s, chain_id=np.array(["AA"] * half + ["B7"] * (s.n_residues - half), dtype=object))
+    write_structure(tmp_path / "two.pdb", two)
+    back = read_structure(tmp_path / "two.pdb")
+    assert back.chain_id.tolist() == ["A"] * half + ["B"] * (s.n_residues - half)
+    np.testing.assert_allclose(back.coords, s.coords, atol=1e-3)
+    segments = {line[72:76].strip() for line in (tmp_path / "two.pdb").read_text().splitlines() if line.startswith("ATOM")}
+    assert segments == {"AA", "B7"}
+    copies = 63
+    fields = {k: np.concatenate([v] * copies) for k, v in vars(s).items()}
+    fields["residue"] = np.concatenate([s.residue + c * s.n_residues for c in range(copies)])
+    fields["chain_id"] = np.repeat([f"C{c}" for c in range(copies)], s.n_residues).astype(object)
+    many = type(s)(**fields)
+    with pytest.raises(CryodynaError, match="63 chains do not fit the PDB format.*write mmCIF"):
+        write_structure(tmp_path / "many.pdb", many)
+    with pytest.raises(CryodynaError, match="model.cif: 63 chains; .* at most 62 chains"):  # training checks first
+        check_pdb_chains(many, tmp_path / "model.cif")
+    check_pdb_chains(two, tmp_path / "model.cif")
+    write_structure(tmp_path / "many.cif", many)
+    assert list(dict.fromkeys(read_structure(tmp_path / "many.cif").chain_id)) == [f"C{c}" for c in range(copies)]
+
+
 def test_only_hetatm_and_garbage(tmp_path):
     p = tmp_path / "lig.pdb"
     p.write_text("HETATM    1  O   HOH A 101      20.000  20.000  20.000  1.00  0.00           O\nEND\n")

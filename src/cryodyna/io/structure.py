@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import string
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import gemmi
 import numpy as np
 
-from cryodyna.errors import InputError
+from cryodyna.errors import CryodynaError, InputError
 
 AMINO_ACIDS = {
     "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE", "LEU", "LYS", "MET", "PHE",
@@ -168,7 +169,9 @@ def _convert(path: Path, model: gemmi.Model) -> Structure:
     )
 
 
-def _to_gemmi(structure: Structure, models: np.ndarray, bfactors: np.ndarray | None) -> gemmi.Structure:
+def _to_gemmi(structure: Structure, segments: np.ndarray | None, models: np.ndarray, bfactors: np.ndarray | None) -> gemmi.Structure:
+    """gemmi structure of ``structure`` with one model per coordinate set of ``models`` (K, A, 3);
+    ``segments``: optional per-residue segment ids."""
     st = gemmi.Structure()
     st.setup_cell_images()
     for k, coords in enumerate(models):
@@ -181,6 +184,7 @@ def _to_gemmi(structure: Structure, models: np.ndarray, bfactors: np.ndarray | N
             res.name = structure.res_name[r]
             res.seqid = gemmi.SeqId(int(structure.res_seq[r]), (structure.ins_code[r] or " ")[0])
             res.het_flag = "A"
+            res.segment = "" if segments is None else segments[r]
             residues.append(res)
         for a in range(structure.n_atoms):
             atom = gemmi.Atom()
@@ -204,6 +208,33 @@ def _to_gemmi(structure: Structure, models: np.ndarray, bfactors: np.ndarray | N
     return st
 
 
+PDB_CHAIN_IDS = string.ascii_uppercase + string.ascii_lowercase + string.digits
+
+
+def check_pdb_chains(structure: Structure, source: Path) -> None:
+    """An error naming ``source`` when the chains of ``structure`` cannot be written to a PDB file."""
+    n = len(set(structure.chain_id))
+    if n > len(PDB_CHAIN_IDS):
+        raise InputError(source, f"{n} chains; structures are written as PDB files, which hold at most {len(PDB_CHAIN_IDS)} "
+                         "chains (one-character ids): merge chains of the model (e.g. one chain per subunit) before training")
+
+
+def _pdb_chain_ids(structure: Structure, path: Path) -> tuple[Structure, np.ndarray | None]:
+    """``structure`` with one-character chain ids for the PDB format, and per-residue segment ids
+    (or None): kept when they all fit; else A-Z, a-z, 0-9 in order of appearance, the full name
+    going to the segment id column (first 4 characters).  More than 62 chains do not fit: an error
+    that says to write mmCIF."""
+    names = list(dict.fromkeys(structure.chain_id))
+    if all(len(str(c)) <= 1 for c in names):
+        return structure, None
+    if len(names) > len(PDB_CHAIN_IDS):
+        raise CryodynaError(f"{path}: {len(names)} chains do not fit the PDB format (one-character chain ids, at most "
+                            f"{len(PDB_CHAIN_IDS)}); write mmCIF instead (a .cif file name)")
+    short = dict(zip(names, PDB_CHAIN_IDS))
+    renamed = dataclasses.replace(structure, chain_id=np.array([short[c] for c in structure.chain_id], dtype=object))
+    return renamed, np.array([str(c)[:4] for c in structure.chain_id], dtype=object)
+
+
 def write_structure(path: str | Path, structure: Structure, models: np.ndarray | None = None,
                     bfactors: np.ndarray | None = None) -> None:
     """Write ``structure`` as PDB (``.pdb``) or mmCIF (``.cif``/``.mmcif``).
@@ -216,10 +247,10 @@ def write_structure(path: str | Path, structure: Structure, models: np.ndarray |
     models = structure.coords[None] if models is None else np.asarray(models)
     if models.ndim != 3 or models.shape[1:] != (structure.n_atoms, 3):
         raise ValueError(f"models must have shape (K, {structure.n_atoms}, 3), got {models.shape}")
-    st = _to_gemmi(structure, models, bfactors)
     if path.suffix.lower() in {".cif", ".mmcif"}:
-        st.make_mmcif_document().write_file(str(path))
+        _to_gemmi(structure, None, models, bfactors).make_mmcif_document().write_file(str(path))
     else:
+        st = _to_gemmi(*_pdb_chain_ids(structure, path), models, bfactors)
         opts = gemmi.PdbWriteOptions()
         opts.minimal_file = True
         opts.numbered_ter = False
