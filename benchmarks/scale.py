@@ -30,6 +30,12 @@ images/s, evaluation time and the run's peak resident memory (target: under 6 GB
 command then resumes the run on the existing cache; printed: the time from its launch to its
 first training step (target: seconds).
 
+``large``: a model of ``--large-copies`` AdK copies on a grid, one chain each, as in ``throughput.py``
+(62, the most chains a PDB file holds: 13,268 residues), closed and open; ``--large-particles`` particles of 128 px at 3 Å/px simulated from residue density;
+1 epoch of ``train-atom``; printed: training images/s and peak memory, the evaluation's time (latents,
+structures at k-means centres and along PCs as multi-model PDB files), then ``analyze`` and the
+report's wall time and peak memory, and the size of the PDB files.
+
 ``torchrun``: the README example (2,000 particles of 64 px), 2 epochs of train-atom as one process
 and as ``torchrun --nproc_per_node 2`` (same global batch), images/s of each.
 
@@ -104,7 +110,9 @@ def main() -> None:
     p.add_argument("--simulate-particles", type=int, default=2000)
     p.add_argument("--memory-stack", type=int, default=1000)
     p.add_argument("--memory-minutes", type=float, default=2.0)
-    parts = ["simulate", "outputs", "reconstruct", "evaluation", "memory", "torchrun"]
+    p.add_argument("--large-particles", type=int, default=200)
+    p.add_argument("--large-copies", type=int, default=62)
+    parts = ["simulate", "outputs", "reconstruct", "evaluation", "memory", "large", "torchrun"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = p.parse_args()
     print(f"machine: {len(os.sched_getaffinity(0))} cores, float32 matmul {matmul_gflops():.0f} GFLOP/s (measured now, the "
@@ -121,6 +129,8 @@ def main() -> None:
             evaluation_share(tmp / "evaluation")
         if "memory" in args.parts:
             training_memory(tmp / "memory", args.particles, args.memory_stack, args.memory_minutes)
+        if "large" in args.parts:
+            large_model(tmp / "large", args.large_particles, args.large_copies)
         if "torchrun" in args.parts:
             torchrun_speedup(tmp / "torchrun")
 
@@ -241,6 +251,40 @@ def training_memory(folder: Path, n: int, stack_n: int, minutes: float, box: int
         sys.exit(f"the resumed run stopped before training:\n{second.stderr.read()[-2000:]}")
     print(f"resuming on the existing image cache: training began {started - launched:.0f} s after the command was "
           "launched (target: seconds, no re-read of the stacks)")
+
+
+def large_model(folder: Path, n: int, copies: int) -> None:
+    """Train, evaluate and analyse a ``copies`` x 214-residue model (module docstring)."""
+    from throughput import tiled
+
+    from cryodyna.io.structure import write_structure
+    from cryodyna.simulate.adk import adk_states
+
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    folder.mkdir(parents=True)
+    closed, opened = (tiled(s, copies) for s in adk_states())
+    for name, s in (("closed", closed), ("open", opened)):
+        write_structure(folder / f"{name}.cif", s)
+    run(cli + ["simulate", str(folder / "closed.cif"), str(folder / "open.cif"), "-o", str(folder / "sim"), "-n", str(n),
+               "--box", "128", "--apix", "3.0", "--density", "residue"])
+    run_dir = folder / "run"
+    seconds, peak = run(cli + ["train-atom", str(folder / "sim/particles.star"), str(folder / "sim/reference.pdb"), "-o",
+                               str(run_dir), "--epochs", "1", "--set", "analysis.kmeans=5"])
+    log = (run_dir / "log.txt").read_text()
+    evaluation_s, latents_s = map(float, re.search(r"evaluation written to \S+ in ([\d.]+) s \(latents of all particles "
+                                                   r"([\d.]+) s", log).groups())
+    rate = json.loads((run_dir / "progress.json").read_text())["images_per_s"]
+    folder_eval = newest_evaluation(run_dir)
+    sizes = {p.name: p.stat().st_size / 2**20 for p in folder_eval.glob("*.pdb")}
+    print(f"train-atom, {closed.n_residues:,} residues, {n} particles of 128 px, 1 epoch: {rate:.1f} images/s, peak memory "
+          f"{peak / 1024:.2f} GB, {seconds:.0f} s in all; evaluation {evaluation_s:.1f} s (latents {latents_s:.1f} s), PDB files "
+          + ", ".join(f"{k} {v:.1f} MB" for k, v in sorted(sizes.items())))
+    seconds, peak = run(cli + ["analyze", str(run_dir), "--k", "5"])
+    print(f"analyze at {closed.n_residues:,} residues: {seconds:.1f} s, peak memory {peak:.0f} MB")
+    seconds, peak = run([sys.executable, "-c", "import sys; from cryodyna.analysis.run_report import write_report; "
+                         f"write_report(__import__('pathlib').Path({str(run_dir)!r}))"])
+    print(f"report.html at {closed.n_residues:,} residues: {seconds:.1f} s, {(run_dir / 'report.html').stat().st_size / 2**20:.1f} MB, "
+          f"peak memory {peak:.0f} MB")
 
 
 def torchrun_speedup(folder: Path) -> None:
