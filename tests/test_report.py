@@ -115,3 +115,22 @@ def test_density_report_shows_map_slices(tiny_adk, tmp_path):
     dom, console = render(tmp_path / "density" / "report.html", tmp_path)
     assert assert_clean(dom, console) >= 2  # map slices and losses
     assert "Maps (central slices)" in dom and "vol_kmeans_000.mrc" in dom
+
+
+def test_packed_coordinates_round_trip():
+    """The page's int16 coordinates decode (as run_report.js does) to within half a step, also for a
+    model wider than the int16 range at the default step."""
+    import base64
+
+    import numpy as np
+
+    from cryodyna.analysis.run_report import COORD_STEP, _packed
+
+    rng = np.random.default_rng(0)
+    for spread in (50.0, 2000.0):
+        coords = rng.uniform(-spread, spread, size=(3, 40, 3)) + 7.0
+        p = _packed(coords)
+        q = np.frombuffer(base64.b64decode(p["int16"]), "<i2").reshape(p["shape"])
+        back = np.asarray(p["origin"]) + p["step"] * q
+        assert np.abs(back - coords).max() <= p["step"] / 2 + 1e-9
+        assert p["step"] == COORD_STEP if spread == 50.0 else p["step"] > COORD_STEP

@@ -1,6 +1,21 @@
 // cryodyna report.html: renders the embedded run data with the inlined plotly.js (no network).
 "use strict";
 const D = JSON.parse(document.getElementById("report-data").textContent);
+// Structures travel as base64 int16 steps about their centre (run_report.py _packed): back to [K][N][3] Å.
+function unpack(p) {
+  const bytes = Uint8Array.from(atob(p.int16), c => c.charCodeAt(0));
+  const q = new Int16Array(bytes.buffer), [k, n] = p.shape, out = [];
+  for (let m = 0; m < k; m++) {
+    const frame = [];
+    for (let i = 0; i < n; i++) { const o = 3 * (m * n + i); frame.push([0, 1, 2].map(a => p.origin[a] + p.step * q[o + a])); }
+    out.push(frame);
+  }
+  return out;
+}
+if (D.deformation) {
+  for (const t of Object.values(D.deformation.trajectories)) t.coords = unpack(t.coords);
+  if (D.deformation.centre_models) D.deformation.centre_models.coords = unpack(D.deformation.centre_models.coords);
+}
 const status = document.getElementById("js-status");
 let pending = 0;
 // Every plot: its title left-aligned just above the plotting area (below the toolbar, which stays

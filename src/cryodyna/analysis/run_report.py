@@ -54,14 +54,29 @@ def _image(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
 
 
-def _trajectory(path: Path) -> dict:
-    """Node coordinates (K, N, 3) of a multi-model PDB, rounded to 0.01 Å, with node labels."""
+COORD_STEP = 0.02  # [Å] coordinates travel as int16 multiples of this about their centre (±655 Å)
+
+
+def _packed(coords: np.ndarray) -> dict:
+    """Coordinates (K, N, 3) Å as base64 little-endian int16 steps about their centre: a third of
+    the text of two-decimal numbers (the page's size grows with the model); the step widens for
+    models larger than ±655 Å.  ``run_report.js`` unpacks them."""
+    origin = coords.reshape(-1, 3).mean(0)
+    step = max(COORD_STEP, float(np.abs(coords - origin).max()) / 32767)
+    steps = np.round((coords - origin) / step).astype("<i2")
+    return {"int16": base64.b64encode(steps.tobytes()).decode(), "shape": list(coords.shape), "step": step,
+            "origin": origin.tolist()}
+
+
+def _trajectory(path: Path) -> tuple[np.ndarray, dict]:
+    """Node coordinates (K, N, 3) Å of a multi-model PDB, and the page's record of them (packed
+    coordinates, node labels, chains)."""
     models = read_models(path)
     s = models[0]
     labels = [f"{s.chain_id[r]}:{s.res_name[r]}{s.res_seq[r]}{s.ins_code[r]} {a}" for r, a in zip(s.residue, s.atom_name)]
     coords = np.stack([m.coords for m in models])
     chains = [str(s.chain_id[r]) for r in s.residue]
-    return {"coords": np.round(coords, 2).tolist(), "labels": labels, "chains": chains}
+    return coords, {"coords": _packed(coords), "labels": labels, "chains": chains}
 
 
 def geometry_statistics(coords: np.ndarray, chains: list[str], reference: np.ndarray | None) -> dict[str, float]:
@@ -114,18 +129,18 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
     trajectories = {p.stem: _trajectory(p) for p in sorted(folder.glob("pca-*.pdb"), key=lambda p: int(p.stem.split("-")[1]))}
     pred = _trajectory(folder / "pred.pdb") if (folder / "pred.pdb").is_file() else None
     motion = {}
-    for name, t in trajectories.items():
-        c = np.asarray(t["coords"])
+    for name, (c, _) in trajectories.items():
         motion[name] = {"first_to_last_rmsd_a": float(np.sqrt(((c[-1] - c[0]) ** 2).sum(-1).mean())),
                         "max_node_displacement_a": float(np.linalg.norm(c[-1] - c[0], axis=-1).max()),
                         "rmsf_a": np.round(np.sqrt(((c - c.mean(0)) ** 2).sum(-1).mean(0)), 3).tolist()}
-    geometry = geometry_statistics(np.asarray(pred["coords"]), pred["chains"], reference) if pred else {}
+    geometry = geometry_statistics(pred[0], pred[1]["chains"], reference) if pred else {}
     return {
         "scores": np.round(scores, 4).tolist(), "labels": labels.tolist(), "centres": centres.tolist(),
         "particles": len(z), "shown": None if shown is None else shown.tolist(),
         "centre_rows": (centres if shown is None else np.searchsorted(shown, centres)).tolist(),
         "umap": np.round(np.load(umap_path, mmap_mode="r")[rows], 4).tolist() if umap_path.is_file() else None,
-        "trajectories": trajectories, "centre_models": pred, "motion": motion, "geometry": geometry,
+        "trajectories": {name: t for name, (_, t) in trajectories.items()}, "centre_models": pred and pred[1],
+        "motion": motion, "geometry": geometry,
         "reference": None if reference is None else np.round(reference, 2).tolist(),
         "images": {name: _image(folder / f"{name}.png") for name in ("input_image", "pred_image")},
     }
