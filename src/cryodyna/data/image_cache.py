@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cryodyna.io.raw import read_exact, write_all
+
 
 class ImageCache:
     """Images (N, D, D) float32 in the ``.npy`` file ``path``; pickles as its file name, so that
@@ -63,10 +65,7 @@ class ImageCache:
 
     def write(self, start: int, rows: np.ndarray) -> None:
         """Store ``rows`` (k, D, D) as images ``start`` .. ``start + k - 1``."""
-        data = np.ascontiguousarray(rows, dtype=self.dtype).tobytes()
-        done = 0
-        while done < len(data):
-            done += os.pwrite(self.fd, data[done:], self.offset + start * self.row_bytes + done)
+        write_all(self.fd, np.ascontiguousarray(rows, dtype=self.dtype), self.offset + start * self.row_bytes)
 
     def read(self, idx: np.ndarray) -> np.ndarray:
         """Images ``idx`` (k,) as an array (k, D, D), in the order asked; runs of consecutive
@@ -89,12 +88,6 @@ class ImageCache:
         return out
 
     def _read_run(self, first: int, count: int) -> np.ndarray:
-        want = count * self.row_bytes
-        parts, done = [], 0
-        while done < want:
-            part = os.pread(self.fd, want - done, self.offset + first * self.row_bytes + done)
-            if not part:
-                raise OSError(f"{self.path}: file ends before image {first + count - 1}")
-            parts.append(part)
-            done += len(part)
-        return np.frombuffer(b"".join(parts), self.dtype).reshape(count, *self.shape[1:])
+        data = read_exact(self.fd, count * self.row_bytes, self.offset + first * self.row_bytes, self.path,
+                          f"image {first + count - 1}")
+        return np.frombuffer(data, self.dtype).reshape(count, *self.shape[1:])

@@ -11,6 +11,7 @@ import mrcfile
 import numpy as np
 
 from cryodyna.errors import InputError
+from cryodyna.io.raw import read_exact, write_all
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,14 @@ class _StackFile:
             raise InputError(path, f"images are {self.shape[-1]} x {self.shape[-2]} px; expected square images")
         self.image_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
         self.offset = offset
+        self.path = path
         self.fd = os.open(path, os.O_RDONLY)
 
-    def read(self, index: int) -> np.ndarray:
-        """Image ``index`` (ny, nx) in the file's data type."""
-        buf = os.pread(self.fd, self.image_bytes, self.offset + index * self.image_bytes)
-        return np.frombuffer(buf, self.dtype).reshape(self.shape[1:])
+    def read(self, first: int, count: int = 1) -> np.ndarray:
+        """Images ``first`` .. ``first + count - 1`` (count, ny, nx) in the file's data type, in one read."""
+        data = read_exact(self.fd, count * self.image_bytes, self.offset + first * self.image_bytes, self.path,
+                          f"image {first + count}")
+        return np.frombuffer(data, self.dtype).reshape(count, *self.shape[1:])
 
     def close(self) -> None:
         os.close(self.fd)
@@ -115,7 +118,7 @@ class ImageStack:
     def data(self, path: str | Path) -> np.ndarray:
         """All (n, ny, nx) data of one stack (a single 2-D image becomes n = 1), read into memory."""
         f = self._file(path)
-        return np.stack([f.read(i) for i in range(f.shape[0])])
+        return f.read(0, f.shape[0])
 
     def image(self, path: str | Path, index: int, label: str = "") -> np.ndarray:
         """Image ``index`` (0-based) of stack ``path`` as float32; ``label`` names the table row."""
@@ -125,7 +128,7 @@ class ImageStack:
             raise InputError(
                 path, f"image index {index + 1} (1-based){where} is beyond the stack, which holds {f.shape[0]} images"
             )
-        img = f.read(index).astype(np.float32)  # a writable copy
+        img = f.read(index)[0].astype(np.float32)  # a writable copy
         if not np.isfinite(img).all():
             where = f" ({label})" if label else ""
             raise InputError(path, f"image {index + 1}{where} contains NaN or infinite pixels")
@@ -160,11 +163,7 @@ class StackWriter:
     def write(self, images: np.ndarray) -> None:
         """Append (k, D, D) images."""
         block = np.ascontiguousarray(images, dtype=self._dtype)
-        data = memoryview(block).cast("B")
-        start = self._offset + self._next * self._image_bytes
-        done = 0
-        while done < len(data):
-            done += os.pwrite(self._fd, data[done:], start + done)
+        write_all(self._fd, block, self._offset + self._next * self._image_bytes)
         self._next += len(block)
         self._low = min(self._low, float(block.min(initial=np.inf)))
         self._high = max(self._high, float(block.max(initial=-np.inf)))
