@@ -123,8 +123,12 @@ def main() -> None:
     ca = [f.coords[f.atom_name == "CA"] for f in frames]
     step = [np.sqrt(((b - a) ** 2).sum(1).mean()) for a, b in zip(ca, ca[1:])]
     end = np.sqrt(((ca[-1] - ca[0]) ** 2).sum(1).mean())
+    chord = (ca[-1] - ca[0]).ravel()
+    off = [np.sqrt(((d - (d @ chord) / (chord @ chord) * chord) ** 2).reshape(-1, 3).sum(1).mean())
+           for d in (x.ravel() - ca[0].ravel() for x in ca)]
     print(f"{len(frames)} frames, {len(ca[0])} residues: CA RMSD first -> last {end:.2f} Å, "
-          f"between consecutive frames {np.mean(step):.2f} Å (mean)")
+          f"between consecutive frames {np.mean(step):.2f} Å (mean), largest distance from the straight line "
+          f"first -> last {max(off):.2f} Å (CA RMS, frame {int(np.argmax(off))})")
 
 
 if __name__ == "__main__":
