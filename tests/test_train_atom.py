@@ -175,3 +175,38 @@ def test_the_graph_of_a_saved_run_never_changes(tiny_adk, tmp_path):
         load_run(run_dir)
     run(tiny_adk, run_dir, 1, restart=True)  # --restart forgets the stored assignment
     assert stored.read_text().strip() != "H" * 214
+
+
+def test_models_of_more_than_62_chains_give_mmcif_outputs(tiny_adk, tmp_path):
+    """A model whose chains do not fit the PDB format (71 chains of 3 residues) trains; every
+    structure the run, analyze, the report, chimerax and split-models write is mmCIF with the full
+    chain names."""
+    import dataclasses
+
+    from cryodyna.io.structure import read_structure, write_structure
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = read_structure(tiny_adk / "reference.pdb")
+    names = np.array([f"C{r // 3}" for r in range(s.n_residues)], dtype=object)
+    write_structure(tmp_path / "many.cif", dataclasses.replace(s, chain_id=names))
+    run_dir = tmp_path / "run"
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_atom(tiny_adk / "particles.star", tmp_path / "many.cif", run_dir, cfg)
+    assert not list(folder.glob("*.pdb"))
+    pred = read_models(folder / "pred.cif")
+    assert len(pred) == 3 and list(dict.fromkeys(pred[0].chain_id)) == list(dict.fromkeys(names))
+    assert len(read_models(folder / "pca-1.cif")) == 10
+    runner = CliRunner()
+    for args in (["analyze", str(run_dir), "--k", "2"], ["chimerax", str(run_dir), "-o", str(tmp_path / "m.cxc")],
+                 ["split-models", str(folder / "pred.cif"), "-o", str(tmp_path / "split")]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+    analysis = run_dir / "analysis" / folder.name
+    assert len(read_models(analysis / "kmeans.cif")) == 2 and (analysis / "pca-3.cif").is_file()
+    script = (tmp_path / "m.cxc").read_text()
+    assert "pca-1.cif" in script and "coordset #1 1,10 " in script
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["1.cif", "2.cif", "3.cif"]
+    assert '"pca-1"' in (run_dir / "report.html").read_text()  # the page carries the mmCIF trajectories

@@ -15,7 +15,7 @@ from cryodyna.errors import CryodynaError, InputError
 from cryodyna.io.structure import Structure, read_models, read_structure, write_structure
 from cryodyna.structure.martini import CGModel
 from cryodyna.assembly.cg_prep import load_cg
-from cryodyna.runs.layout import RunFolder
+from cryodyna.runs.layout import RunFolder, structure_file
 from cryodyna.runs.read import latest_evaluation, read_info
 
 
@@ -130,7 +130,7 @@ def backmap_run(source: Path, out: Path, run: Path | None = None, relax_iteratio
     if run is None or not RunFolder(run).cg_model.is_file():
         raise CryodynaError(f"{source}: cannot find the train-cg run it belongs to; pass --run RUN")
     if source.is_dir():
-        source = latest_evaluation(run) / "pred.pdb"
+        source = structure_file(latest_evaluation(run), "pred")
     reference, cg = run_backmapping(run)
     beads = np.stack([m.coords for m in read_models(source)])
     if beads.shape[1] != cg.n_beads:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from cryodyna.io.mrc import read_volume
-from cryodyna.runs.layout import RunFolder
+from cryodyna.io.structure import model_count
+from cryodyna.runs.layout import RunFolder, trajectory_files
 from cryodyna.runs.read import latest_evaluation
 
 
@@ -20,7 +21,7 @@ def map_level(path: Path) -> float:
 
 
 def chimerax_script(eval_dir: Path, script: Path, movie: str = "movie.mp4") -> str:
-    """Commands for a script written to ``script``: every ``pca-K.pdb`` trajectory of ``eval_dir``
+    """Commands for a script written to ``script``: every ``pca-K.pdb`` (or ``.cif``) trajectory of ``eval_dir``
     as coordinate sets coloured by B-factor (RMSF when written by ``cryodyna analyze``) and every
     ``vol_pca_K_*.mrc`` series as a volume series (surface level from the map statistics), played
     one principal component after the other into ``movie``.  Paths are relative to the script's
@@ -33,7 +34,7 @@ def chimerax_script(eval_dir: Path, script: Path, movie: str = "movie.mp4") -> s
     eval_dir = Path(eval_dir)
     lines = ["# cryodyna trajectory movie; in ChimeraX: open " + Path(script).name, "set bgColor white",
              "graphics silhouettes true"]
-    trajectories = sorted(eval_dir.glob("pca-*.pdb"), key=lambda p: int(p.stem.split("-")[1]))
+    trajectories = trajectory_files(eval_dir)
     series = []
     for k in sorted({int(p.name.split("_")[2]) for p in eval_dir.glob("vol_pca_*_*.mrc")}):
         series.append(sorted(eval_dir.glob(f"vol_pca_{k}_*.mrc")))
@@ -48,7 +49,7 @@ def chimerax_script(eval_dir: Path, script: Path, movie: str = "movie.mp4") -> s
                   f"volume #{model} style surface level {map_level(maps[0]):.4g} transparency 0.5", f"hide #{model} models"]
     lines += ["view", "movie record size 800,800"]
     for m, path in enumerate(trajectories, start=1):
-        frames = sum(line.startswith("MODEL ") for line in path.read_text().splitlines())
+        frames = model_count(path)
         lines += [f"show #{m} models", f"2dlabels text 'PC {path.stem.split('-')[1]}' xpos 0.03 ypos 0.92 size 20",
                   f"coordset #{m} 1,{frames} holdSteadyAtoms false", "wait", f"coordset #{m} {frames},1", "wait",
                   f"hide #{m} models", "2dlabels delete"]
@@ -62,7 +63,7 @@ def trajectory_folder(run: Path) -> Path:
     """The folder whose trajectories a script plays: ``run`` itself when it holds ``pca-*.pdb``, else
     the analysis of the latest evaluation (RMSF-coloured) when ``cryodyna analyze`` made one, else
     the latest evaluation."""
-    if list(Path(run).glob("pca-*.pdb")):
+    if trajectory_files(run):
         return Path(run)
     latest = latest_evaluation(run)
     analysed = RunFolder(run).analysis / latest.name

@@ -14,6 +14,7 @@ from cryodyna.analysis.run_report import write_report
 from cryodyna.assembly.model import write_node_models
 from cryodyna.config.schema import AnalysisConfig
 from cryodyna.io.mrc import write_volume
+from cryodyna.io.structure import structure_suffix
 from cryodyna.models.sampling import decode_latents, render_volume
 from cryodyna.train.density import DensityTrainer
 from cryodyna.train.trainer import DeformationTrainer
@@ -22,7 +23,8 @@ from cryodyna.train.trainer import DeformationTrainer
 class StructureOutputs:
     """Structures at the k-means centres of the latents (``pred.pdb``; the centre particles and
     every particle's cluster in ``kmeans_particles.txt`` / ``kmeans_labels.txt``) and along the
-    principal components (``pca-K.pdb``), the latent plot (and ``z_umap.npy``), image previews."""
+    principal components (``pca-K.pdb``; ``.cif`` instead for models of more than 62 chains), the
+    latent plot (and ``z_umap.npy``), image previews."""
 
     def __init__(self, analysis: AnalysisConfig):
         self.cfg = analysis
@@ -32,10 +34,11 @@ class StructureOutputs:
         centres, centre_idx, labels = kmeans_centres(z, a.kmeans, seed=trainer.cfg.seed)
         np.savetxt(folder / "kmeans_particles.txt", centre_idx, fmt="%d")
         np.savetxt(folder / "kmeans_labels.txt", labels, fmt="%d")
-        write_node_models(trainer.graph, folder / "pred.pdb", decode_latents(trainer.model, centres))
+        suffix = structure_suffix(trainer.graph.template)
+        write_node_models(trainer.graph, folder / f"pred{suffix}", decode_latents(trainer.model, centres))
         trajectories, pca = pca_trajectories(z, a.pcs, a.pc_frames)
         for k, (zk, _) in enumerate(trajectories, start=1):
-            write_node_models(trainer.graph, folder / f"pca-{k}.pdb", decode_latents(trainer.model, zk))
+            write_node_models(trainer.graph, folder / f"pca-{k}{suffix}", decode_latents(trainer.model, zk))
         embedding = umap_embedding(z) if a.umap else None
         if embedding is not None:
             np.save(folder / "z_umap.npy", embedding.astype(np.float32))

@@ -9,7 +9,7 @@ import torch
 
 from cryodyna.imaging.density import gaussian_density
 from cryodyna.io.mrc import read_volume, write_volume
-from cryodyna.io.structure import Structure, read_models, read_structure, write_structure
+from cryodyna.io.structure import Structure, read_models, read_structure, structure_suffix, write_structure
 from cryodyna.structure.nodes import residue_nodes
 
 
@@ -42,11 +42,12 @@ def model_density(structure: Structure, box: int, apix: float, sigma: float = 2.
 
 
 def split_models(path: Path, out_dir: Path) -> list[Path]:
-    """One PDB per model of a multi-model file, ``<out_dir>/<k>.pdb`` (1-based)."""
+    """One PDB per model of a multi-model file, ``<out_dir>/<k>.pdb`` (1-based; ``.cif`` for models
+    of more than 62 chains)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, model in enumerate(read_models(path), start=1):
-        p = out_dir / f"{k}.pdb"
+        p = out_dir / f"{k}{structure_suffix(model)}"
         write_structure(p, model)
         paths.append(p)
     return paths

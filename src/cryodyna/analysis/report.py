@@ -16,6 +16,7 @@ from cryodyna.analysis.run_report import write_report
 from cryodyna.models.sampling import decode_latents
 from cryodyna.assembly.stage import load_run
 from cryodyna.errors import CryodynaError
+from cryodyna.io.structure import structure_suffix
 from cryodyna.runs.layout import RunFolder, evaluation_file
 from cryodyna.runs.lock import run_lock
 from cryodyna.runs.read import latest_evaluation, load_latents
@@ -53,7 +54,8 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
         out = run.analysis / eval_dir.name
         out.mkdir(parents=True, exist_ok=True)
         centres, centre_idx, labels = kmeans_centres(z, k, seed)
-        loaded.write_models(out / "kmeans.pdb", decode_latents(model, centres))
+        suffix = structure_suffix(loaded.graph.template)
+        loaded.write_models(out / f"kmeans{suffix}", decode_latents(model, centres))
         np.savetxt(out / "kmeans_particles.txt", centre_idx, fmt="%d")
         np.savetxt(out / "kmeans_labels.txt", labels, fmt="%d")
         trajectories, pca = pca_trajectories(z, pcs, frames)
@@ -61,7 +63,7 @@ def analyze(run_dir: Path, eval_dir: Path | None = None, k: int = 10, pcs: int =
         for i, (zk, idx) in enumerate(trajectories, start=1):
             coords = decode_latents(model, zk)
             fluct = rmsf(coords)
-            loaded.write_models(out / f"pca-{i}.pdb", coords, bfactors=fluct)
+            loaded.write_models(out / f"pca-{i}{suffix}", coords, bfactors=fluct)
             trajectory_figure(out / f"pca-{i}.png", coords, f"PC {i}: first (blue) to last (red) frame")
             np.savetxt(out / f"pca-{i}_particles.txt", idx, fmt="%d")
             rows.append(pd.DataFrame({"pc": i, **node_labels(loaded.graph.template), "rmsf_a": fluct}))

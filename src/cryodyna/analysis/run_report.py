@@ -27,7 +27,7 @@ from sklearn.decomposition import PCA
 from cryodyna.analysis.halfsets import HalfsetAgreement
 from cryodyna.io.mrc import read_volume
 from cryodyna.io.structure import read_models
-from cryodyna.runs.layout import EVALUATION_FILES, RunFolder, evaluation_file
+from cryodyna.runs.layout import EVALUATION_FILES, RunFolder, evaluation_file, structure_file, trajectory_files
 from cryodyna.runs.read import newest_evaluation
 
 CLASH_DISTANCE = 3.0  # Å between non-consecutive nodes
@@ -69,7 +69,7 @@ def _packed(coords: np.ndarray) -> dict:
 
 
 def _trajectory(path: Path) -> tuple[np.ndarray, dict]:
-    """Node coordinates (K, N, 3) Å of a multi-model PDB, and the page's record of them (packed
+    """Node coordinates (K, N, 3) Å of a multi-model PDB/mmCIF, and the page's record of them (packed
     coordinates, node labels, chains)."""
     models = read_models(path)
     s = models[0]
@@ -126,8 +126,9 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
     scores = PCA(n_components=n_pcs).fit(z[:: max(1, len(z) // 200_000)]).transform(z[rows])
     labels = np.loadtxt(labels_path, dtype=np.int64, ndmin=1)[rows] if labels_path.is_file() else np.zeros(len(scores), np.int64)
     umap_path = folder / "z_umap.npy"
-    trajectories = {p.stem: _trajectory(p) for p in sorted(folder.glob("pca-*.pdb"), key=lambda p: int(p.stem.split("-")[1]))}
-    pred = _trajectory(folder / "pred.pdb") if (folder / "pred.pdb").is_file() else None
+    trajectories = {p.stem: _trajectory(p) for p in trajectory_files(folder)}
+    pred_path = structure_file(folder, "pred")
+    pred = _trajectory(pred_path) if pred_path.is_file() else None
     motion = {}
     for name, (c, _) in trajectories.items():
         motion[name] = {"first_to_last_rmsd_a": float(np.sqrt(((c[-1] - c[0]) ** 2).sum(-1).mean())),

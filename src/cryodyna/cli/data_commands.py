@@ -92,7 +92,7 @@ def simulate_cmd(
 
     Example: cryodyna simulate closed.pdb open.pdb -o sim -n 10000 --box 128 --apix 1.0 --snr 0.05
     """
-    from cryodyna.io.structure import read_models, read_structure
+    from cryodyna.io.structure import read_models, read_structure, structure_suffix
 
     if mode not in {"interpolate", "discrete"}:
         raise CryodynaError(f"--mode must be 'interpolate' or 'discrete', not {mode!r}")
@@ -106,7 +106,8 @@ def simulate_cmd(
         bfactor=bfactor, seed=seed, normal_modes=normal_modes, mode_amplitude=mode_amplitude, mode_path=mode_path,
         mode_cutoff=mode_cutoff, pose_error_deg=pose_error_deg, shift_error_a=shift_error_a, float16=float16,
     )
-    console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s) and {star.parent / 'reference.pdb'} "
+    reference = star.parent / f"reference{structure_suffix(states[0])}"
+    console.print(f"wrote {star} ({n_particles} particles, {speed:.0f} images/s) and {reference} "
                   "(the first state in the particles' frame)")
 
 

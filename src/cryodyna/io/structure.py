@@ -112,6 +112,11 @@ def read_models(path: str | Path) -> list[Structure]:
     return [_convert(path, model) for model in _open_models(path)]
 
 
+def model_count(path: str | Path) -> int:
+    """Number of models in a PDB/mmCIF file."""
+    return len(_open_models(Path(path)))
+
+
 def _convert(path: Path, model: gemmi.Model) -> Structure:
     coords, atom_name, element, resid = [], [], [], []
     res_name, res_seq, ins_code, chain_id, res_kind = [], [], [], [], []
@@ -211,12 +216,10 @@ def _to_gemmi(structure: Structure, segments: np.ndarray | None, models: np.ndar
 PDB_CHAIN_IDS = string.ascii_uppercase + string.ascii_lowercase + string.digits
 
 
-def check_pdb_chains(structure: Structure, source: Path) -> None:
-    """An error naming ``source`` when the chains of ``structure`` cannot be written to a PDB file."""
-    n = len(set(structure.chain_id))
-    if n > len(PDB_CHAIN_IDS):
-        raise InputError(source, f"{n} chains; structures are written as PDB files, which hold at most {len(PDB_CHAIN_IDS)} "
-                         "chains (one-character ids): merge chains of the model (e.g. one chain per subunit) before training")
+def structure_suffix(structure: Structure) -> str:
+    """File suffix for writing ``structure``: ``.pdb``, or ``.cif`` when it has more chains than the
+    PDB format's one-character ids can name (62)."""
+    return ".pdb" if len(set(structure.chain_id)) <= len(PDB_CHAIN_IDS) else ".cif"
 
 
 def _pdb_chain_ids(structure: Structure, path: Path) -> tuple[Structure, np.ndarray | None]:

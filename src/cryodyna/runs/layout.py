@@ -6,7 +6,8 @@ RUN/config.yaml  run.json  command.txt  environment.txt  history.txt  log.txt  m
 RUN/checkpoints/last.pt
 RUN/cache/images.npy (+ .json fingerprint)
 RUN/inputs/model.pdb  secondary_structure.txt  cg_model.pkl  martini.json ...
-RUN/epoch-NNNN_step-NNNNNNN/  one evaluation: ckpt.pt, z.npy, structures or maps, figures
+RUN/epoch-NNNN_step-NNNNNNN/  one evaluation: ckpt.pt, z.npy, structures (pred.pdb, pca-K.pdb; .cif for models
+                               of more than 62 chains) or maps, figures
 RUN/latest -> the newest evaluation folder (a symbolic link, where the file system has them)
 RUN/halfsets.json  halfset.npy  half-1/  half-2/   a --halfsets run (two run folders sharing RUN/cache)
 RUN/analysis/<evaluation>/  RUN/report.html  RUN/index.html   written by cryodyna analyze and the evaluations
@@ -22,6 +23,7 @@ from pathlib import Path
 EVALUATION_GLOB = "epoch-*_step-*"
 HALVES = ("half-1", "half-2")
 CG_MODEL = "cg_model.pkl"
+STRUCTURE_SUFFIXES = (".pdb", ".cif")  # .cif when the model's chains do not fit the PDB format
 
 
 class RunFolder:
@@ -94,3 +96,18 @@ EVALUATION_FILES = {"checkpoint": "ckpt.pt", "latents": "z.npy", "refined_partic
 def evaluation_file(folder: Path, kind: str) -> Path:
     """A file of evaluation ``folder``: ``checkpoint``, ``latents``, ``refined_particles`` or ``metrics``."""
     return Path(folder) / EVALUATION_FILES[kind]
+
+
+def structure_file(folder: Path, stem: str) -> Path:
+    """Structure ``stem`` (``pred``, ``kmeans``, ``pca-1`` ...) of an evaluation or analysis
+    ``folder``: the ``.pdb`` or ``.cif`` file that exists (the ``.pdb`` name when neither does)."""
+    for suffix in STRUCTURE_SUFFIXES:
+        if (Path(folder) / f"{stem}{suffix}").is_file():
+            return Path(folder) / f"{stem}{suffix}"
+    return Path(folder) / f"{stem}{STRUCTURE_SUFFIXES[0]}"
+
+
+def trajectory_files(folder: Path) -> list[Path]:
+    """The principal-component trajectories ``pca-K.pdb`` / ``pca-K.cif`` of ``folder``, by K."""
+    paths = [p for suffix in STRUCTURE_SUFFIXES for p in Path(folder).glob(f"pca-*{suffix}") if p.stem[4:].isdigit()]
+    return sorted(paths, key=lambda p: int(p.stem[4:]))

@@ -25,7 +25,7 @@ from cryodyna.imaging.rotations import axis_angle_to_matrix, random_rotations
 from cryodyna.io.mrc import StackWriter
 from cryodyna.io.particles import ParticleTable
 from cryodyna.io.star import write_star
-from cryodyna.io.structure import Structure, write_structure
+from cryodyna.io.structure import Structure, structure_suffix, write_structure
 from cryodyna.simulate.landscape import Landscape, anm_modes
 from cryodyna.simulate.spec import SimulationSpec
 from cryodyna.structure.nodes import residue_nodes
@@ -40,7 +40,8 @@ def simulate(
     progress=None,
 ) -> Path:
     """Write ``particles.mrcs``, ``particles.star``, ``ground_truth.npz`` and ``reference.pdb`` (the
-    first state in the particles' frame, ready for ``train-atom``) to ``out_dir``.  States whose
+    first state in the particles' frame, ready for ``train-atom``; ``reference.cif`` for models of
+    more than 62 chains) to ``out_dir``.  States whose
     first member is not centred in the box are moved there (with a warning).
 
     ``states`` must share their atoms (same count, names and order) for interpolation; for discrete
@@ -52,7 +53,7 @@ def simulate(
     states = centred_states(states)
     landscape = build_landscape(states, spec, mode, weights)
     check_in_box(states, spec)
-    write_structure(out / "reference.pdb", states[0])
+    write_structure(out / f"reference{structure_suffix(states[0])}", states[0])
     rng = np.random.default_rng(spec.seed)
     torch.manual_seed(spec.seed)
     n = spec.n_particles

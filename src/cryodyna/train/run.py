@@ -19,7 +19,7 @@ from cryodyna.errors import CryodynaError
 from cryodyna.imaging.filters import default_lowpass
 from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.read import read_particles
-from cryodyna.io.structure import check_pdb_chains, read_structure
+from cryodyna.io.structure import read_structure
 from cryodyna.runs.checkpoint import seed_everything
 from cryodyna.runs.layout import RunFolder
 from cryodyna.train.preflight import check_model_in_box, check_particle_count, check_unique_images
@@ -64,7 +64,6 @@ def train_deformation(stage: Stage, particles: Path, model_path: Path, run_dir: 
             distributed.barrier()
             seed_everything(cfg.optim.seed)
             structure = read_structure(model_path)  # the user's file (the copy is identical): errors name it
-            check_pdb_chains(structure, Path(model_path))
             stage.prepare_inputs(structure, run, model_path)
             graph = stage.graph(structure, run, model_path)
             table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
