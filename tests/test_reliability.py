@@ -239,3 +239,14 @@ def test_evaluations_scheduled_by_time_happen_within_an_epoch(tiny_adk, tmp_path
     names = sorted(p.name for p in (tmp_path / "run").glob("epoch-*"))
     assert names == [f"epoch-0001_step-{s:07d}" for s in range(1, 6)], names  # four within the epoch, one at its end
     assert last.name == names[-1] and all((tmp_path / "run" / n / "z.npy").is_file() for n in names)
+
+
+def test_evaluations_scheduled_by_step_count(tiny_adk, tmp_path):
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.eval_every_steps=2"], 2)  # 5 steps per epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
+    names = sorted(p.name for p in (tmp_path / "run").glob("epoch-*"))
+    expected = ["epoch-0001_step-0000002", "epoch-0001_step-0000004", "epoch-0001_step-0000005", "epoch-0002_step-0000006",
+                "epoch-0002_step-0000008", "epoch-0002_step-0000010"]
+    assert names == expected, names

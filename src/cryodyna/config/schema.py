@@ -114,6 +114,7 @@ class OptimConfig(Section):
     holdout_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of particles held out; their image loss is reported")
     eval_every: int = Field(1, ge=1, description="[epochs] Evaluate (z, structures, plots, checkpoint) every this many epochs")
     eval_every_minutes: float = Field(0.0, ge=0, description="[minutes] Also evaluate within an epoch once this much time has passed since the last evaluation (0 = at epoch ends only; for data sets whose epochs take hours)")
+    eval_every_steps: int = Field(0, ge=0, description="[steps] Also evaluate within an epoch at every multiple of this step count (0 = at epoch ends only)")
     checkpoint_every: int = Field(500, ge=1, description="[steps] Write checkpoints/last.pt this often")
     keep_checkpoints: Annotated[int, Field(ge=1)] | Literal["all"] = Field(2, description="Evaluation folders that keep their ckpt.pt: the newest N plus the one with the best held-out loss, or all")
     max_bad_steps: int = Field(20, ge=1, description="[steps] Stop with an error after this many consecutive steps with a non-finite loss or gradient (each is skipped)")

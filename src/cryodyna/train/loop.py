@@ -235,9 +235,9 @@ class TrainingLoop:
 
     def fit(self, time_limit_minutes: float | None = None) -> Path | None:
         """Train to ``optim.epochs`` (continuing a resumed run), evaluating every ``eval_every``
-        epochs, within epochs every ``eval_every_minutes`` (when set) and at the end; stops early after ``time_limit_minutes``.  SIGINT/SIGTERM stop it at
-        the next step with a checkpoint and raise :class:`TrainingInterrupted`.  ``progress.json``
-        says ``running``, ``evaluating``, ``interrupted``, ``failed``, ``stopped`` (time limit) or
+        epochs, within epochs every ``eval_every_minutes`` / ``eval_every_steps`` (when set) and at
+        the end; stops early after ``time_limit_minutes``.  SIGINT/SIGTERM stop it at the next step
+        with a checkpoint and raise :class:`TrainingInterrupted`.  ``progress.json`` says ``running``, ``evaluating``, ``interrupted``, ``failed``, ``stopped`` (time limit) or
         ``finished``.  Returns the last evaluation folder."""
         self.status.start(step=self.step, total_steps=self.total_steps, epoch=self.epoch, epochs=self.cfg.epochs)
         used = len(self.train_idx) + len(self.holdout_idx)
@@ -302,7 +302,9 @@ class TrainingLoop:
                         self.save()
                     now = time.perf_counter()
                     late = time_limit_minutes is not None and now - start > 60 * time_limit_minutes
-                    due = 0 < 60 * self.cfg.eval_every_minutes < now - evaluated and self.batch_in_epoch < self.steps_per_epoch
+                    every = self.cfg.eval_every_steps
+                    due = ((0 < 60 * self.cfg.eval_every_minutes < now - evaluated or (every > 0 and self.step % every == 0))
+                           and self.batch_in_epoch < self.steps_per_epoch)
                     reason = distributed.max_rank(2.0 if received else 1.0 if late else 0.5 if due else 0.0, self.device)
                     if reason == 0.5:  # a scheduled evaluation within the epoch
                         self.save()
