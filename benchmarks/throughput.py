@@ -117,7 +117,7 @@ def make_trainer(stage: str, structure: Structure, cg: CGModel | None, box: int,
     if deformed:
         torch.nn.init.normal_(model.decoder.head[-1].weight, std=0.05)
     image_model = ImageModel(box, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 2.5 * data.apix, 2.0, 0.9375)
-    trainer = DeformationTrainer(priors, graph, model, image_model, data, cfg.optim, run_dir)
+    trainer = DeformationTrainer(priors, graph, model, image_model, data, cfg.optim, run_dir, encoder_input=cfg.model.encoder_input)
     return trainer, data.batch(torch.arange(batch), trainer.device)
 
 

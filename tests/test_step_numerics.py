@@ -145,12 +145,15 @@ def compiled_matches_eager(trainer, batch):
             assert_close_to_scale(a, b, 1e-4)
 
 
-def test_residue_step_compiles_whole_and_matches_eager(adk, tmp_path):
+@pytest.mark.parametrize("encoder_input", ["image", "residual"])
+def test_residue_step_compiles_whole_and_matches_eager(adk, tmp_path, encoder_input):
     torch.manual_seed(0)
     torch._dynamo.reset()
     cfg = load_config("train-atom", overrides=["optim.holdout_fraction=0", "model.z_dim=4"])
     graph = residue_graph(adk, cfg)
-    compiled_matches_eager(*tiny_trainer(build_priors(graph, cfg.loss), graph, cfg, tmp_path))
+    trainer, batch = tiny_trainer(build_priors(graph, cfg.loss), graph, cfg, tmp_path)
+    trainer.encoder_input = encoder_input
+    compiled_matches_eager(trainer, batch)
 
 
 @pytest.mark.slow
@@ -204,3 +207,25 @@ def test_verlet_list_is_exact_within_half_the_skin_and_catches_larger_moves():
     assert verlet.missing(torch.as_tensor(far, dtype=torch.float32)) == missed
     verlet.refresh(torch.as_tensor(far, dtype=torch.float32), step=8)
     assert verlet.interval == 4 and verlet.missed_total == missed
+
+
+def test_residual_encoder_input_removes_what_the_reference_explains(adk, tmp_path):
+    """model.encoder_input=residual: the encoder sees each image minus the reference model's
+    prediction in its pose and CTF, scaled per image; an image that is a multiple of that
+    prediction leaves nothing, a deformation leaves its difference; =image passes images through."""
+    torch.manual_seed(0)
+    cfg = load_config("train-atom", overrides=["optim.holdout_fraction=0", "model.z_dim=4"])
+    graph = residue_graph(adk, cfg)
+    trainer, batch = tiny_trainer(build_priors(graph, cfg.loss), graph, cfg, tmp_path)
+    poses, ctf = batch["poses"], batch["ctf"]
+    ref = trainer.image_model.predict(trainer.model.reference.expand(len(poses.rotations), -1, -1), poses, ctf)
+    images = torch.tensor([2.5, -1.0, 0.3, 7.0])[:, None, None] * ref
+    assert trainer.encoder_view(images, poses, ctf) is images  # the default
+    trainer.encoder_input = "residual"
+    assert trainer.encoder_view(images, poses, ctf).abs().max() < 1e-5 * images.abs().max()
+    moved = trainer.model.reference.clone()
+    moved[:40] += 3.0
+    deformed = trainer.image_model.predict(moved.expand(len(images), -1, -1), poses, ctf)
+    residual = trainer.encoder_view(deformed, poses, ctf)
+    assert residual.square().sum() > 0.01 * deformed.square().sum()
+    torch.testing.assert_close((residual * ref).sum((-2, -1)), torch.zeros(len(images)), atol=1e-3 * ref.square().sum().item(), rtol=0)

@@ -84,7 +84,7 @@ def train_deformation(stage: Stage, particles: Path, model_path: Path, run_dir: 
                                      lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
             trainer = DeformationTrainer(stage.priors(graph, device), graph, model, image_model, data, cfg.optim, run_dir,
                                          image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table,
-                                         subset=subset, hooks=hooks)
+                                         subset=subset, hooks=hooks, encoder_input=cfg.model.encoder_input)
         if not trainer.resume_or_start(resume) and cfg.model.reference_init and not eval_only:
             trainer.reference_init()
         if main:

@@ -35,7 +35,8 @@ class DeformationTrainer(TrainingLoop):
 
     def __init__(self, priors: PriorSet, graph: NodeGraph, model: DeformationModel, image_model: ImageModel,
                  particles: PreparedParticles, optim: DeformationOptimConfig, run_dir: Path, image_weight: float = 1.0,
-                 context_dropout: float = 0.5, table=None, subset: np.ndarray | None = None, hooks=()):
+                 context_dropout: float = 0.5, table=None, subset: np.ndarray | None = None, hooks=(),
+                 encoder_input: str = "image"):
         unused = context_dropout > 0 and model.encoder.uses_context  # context parameters idle without context
         super().__init__(model, particles, optim, run_dir, find_unused_parameters=unused, table=table, subset=subset,
                          hooks=hooks)
@@ -44,7 +45,7 @@ class DeformationTrainer(TrainingLoop):
         self.loss_function = self._loss_terms
         if optim.compile:
             self.loss_function = torch.compile(self._loss_terms, fullgraph=True, dynamic=False, backend=optim.compile_backend)
-        self.image_weight, self.context_dropout = image_weight, context_dropout
+        self.image_weight, self.context_dropout, self.encoder_input = image_weight, context_dropout, encoder_input
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted image loss plus the priors.  With probability ``context_dropout`` the
@@ -61,7 +62,7 @@ class DeformationTrainer(TrainingLoop):
         """(total, detached terms, detached coordinates (B, N, 3)) of one batch of images (B, D, D).  Static shapes and no host synchronisation (networks, image model,
         priors and release), so ``optim.compile`` compiles it whole (``fullgraph=True``)."""
         with self._autocast():
-            _, coords = self.net(images, context=context)
+            _, coords = self.net(self.encoder_view(images, poses, ctf), context=context)
         pred = self.image_model.predict(coords, poses, ctf)
         image_loss = self.image_model.loss(pred, self.image_model.target(images))
         total = self.image_weight * image_loss
@@ -72,6 +73,17 @@ class DeformationTrainer(TrainingLoop):
             values[name] = value.detach()
         values["total"] = total.detach()
         return total, values, coords.detach()
+
+    @torch.no_grad()
+    def encoder_view(self, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
+        """What the encoder sees of images (B, D, D): the images themselves, or with
+        ``model.encoder_input=residual`` the images minus the reference model's prediction in
+        their pose and CTF (least-squares scaled per image): what the reference does not explain."""
+        if self.encoder_input == "image":
+            return images
+        ref = self.image_model.predict(self.model.reference.expand(len(images), -1, -1), poses, ctf)
+        scale = (images * ref).sum((-2, -1)) / ref.square().sum((-2, -1)).clamp_min(1e-12)
+        return images - scale[:, None, None] * ref
 
     def reference_init(self, max_epochs: int = 3, tolerance: float = 1e-4) -> int:
         """The reference method's init stage: train encoder + decoder so that the displacements of
@@ -84,9 +96,9 @@ class DeformationTrainer(TrainingLoop):
         for epoch in range(max_epochs):
             order = self._epoch_order(-1 - epoch)
             for b in range(self.steps_per_epoch):
-                images = self.data.batch(self._batch_indices(order, b), self.device)["images"]
+                batch = self.data.batch(self._batch_indices(order, b), self.device)
                 with self._autocast():
-                    delta = (self.net(images)[1] - self.model.reference).float()
+                    delta = (self.net(self.encoder_view(batch["images"], batch["poses"], batch["ctf"]))[1] - self.model.reference).float()
                 loss = delta.square().mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -122,8 +134,9 @@ class DeformationTrainer(TrainingLoop):
         out = [torch.zeros(0, self.model.encoder.z_dim, device=self.device)]
         for start in range(lo, hi, self.batch_size):
             idx = torch.arange(start, min(start + self.batch_size, hi))
+            batch = self.data.batch(idx, self.device)
             with self._autocast():
-                out.append(self.model.encode(self.data.batch(idx, self.device)["images"], context=False).float())
+                out.append(self.model.encode(self.encoder_view(batch["images"], batch["poses"], batch["ctf"]), context=False).float())
         return self._gather_shards(torch.cat(out))
 
     def refine_all(self, z: np.ndarray) -> np.ndarray:
