@@ -509,3 +509,26 @@ def test_insertion_codes_stay_distinct_and_electrons_follow_the_mapping(adk_cg):
     ring = cg.electrons[(cg.residue == phe) & np.isin(cg.topology.names, ["SC1", "SC2", "SC3"])]
     # SC1 = CB + CG + 1/3 CD1 + 1/3 CD2; SC2 = 2/3 CD1 + CE1 + 1/2 CZ; SC3 = 1/2 CZ + 2/3 CD2 + CE2 (Martini 3 Phe map)
     np.testing.assert_allclose(ring, [16, 13, 13])
+
+
+def test_martinize_input_of_more_than_99999_atoms_is_readable(tmp_path):
+    """Models of more than 99,999 heavy atoms (a 16,716-residue chaperonin) reach martinize2 with
+    5-digit atom serials: gemmi's hybrid-36 serials ('A0000') made its PDB reader fail."""
+    import dataclasses
+
+    from vermouth.pdb.pdb import read_pdb
+
+    from cryodyna.io.structure import PDB_CHAIN_IDS
+    from cryodyna.simulate.adk import adk_states
+    from cryodyna.structure.martini import _write_input
+
+    closed = adk_states()[0]
+    copies = 100_000 // int((closed.atomic_number > 1).sum()) + 1
+    fields = {k: np.concatenate([v] * copies) for k, v in vars(closed).items()}
+    fields["residue"] = np.concatenate([closed.residue + c * closed.n_residues for c in range(copies)])
+    fields["coords"] = np.concatenate([closed.coords + 60.0 * c for c in range(copies)])
+    fields["chain_id"] = np.repeat([PDB_CHAIN_IDS[c] for c in range(copies)], closed.n_residues).astype(object)
+    big = dataclasses.replace(closed, **fields)
+    _write_input(big, tmp_path / "aa.pdb")
+    molecules = read_pdb(str(tmp_path / "aa.pdb"))
+    assert sum(len(m) for m in molecules) == int((big.atomic_number > 1).sum()) > 99_999

@@ -99,9 +99,18 @@ def _martinize_script() -> Path:
 
 
 def _write_input(structure: Structure, path: Path) -> None:
-    """Heavy atoms of ``structure`` as PDB for martinize2, without the CRYST1 record it rejects."""
+    """Heavy atoms of ``structure`` as PDB for martinize2, without the CRYST1 record it rejects and
+    with atom serial numbers beyond 99,999 wrapped to 5 decimal digits (gemmi writes them in
+    hybrid-36, which martinize2 cannot read; it uses serials only for CONECT records, none here)."""
     write_structure(path, structure.select_atoms(np.flatnonzero(structure.atomic_number > 1)))
-    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if not line.startswith("CRYST1")))
+    lines, serial = [], 0
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith(("ATOM", "HETATM")):
+            serial += 1
+            line = f"{line[:6]}{serial % 100_000:5d}{line[11:]}"
+        if not line.startswith("CRYST1"):
+            lines.append(line)
+    path.write_text("".join(lines))
 
 
 def _molecule_itps(top: Path) -> list[Path]:
