@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cryodyna.cli import app
+from cryodyna.errors import InputError
 from cryodyna.io.structure import read_models
 from conftest import TINY_TRAIN_SETTINGS
 from cryodyna.config import resolved_config
@@ -178,9 +179,9 @@ def test_the_graph_of_a_saved_run_never_changes(tiny_adk, tmp_path):
 
 
 def test_models_of_more_than_62_chains_give_mmcif_outputs(tiny_adk, tmp_path):
-    """A model whose chains do not fit the PDB format (71 chains of 3 residues) trains; every
+    """A model whose chains do not fit the PDB format (72 chains of about 3 residues) trains; every
     structure the run, analyze, the report, chimerax and split-models write is mmCIF with the full
-    chain names."""
+    chain names; train-cg, which maps the model through a PDB file, refuses it with an input error."""
     import dataclasses
 
     from cryodyna.io.structure import read_structure, write_structure
@@ -210,3 +211,6 @@ def test_models_of_more_than_62_chains_give_mmcif_outputs(tiny_adk, tmp_path):
     assert "pca-1.cif" in script and "coordset #1 1,10 " in script
     assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["1.cif", "2.cif", "3.cif"]
     assert '"pca-1"' in (run_dir / "report.html").read_text()  # the page carries the mmCIF trajectories
+    r = runner.invoke(app, ["train-cg", str(tiny_adk / "particles.star"), str(tmp_path / "many.cif"), "-o", str(tmp_path / "cg")])
+    # train-cg needs PDB for martinize2: an input error naming the file before any mapping
+    assert isinstance(r.exception, InputError) and "many.cif: 72 chains; the bead level maps the model with martinize2" in str(r.exception)

@@ -23,7 +23,7 @@ import numpy as np
 
 from cryodyna.errors import CryodynaError, InputError
 from cryodyna.io.itp import Topology, concatenate, read_itp
-from cryodyna.io.structure import Structure, write_structure
+from cryodyna.io.structure import PDB_CHAIN_IDS, Structure, write_structure
 from cryodyna.structure.martini_mapping import mapping_weights
 from cryodyna.structure.martini_nucleic import martinize_nucleic, nucleic_fragments
 from cryodyna.structure.secondary import dssp
@@ -181,6 +181,11 @@ def martinize(structure: Structure, force_field: str = "martini3001", source: st
     (one per protein chain and per nucleic-acid strand) are ordered as their residues in the file."""
     if force_field not in FORCE_FIELDS:
         raise CryodynaError(f"force field {force_field!r} is not supported; choose one of {', '.join(FORCE_FIELDS)}")
+    chains = len(set(structure.chain_id))
+    if chains > len(PDB_CHAIN_IDS):
+        raise InputError(source, f"{chains} chains; the bead level maps the model with martinize2 through a PDB file, which "
+                         f"holds at most {len(PDB_CHAIN_IDS)} chains: train the residue level on it (cryodyna train-atom), "
+                         "or train-cg on a model of at most 62 chains")
     protein = structure.res_kind == "protein"
     ss_res = dssp(structure)
     molecules = []
