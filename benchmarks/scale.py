@@ -42,8 +42,9 @@ with hybrid-36 atom numbers, and ``mmcif_6zu5.cif``, a ribosome of 74 protein an
 residues); each is read (time, residues, chains), ``--large-particles`` particles of 128 px at
 3 Å/px are simulated from its residue density in one conformation (``--mode discrete``: the
 elastic-network modes of 16,000 nodes are a 48,000-square eigenproblem), then 1 epoch of
-``train-atom`` (and of ``train-cg`` with ``--assembly-cg``), ``analyze`` and the report are timed as
-in ``large``; models of more than 62 chains are written as mmCIF.
+``train-atom`` (and of ``train-cg`` with ``--assembly-cg``, on the model with the side-chain atoms it
+lacks added by PDBFixer), ``analyze`` and the report are timed as in ``large``; models of more than
+62 chains are written as mmCIF.
 
 ``torchrun``: the README example (2,000 particles of 64 px), 2 epochs of train-atom as one process
 and as ``torchrun --nproc_per_node 2`` (same global batch), images/s of each.
@@ -302,8 +303,34 @@ def assembly(folder: Path, model: Path, n: int, cg: bool) -> None:
                             "--density", "residue", "--mode", "discrete"])
     print(f"simulate {n} particles of 128 px from {model.name}: {seconds:.0f} s")
     reference = next((folder / "sim").glob("reference.*"))
-    for command in ("train-atom", "train-cg") if cg else ("train-atom",):
-        train_and_analyse(folder / command, command, folder / "sim/particles.star", reference, n, label)
+    train_and_analyse(folder / "train-atom", "train-atom", folder / "sim/particles.star", reference, n, label)
+    if cg:
+        start = time.perf_counter()
+        completed, residues = completed_side_chains(reference, folder / "completed.cif")
+        print(f"{model.name}: PDBFixer added the missing side-chain atoms of {residues} residues for the bead level "
+              f"(martinize2 stops on a bead with none of its atoms) in {time.perf_counter() - start:.0f} s")
+        train_and_analyse(folder / "train-cg", "train-cg", folder / "sim/particles.star", completed, n, label)
+
+
+def completed_side_chains(model: Path, out: Path) -> tuple[Path, int]:
+    """``model`` with missing heavy side-chain atoms added by PDBFixer (no missing loops, no
+    terminal atoms, no hydrogens), written as mmCIF ``out``; returns it and the residues completed."""
+    from openmm.app import PDBxFile
+    from pdbfixer import PDBFixer
+
+    from cryodyna.io.structure import read_structure, write_structure
+
+    write_structure(out, read_structure(model))  # mmCIF: OpenMM does not read hybrid-36 atom serials
+    fixer = PDBFixer(filename=str(out))
+    fixer.findMissingResidues()
+    fixer.missingResidues = {}
+    fixer.findMissingAtoms()
+    fixer.missingTerminals = {}
+    residues = len(fixer.missingAtoms)
+    fixer.addMissingAtoms()
+    with open(out, "w") as f:
+        PDBxFile.writeFile(fixer.topology, fixer.positions, f, keepIds=True)
+    return out, residues
 
 
 def train_and_analyse(run_dir: Path, command: str, particles: Path, model: Path, n: int, label: str) -> None:

@@ -331,7 +331,7 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     import pandas as pd
 
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
-    assert {"image", "elastic", "bond", "angle", "proper", "improper", "nonbonded", "pose_prior"} <= set(metrics.name)
+    assert {"image", "elastic", "bond", "angle", "proper", "improper", "nonbonded"} <= set(metrics.name)
     assert (folder / "particles_refined.star").is_file()
     models = read_models(folder / "pca-1.pdb")
     assert models[0].n_atoms == 476 and "SC1" in set(models[0].atom_name)
@@ -532,3 +532,35 @@ def test_martinize_input_of_more_than_99999_atoms_is_readable(tmp_path):
     _write_input(big, tmp_path / "aa.pdb")
     molecules = read_pdb(str(tmp_path / "aa.pdb"))
     assert sum(len(m) for m in molecules) == int((big.atomic_number > 1).sum()) > 99_999
+
+
+def test_martinize_output_residues_are_read_in_file_order(tmp_path):
+    """martinize2 numbers each molecule of a chain from 1 (two molecules of chain A both start with
+    'SER 1') and writes chains it bonds together out of input order (chain C before B): every bead
+    still finds its residue (gemmi merged the two 'SER 1', and train-cg on the 16,716-residue 4V8R
+    stopped with 'martinize2 wrote beads for 16376 residues')."""
+    import dataclasses
+
+    from cryodyna.simulate.adk import adk_states
+    from cryodyna.structure.martini import _bead_residues, _read_pdb_residues
+
+    def atom(name, res, chain, seq, x):
+        return f"ATOM  {1:5d} {name:<4} {res} {chain}{seq:4d}    {x:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00  0.00\n"
+
+    (tmp_path / "aa.pdb").write_text(
+        atom("CA", "SER", "A", 5, 0.0) + atom("CA", "GLY", "A", 6, 4.0) + atom("CA", "SER", "A", 30, 40.0) + atom("CA", "ALA", "A", 31, 44.0)
+        + atom("CA", "LYS", "B", 1, 80.0) + atom("CA", "LEU", "C", 1, 90.0) + "END\n")
+    (tmp_path / "cg.pdb").write_text(
+        atom("BB", "SER", "A", 1, 0.0) + atom("SC1", "SER", "A", 1, 1.0) + atom("BB", "GLY", "A", 2, 4.0) + "TER\n"
+        + atom("BB", "SER", "A", 1, 40.0) + atom("SC1", "SER", "A", 1, 41.0) + atom("BB", "ALA", "A", 2, 44.0) + "TER\n"
+        + atom("BB", "LEU", "C", 1, 90.0) + "TER\n" + atom("BB", "LYS", "B", 1, 80.0) + "END\n")
+    beads = _read_pdb_residues(tmp_path / "cg.pdb")
+    np.testing.assert_allclose(beads.coords[:, 0], [0, 1, 4, 40, 41, 44, 90, 80])
+    assert beads.residue.tolist() == [0, 0, 1, 2, 2, 3, 4, 5]
+    closed = adk_states()[0]
+    six = dataclasses.replace(closed, res_kind=np.array(["protein"] * 6 + ["water"] * (closed.n_residues - 6), dtype=object))
+    residue = _bead_residues(six, _read_pdb_residues(tmp_path / "aa.pdb"), beads, "model.pdb")
+    assert residue.tolist() == [0, 0, 1, 2, 2, 3, 5, 4]
+    beads.name[2] = "GLY"  # the second molecule of chain A: SER in the input
+    with pytest.raises(InputError, match="chain A"):
+        _bead_residues(six, _read_pdb_residues(tmp_path / "aa.pdb"), beads, "model.pdb")

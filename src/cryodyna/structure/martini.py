@@ -18,7 +18,6 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import gemmi
 import numpy as np
 
 from cryodyna.errors import CryodynaError, InputError
@@ -154,12 +153,11 @@ def _martinize_proteins(structure: Structure, force_field: str, ss: str, source)
         itps = _molecule_itps(tmp / "topol.top")
         topologies = [read_itp(p) for p in itps]
         texts = [p.read_text() for p in itps]
-        cg = gemmi.read_structure(str(tmp / "cg.pdb"))
-    beads = [(ch.name, res.seqid.num, atom.pos.tolist()) for ch in cg[0] for res in ch for atom in res]
-    if len(beads) != sum(t.n_beads for t in topologies):
-        raise CryodynaError(f"martinize2 wrote {len(beads)} beads but topologies of {sum(t.n_beads for t in topologies)}")
-    coords = np.array([b[2] for b in beads], dtype=np.float64)
-    residue = _bead_residues(structure, np.array([b[0] for b in beads], dtype=object), np.array([b[1] for b in beads]), source)
+        given, beads = _read_pdb_residues(tmp / "aa.pdb"), _read_pdb_residues(tmp / "cg.pdb")
+    coords = beads.coords
+    if len(coords) != sum(t.n_beads for t in topologies):
+        raise CryodynaError(f"martinize2 wrote {len(coords)} beads but topologies of {sum(t.n_beads for t in topologies)}")
+    residue = _bead_residues(structure, given, beads, source)
     empty = np.flatnonzero(~np.isfinite(coords).all(1))
     if empty.size:
         r, b = int(residue[empty[0]]), int(empty[0])
@@ -207,18 +205,56 @@ def martinize(structure: Structure, force_field: str = "martini3001", source: st
                    "".join(ss_res))
 
 
-def _bead_residues(structure: Structure, chain_id: np.ndarray, res_seq: np.ndarray, source) -> np.ndarray:
-    """Residue of ``structure`` of every bead of martinize2's output, by order: martinize2 keeps the
-    residues in input order but renumbers them (``52A`` becomes ``53``), so the k-th residue of its
-    output is the k-th protein residue of the input (residues with insertion codes stay distinct)."""
-    new = np.ones(len(chain_id), dtype=bool)
-    new[1:] = (chain_id[1:] != chain_id[:-1]) | (res_seq[1:] != res_seq[:-1])
-    ordinal = np.cumsum(new) - 1
+@dataclass
+class _PdbResidues:
+    """Atoms of a PDB file in file order: coords (M, 3) Å and residue (M,) ordinal; per residue
+    chain (R,) and name (R,).  A residue starts where the label (chain, number, insertion code, name)
+    changes or after a TER record."""
+
+    coords: np.ndarray
+    residue: np.ndarray
+    chain: np.ndarray
+    name: np.ndarray
+
+
+def _read_pdb_residues(path: Path) -> _PdbResidues:
+    """:class:`_PdbResidues` of ``path``, read line by line: martinize2 numbers every molecule of a
+    chain from 1, so a PDB reader that groups atoms by label (gemmi) merges residues of different
+    molecules."""
+    coords, residue, chain, name, previous = [], [], [], [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("TER"):
+            previous = None
+        elif line.startswith(("ATOM", "HETATM")):
+            label = line[17:27]
+            if label != previous:
+                chain.append(line[21])
+                name.append(line[17:20].strip())
+            previous = label
+            residue.append(len(chain) - 1)
+            coords.append((float(line[30:38]), float(line[38:46]), float(line[46:54])))
+    return _PdbResidues(np.array(coords, dtype=np.float64).reshape(-1, 3), np.array(residue, dtype=np.int64),
+                        np.array(chain, dtype=object), np.array(name, dtype=object))
+
+
+def _bead_residues(structure: Structure, given: _PdbResidues, beads: _PdbResidues, source) -> np.ndarray:
+    """Residue of ``structure`` of every bead of martinize2's output ``beads``, from its input
+    ``given`` (the protein residues of ``structure`` in order).  martinize2 renumbers residues
+    (``52A`` becomes ``53``) and may reorder whole chains (two chains it bonds because atoms of both
+    touch are written together), but keeps the residues of each chain in input order: the k-th
+    residue of chain X in its output is the k-th residue of chain X in its input."""
     protein = np.flatnonzero(structure.res_kind == "protein")
-    if ordinal[-1] + 1 != len(protein):
-        raise InputError(source, f"martinize2 wrote beads for {ordinal[-1] + 1} residues; the model has {len(protein)} "
-                         "protein residues")
-    return protein[ordinal]
+    ordinal = np.empty(len(beads.chain), dtype=np.int64)
+    for chain in np.unique(given.chain):
+        sent, back = np.flatnonzero(given.chain == chain), np.flatnonzero(beads.chain == chain)
+        if len(sent) != len(back) or (given.name[sent] != beads.name[back]).any():
+            k = int(np.argmax(given.name[sent[: len(back)]] != beads.name[back[: len(sent)]])) if len(back) else 0
+            r = protein[sent[min(k, len(sent) - 1)]]
+            raise InputError(source, f"martinize2 wrote {len(back)} residues for chain {chain}, which has {len(sent)} protein "
+                             f"residues; they differ from residue {structure.res_name[r]} {structure.chain_id[r]}{structure.res_seq[r]} "
+                             "on. Check this chain for residues with missing backbone atoms or unusual names")
+        ordinal[back] = sent
+    return protein[ordinal[beads.residue]]
 
 
 def _bead_electrons(structure: Structure, coords: np.ndarray, residue: np.ndarray, names: np.ndarray,
