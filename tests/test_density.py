@@ -121,7 +121,7 @@ def test_train_density_outputs_cli_and_errors(tiny_adk, tmp_path):
     np.save(tmp_path / "z.npy", np.stack([u, u**2], 1).astype(np.float32))
     args = ["train-density", str(tiny_adk / "particles.star"), "--z", str(tmp_path / "z.npy"), "-o", str(tmp_path / "run"),
             "--epochs", "2"] + [x for s in SMALL_NET + ["analysis.kmeans=3", "analysis.pc_frames=4", "analysis.pcs=2",
-                                                        "optim.refine_poses=true"]
+                                                        "optim.refine_poses=true", "optim.pose_warmup_epochs=1"]
                                 for x in ("--set", s)]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
@@ -135,6 +135,8 @@ def test_train_density_outputs_cli_and_errors(tiny_adk, tmp_path):
     assert np.isfinite(vol).all() and vol.std() > 0
     for name in ("command.txt", "environment.txt", "config.yaml", "progress.json", "metrics.csv"):
         assert (tmp_path / "run" / name).is_file()
+    poses = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["poses"]
+    assert poses["visits"].max() == 1 and poses["values"].abs().sum() > 0  # epoch 2 refined the poses
 
     r = runner.invoke(app, ["sample-volumes", str(tmp_path / "run"), "--z", str(folder / "z_pca_1.txt"), "-o",
                             str(tmp_path / "maps"), "--box", "48", "--device", "cpu"])

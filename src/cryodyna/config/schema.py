@@ -126,13 +126,10 @@ class OptimConfig(Section):
     images_on_device: bool | None = Field(None, description="Hold all downsampled images in GPU memory (default: when they take under 30 % of the free GPU memory)")
     compile: bool = Field(False, description="torch.compile the training step's loss whole (networks, image model, priors; fullgraph, static shapes; train-density: the network): faster steps on GPU after a slower start, needs a C++ compiler on CPU")
     compile_backend: str = Field("inductor", description="torch.compile backend (inductor; aot_eager needs no compiler)")
-    refine_poses: bool = Field(False, description="Learn a per-particle rotation and shift correction of the given poses (written as particles_refined.star with each evaluation)")
-    pose_warmup_epochs: int = Field(1, ge=0, description="[epochs] Train with the given poses this long before refining them")
-    pose_lr_deg: float = Field(0.5, gt=0, description="[degrees] Adam step size of the rotation corrections (per visit of a particle)")
-    pose_lr_a: float = Field(0.2, gt=0, description="[Å] Adam step size of the shift corrections (per visit of a particle)")
-    pose_prior_deg: float = Field(3.0, gt=0, description="[degrees] Width of the Gaussian prior on each rotation correction")
-    pose_prior_a: float = Field(1.0, gt=0, description="[Å] Width of the Gaussian prior on each shift correction")
-    pose_prior_weight: float = Field(0.05, ge=0, description="Weight of the pose prior (0.5 |correction / width|^2 per particle) relative to the image loss")
+    refine_poses: bool = Field(False, description="Estimate a per-particle rotation and shift correction of the given poses from each image, shrunk by how far the images support it (written as particles_refined.star with each evaluation)")
+    pose_warmup_epochs: int = Field(4, ge=0, description="[epochs] Train with the given poses this long before refining them (the decoded conformations settle first, so that the poses do not absorb what they still miss)")
+    pose_prior_deg: float = Field(3.0, gt=0, description="[degrees] Largest spread of the rotation errors of the given poses (the spread itself is estimated from the images) and largest rotation step per visit")
+    pose_prior_a: float = Field(1.0, gt=0, description="[Å] Largest spread of the shift errors of the given poses (estimated from the images) and largest shift step per visit")
 
 
 class AnalysisConfig(Section):

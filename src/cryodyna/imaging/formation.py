@@ -81,10 +81,14 @@ class ImageFormation(nn.Module):
         with torch.autocast(device_type=images.device.type, enabled=False):
             return self.image(self.spectrum(images.float()))
 
+    def particle_spectrum(self, projections: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
+        """Unfiltered half spectra (B, D, D//2+1) of the particle images of centred projections (B, D, D)."""
+        with torch.autocast(device_type=projections.device.type, enabled=False):
+            return self.spectrum(projections.float()) * self.transfer(poses, ctf)
+
     def forward(self, projections: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
         """Particle images (B, D, D) of centred projections (B, D, D)."""
-        with torch.autocast(device_type=projections.device.type, enabled=False):
-            return self.image(self.spectrum(projections.float()) * self.transfer(poses, ctf))
+        return self.image(self.particle_spectrum(projections, poses, ctf))
 
     def adjoint(self, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> tuple[torch.Tensor, torch.Tensor]:
         """The adjoint of :meth:`forward` without the filter: images (B, D, D) re-centred and

@@ -36,11 +36,18 @@ class ImageModel(nn.Module):
         """Low-passed observed images (B, D, D)."""
         return self.formation.filtered(images)
 
+    def _projections(self, coords: torch.Tensor, poses: PoseBatch) -> torch.Tensor:
+        with torch.autocast(device_type=coords.device.type, enabled=False):
+            return project_gaussians(coords.float(), self.amplitudes, self.sigmas, poses.rotations.float(), self.d, self.apix)
+
     def predict(self, coords: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
         """Predicted images (B, D, D) for node coordinates (B, N, 3) Å."""
-        with torch.autocast(device_type=coords.device.type, enabled=False):
-            img = project_gaussians(coords.float(), self.amplitudes, self.sigmas, poses.rotations.float(), self.d, self.apix)
-            return self.formation(img, poses, ctf)
+        return self.formation(self._projections(coords, poses), poses, ctf)
+
+    def predict_spectrum(self, coords: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
+        """Unfiltered half spectra (B, D, D//2+1) of the predicted images (the layout of
+        ``formation.spectrum``)."""
+        return self.formation.particle_spectrum(self._projections(coords, poses), poses, ctf)
 
     def loss(self, predicted: torch.Tensor, target: torch.Tensor, reduce: bool = True) -> torch.Tensor:
         """1 - masked Pearson correlation (mean over the batch, or per image with ``reduce=False``)."""

@@ -16,6 +16,7 @@ from cryodyna.assembly.volume import build_volume_model
 from cryodyna.config.schema import OptimConfig, TrainDensityConfig
 from cryodyna.data.particles import PreparedParticles
 from cryodyna.errors import InputError
+from cryodyna.imaging.batches import PoseBatch
 from cryodyna.imaging.fft import fft2_center
 from cryodyna.imaging.formation import FourierTransfer
 from cryodyna.imaging.slicing import CentralSlice
@@ -25,6 +26,7 @@ from cryodyna.runs.checkpoint import seed_everything
 from cryodyna.runs.layout import evaluation_file
 from cryodyna.runs.read import load_latents
 from cryodyna.train.loop import TrainingLoop
+from cryodyna.train.poses import PoseSpectra, checkerboard
 from cryodyna.train.preflight import check_particle_count, check_unique_images
 from cryodyna.train.session import load_images, opened_run, write_run_files
 
@@ -65,6 +67,22 @@ class DensityTrainer(TrainingLoop):
             model = self.slice.assemble(half.to(torch.complex64)) * self.transfer(batch["poses"], batch["ctf"])
             observed = self.slice.gather(fft2_center(batch["images"].float())) / d
             return (observed - model).abs().square().mean(dim=1)
+
+    @torch.no_grad()
+    def pose_spectra(self, batch: dict) -> PoseSpectra:
+        """The disc (B, P) of the images and of the volume's slices in a given pose (zero
+        frequency excluded)."""
+        z = None if self.z_device is None else self.z_device[batch["index"]]
+        d = self.data.d
+
+        def predict(poses: PoseBatch) -> torch.Tensor:
+            with self._autocast():
+                half = self.model(self.slice.rotate(poses.rotations), z)
+            return self.slice.assemble(half.to(torch.complex64)) * self.transfer(poses, batch["ctf"])
+
+        weights = (self.transfer.frequencies.abs().sum(0) > 0).float()
+        return PoseSpectra(predict, self.slice.gather(fft2_center(batch["images"].float())) / d, weights,
+                           checkerboard(self.transfer.frequencies, d))
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = self._errors(batch, self.net).mean()

@@ -34,7 +34,7 @@ from cryodyna.io.particles import ParticleTable
 from cryodyna.runs.checkpoint import link_atomic, load_model_state, read_checkpoint, rng_state, save_atomic, set_rng_state
 from cryodyna.runs.layout import RunFolder, evaluation_file
 from cryodyna.train.metrics import MetricsWriter
-from cryodyna.train.poses import PoseCorrections
+from cryodyna.train.poses import PoseCorrections, PoseSpectra
 from cryodyna.train.runtime import configure_cpu
 from cryodyna.train.signals import interrupt_signals
 from cryodyna.train.status import RunStatus, duration, resume_hint, signal_name
@@ -126,6 +126,11 @@ class TrainingLoop:
         """(total loss to minimise, detached named values for the metrics) of one batch."""
         raise NotImplementedError
 
+    def pose_spectra(self, batch: dict) -> PoseSpectra:
+        """The model and observed spectra of ``batch`` (corrected poses) for the pose refinement,
+        from this step's networks (``optim.refine_poses``)."""
+        raise NotImplementedError
+
     def evaluation_inputs(self, final: bool):
         """Run on every rank before an evaluation (e.g. encode all particles); the result is passed
         to :meth:`write_evaluation` on rank 0.  ``final``: the last evaluation of the run."""
@@ -186,7 +191,7 @@ class TrainingLoop:
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Particles ``idx`` on the device, with the refined poses when ``optim.refine_poses``."""
         batch = self.data.batch(idx, self.device)
-        return batch if self.poses is None else self.poses.apply(batch, learn=False)[0]
+        return batch if self.poses is None else self.poses.apply(batch)
 
     def _autocast(self):
         dtype = AUTOCAST[self.cfg.precision]
@@ -199,21 +204,18 @@ class TrainingLoop:
         after ``max_bad_steps`` consecutive bad steps a :class:`TrainingError` stops the run.
         """
         self.model.train()
-        learn_poses = self.poses is not None and self.epoch >= self.cfg.pose_warmup_epochs
+        given = batch
         if self.poses is not None:
-            batch, prior = self.poses.apply(batch, learn_poses)
+            batch = self.poses.apply(batch)
         total, values = self.losses(batch)
-        if learn_poses:
-            total = total + self.cfg.pose_prior_weight * prior
-            values["pose_prior"] = prior.detach()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or float("inf"))
         finite = bool(torch.isfinite(total)) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
         finite = not distributed.any_rank(not finite, self.device)
-        if learn_poses:
-            self.poses.step(finite, self.scaler.get_scale() if self.scaler.is_enabled() else 1.0)
+        if self.poses is not None and self.epoch >= self.cfg.pose_warmup_epochs:
+            self.poses.update(given, self.pose_spectra(batch))
         if finite:
             self.scaler.step(self.optimizer)
             self.bad_steps = 0

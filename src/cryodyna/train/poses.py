@@ -1,19 +1,31 @@
-"""Local pose refinement: per-particle rotation and shift corrections learnt with the networks.
+"""Local pose refinement: per-particle rotation and shift corrections, estimated from each image.
 
 Each particle ``i`` has a rotation vector ``w_i`` (rad, axis-angle) and a shift offset ``t_i`` (px),
 both zero at the start.  The pose used in the image model is ``R_i' = Exp(w_i) R_i`` (a rotation in
-the view frame) with the RELION origin ``s_i + t_i``.  A Gaussian prior keeps them small:
-``0.5 (|w|^2 / sigma_rot^2 + |t|^2 / sigma_shift^2)`` per particle, averaged over the batch.
+the view frame) with the RELION origin ``s_i + t_i``.
 
-The corrections are not network parameters: each step updates only the rows of its batch with a
-row-wise Adam (a particle's moments advance only when it is seen), and under DDP every process
-then receives the updated rows of all processes, so the tables stay identical everywhere and rank
-0's checkpoint holds them all.
+A visit of a particle (one per epoch, after the warm-up) makes one Gauss-Newton step of its
+correction ``x_i`` (5,) against its own image, with the networks fixed: the model spectrum ``P(x)``
+of the particle (its decoded structure or volume slice, CTF and shift) and its derivatives by finite
+differences give the weighted least-squares estimate ``m_i`` of the correction the image alone
+prefers, and its noise covariance.  How much of ``m_i`` to trust is learnt from the whole dataset
+(empirical Bayes): the Fourier coefficients are split into two interleaved halves (checkerboard in
+``(k_x, k_y)``) whose noise is independent, each half gives its own estimate ``m_A``, ``m_B``, and
+over all particles ``mean(m_A m_B)`` is the variance ``tau^2`` of the true pose errors (the noise
+cancels) while ``mean((m_A - m_B)^2)`` calibrates the noise variances ``V_i``.  The new correction is
+the posterior mean ``tau^2 / (tau^2 + V_i) m_i`` per component.  So exact poses stay put (``tau``
+-> 0), poses with real errors move as far as the images support, and nothing random-walks.
+``optim.pose_prior_deg`` / ``pose_prior_a`` bound ``tau`` and each step.
+
+Under DDP every process sends the updated rows of its batch to all, so the tables stay identical
+everywhere and rank 0's checkpoint holds them all.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,64 +38,119 @@ from cryodyna.imaging.batches import PoseBatch
 from cryodyna.imaging.rotations import rotvec_to_matrix_torch
 from cryodyna import distributed
 
-BETAS = (0.9, 0.999)
-EPS = 1e-12
+STEPS = (1e-3,) * 3 + (2e-2,) * 2  # finite-difference steps: rad, px
+MIN_PARTICLES = 64  # particles measured before tau is estimated from the data (the bound until then)
+TAU_FLOOR = 0.02  # smallest tau, as a fraction of its bound
+GROUPS = (slice(0, 3), slice(3, 5))  # rotation components, shift components
+OUTLIER = 4.0  # half-set estimates are clipped to this many bounds before they enter tau
+
+
+@dataclass
+class PoseSpectra:
+    """A batch's side of the pose fit, given by the trainer.
+
+    predict: corrected poses (B) -> complex model spectra (B, G) with the networks' current output;
+    observed: complex (B, G) spectra of the images on the same G coefficients; weights: (G,) >= 0 (0
+    excludes a coefficient, e.g. the zero frequency); half: (G,) bool, the checkerboard half of each
+    coefficient (``(k_x + k_y)`` odd).
+    """
+
+    predict: Callable[[PoseBatch], torch.Tensor]
+    observed: torch.Tensor
+    weights: torch.Tensor
+    half: torch.Tensor
+
+
+def checkerboard(frequencies: torch.Tensor, d: int) -> torch.Tensor:
+    """Half of each coefficient for :class:`PoseSpectra`: frequencies (2, ...) cycles/px of a D-px
+    image -> bool (...), true where ``k_x + k_y`` is odd (a pair ``k``, ``-k`` shares its half)."""
+    k = torch.round(frequencies * d).long()
+    return (k[0] + k[1]) % 2 == 1
+
+
+def _gauss_newton(jac: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step (B, 5) and inverse normal matrix (B, 5, 5) of the weighted least-squares fit of
+    ``residual`` (B, G) by ``scale * jac @ step`` (jac (B, 5, G) complex, weights (G,))."""
+    jw = jac * weights
+    normal = scale[:, None, None] ** 2 * torch.einsum("bkg,blg->bkl", jw, jac.conj()).real.double()
+    normal = normal + 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] * torch.eye(5, dtype=normal.dtype, device=normal.device)
+    inverse = torch.linalg.inv(normal)
+    rhs = scale[:, None].double() * torch.einsum("bkg,bg->bk", jw.conj(), residual).real.double()
+    return (inverse @ rhs.unsqueeze(-1)).squeeze(-1), inverse
 
 
 class PoseCorrections:
     """Correction tables for ``n`` particles on ``device``; ``apix`` (Å/px) converts the Å settings
-    of ``optim`` (``pose_lr_a``, ``pose_prior_a``) to pixels."""
+    of ``optim`` (``pose_prior_a``) to pixels."""
 
     def __init__(self, n: int, optim: OptimConfig, apix: float, device: torch.device):
-        self.cfg = optim
         self.values = torch.zeros(n, 5, device=device)  # (w_x, w_y, w_z) rad, (t_x, t_y) px
-        self.m = torch.zeros_like(self.values)
-        self.v = torch.zeros_like(self.values)
+        # per particle, from its last visit: the half-set estimates m_A, m_B and their noise variances V_A + V_B (uncalibrated)
+        self.stats = torch.zeros(n, 3, 5, device=device)
         self.visits = torch.zeros(n, device=device)
-        self.lr = torch.tensor([np.deg2rad(optim.pose_lr_deg)] * 3 + [optim.pose_lr_a / apix] * 2, device=device)
-        self.inv_var = torch.tensor([np.deg2rad(optim.pose_prior_deg) ** -2] * 3 + [(optim.pose_prior_a / apix) ** -2] * 2,
-                                    device=device)
-        self._rows: torch.Tensor | None = None
-        self._leaf: torch.Tensor | None = None
+        self.bound = torch.tensor([np.deg2rad(optim.pose_prior_deg)] * 3 + [optim.pose_prior_a / apix] * 2,
+                                  device=device, dtype=torch.float64)
 
-    def apply(self, batch: dict, learn: bool) -> tuple[dict, torch.Tensor]:
-        """A copy of ``batch`` whose ``poses`` are the corrected poses (the input is left as it is); with ``learn`` the corrections of these rows receive
-        gradients (call :meth:`step` after the backward pass).  Also returns the prior loss (0-d; 0
-        without ``learn``)."""
-        rows = batch["index"].to(self.values.device)
-        x = self.values[rows]
-        if learn:
-            x = x.clone().requires_grad_(True)
-            self._rows, self._leaf = rows, x
-        poses = batch["poses"]
-        corrected = dict(batch, poses=PoseBatch(rotvec_to_matrix_torch(x[:, :3]) @ poses.rotations, poses.origins + x[:, 3:]))
-        prior = 0.5 * (x.square() * self.inv_var).sum(1).mean() if learn else x.new_zeros(())
-        return corrected, prior
+    def apply(self, batch: dict) -> dict:
+        """A copy of ``batch`` whose ``poses`` are the corrected poses (the input is left as it is)."""
+        return dict(batch, poses=self._corrected(batch["poses"], self.values[batch["index"].to(self.values.device)]))
+
+    @staticmethod
+    def _corrected(poses: PoseBatch, x: torch.Tensor) -> PoseBatch:
+        return PoseBatch(rotvec_to_matrix_torch(x[:, :3].float()) @ poses.rotations, poses.origins + x[:, 3:].float())
+
+    def prior_widths(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tau (5,), noise calibration (5,)) from the particles measured so far: the spread of the
+        true corrections and the factor that turns the stored noise variances into measured ones."""
+        measured = self.visits > 0
+        if int(measured.sum()) < MIN_PARTICLES:
+            return self.bound.clone(), torch.ones_like(self.bound)
+        s = self.stats[measured].double()
+        tau, calibration = torch.empty_like(self.bound), torch.empty_like(self.bound)
+        for g in GROUPS:
+            variance = (s[:, 0, g] * s[:, 1, g]).mean()
+            tau[g] = variance.clamp_min(0).sqrt().clamp(TAU_FLOOR * self.bound[g][0], self.bound[g][0])
+            calibration[g] = ((s[:, 0, g] - s[:, 1, g]).square().mean() / s[:, 2, g].mean().clamp_min(1e-30)).clamp_min(1e-3)
+        return tau, calibration
 
     @torch.no_grad()
-    def step(self, update: bool = True, grad_scale: float = 1.0) -> None:
-        """Adam update of the rows of the last :meth:`apply` (skipped when ``update`` is false, e.g.
-        after a non-finite loss; ``grad_scale``: the fp16 loss scale to divide out), then the updated rows of every process are written into all
-        tables (every process must call this, with equally sized batches)."""
-        rows, leaf = self._rows, self._leaf
-        self._rows = self._leaf = None
-        if rows is None:
-            return
-        g = leaf.grad / grad_scale if leaf.grad is not None and update else torch.zeros_like(leaf)
-        m = BETAS[0] * self.m[rows] + (1 - BETAS[0]) * g
-        v = BETAS[1] * self.v[rows] + (1 - BETAS[1]) * g.square()
-        t = self.visits[rows] + (1.0 if update else 0.0)
-        if update:
-            m_hat = m / (1 - BETAS[0] ** t).unsqueeze(1)
-            v_hat = v / (1 - BETAS[1] ** t).unsqueeze(1)
-            values = self.values[rows] - self.lr * m_hat / (v_hat.sqrt() + EPS)
-        else:
-            m, v, values = self.m[rows], self.v[rows], self.values[rows]
-        packed = torch.cat([rows.unsqueeze(1).double(), values.double(), m.double(), v.double(), t.unsqueeze(1).double()], 1)
+    def update(self, batch: dict, spectra: PoseSpectra) -> None:
+        """One Gauss-Newton visit of the particles of ``batch`` (given poses, ``index``) against
+        their images; every process must call this, with equally sized batches."""
+        rows = batch["index"].to(self.values.device)
+        x = self.values[rows].double()
+        poses = batch["poses"]
+        base = spectra.predict(self._corrected(poses, x))
+        jac = []
+        for k, h in enumerate(STEPS):
+            dx = torch.zeros_like(x)
+            dx[:, k] = h
+            jac.append((spectra.predict(self._corrected(poses, x + dx)) - base) / h)
+        jac = torch.stack(jac, 1)
+        w = spectra.weights.to(base.real.dtype)
+        scale = (w * (base.conj() * spectra.observed).real).sum(-1) / (w * base.abs().square()).sum(-1).clamp_min(1e-30)
+        residual = spectra.observed - scale[:, None] * base
+        noise = (w * residual.abs().square()).sum(-1).double() / w.sum()  # per-coefficient power (B,)
+        halves = []
+        for part in (spectra.half, ~spectra.half):
+            step, inverse = _gauss_newton(jac, residual, w * part, scale)
+            halves.append(((x + step).clamp(-OUTLIER * self.bound, OUTLIER * self.bound), noise[:, None] * inverse.diagonal(dim1=1, dim2=2)))
+        step, inverse = _gauss_newton(jac, residual, w, scale)
+        m, v = x + step, noise[:, None] * inverse.diagonal(dim1=1, dim2=2)
+        stats = torch.stack([halves[0][0], halves[1][0], halves[0][1] + halves[1][1]], 1).float()
+        tau, calibration = self.prior_widths()
+        target = tau.square() / (tau.square() + calibration * v) * m
+        values = x + (target - x).clamp(-self.bound, self.bound)
+        good = torch.isfinite(stats).all(2).all(1) & torch.isfinite(values).all(1)
+        values = torch.where(good[:, None], values, x)
+        stats = torch.where(good[:, None, None], stats, self.stats[rows])
+        visits = self.visits[rows] + good.to(self.visits.dtype)
+        packed = torch.cat([rows.unsqueeze(1).double(), values, stats.flatten(1).double(), visits.unsqueeze(1).double()], 1)
         every = distributed.gather_rows(packed)  # the packed rows themselves in a single process
         idx = every[:, 0].long()
-        every = every.float()
-        self.values[idx], self.m[idx], self.v[idx], self.visits[idx] = every[:, 1:6], every[:, 6:11], every[:, 11:16], every[:, 16]
+        self.values[idx] = every[:, 1:6].to(self.values.dtype)
+        self.stats[idx] = every[:, 6:21].view(-1, 3, 5).float()
+        self.visits[idx] = every[:, 21].to(self.visits.dtype)
 
     def corrected(self, rotations: np.ndarray, shifts_a: np.ndarray, apix: float) -> tuple[np.ndarray, np.ndarray]:
         """Refined poses of all particles: rotations (N, 3, 3) and RELION origins (N, 2) in Å, from
@@ -99,18 +166,21 @@ class PoseCorrections:
 
     def write_evaluation(self, folder: Path, table: ParticleTable | None, apix: float) -> dict[str, float]:
         """``particles_refined.star`` (``table``, the particle file, with the refined poses) in
-        ``folder``; returns the median corrections (degrees, Å)."""
+        ``folder``; returns the median corrections (degrees, Å) and the estimated spread of the
+        given poses' errors per component (degrees, Å)."""
         angle, shift = self.magnitudes(apix)
         if table is not None:
             rotations, shifts = self.corrected(table.rotations, table.shifts, apix)
             write_star_with_poses(evaluation_file(folder, "refined_particles"), table, rotations, shifts)
-        return {"median_pose_correction_deg": float(np.median(angle)), "median_shift_correction_a": float(np.median(shift))}
+        tau = self.prior_widths()[0].cpu().numpy()
+        return {"median_pose_correction_deg": float(np.median(angle)), "median_shift_correction_a": float(np.median(shift)),
+                "pose_error_spread_deg": float(np.rad2deg(tau[0])), "shift_error_spread_a": float(tau[3] * apix)}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"values": self.values.cpu(), "m": self.m.cpu(), "v": self.v.cpu(), "visits": self.visits.cpu()}
+        return {"values": self.values.cpu(), "stats": self.stats.cpu(), "visits": self.visits.cpu()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name in ("values", "m", "v", "visits"):
+        for name in ("values", "stats", "visits"):
             if state[name].shape != getattr(self, name).shape:
                 raise ValueError(f"pose corrections for {state[name].shape[0]} particles, this run has {self.values.shape[0]}")
             getattr(self, name).copy_(state[name])

@@ -23,6 +23,7 @@ from cryodyna.models.deformation import DeformationModel
 from cryodyna import distributed
 from cryodyna.imaging.image_model import ImageModel
 from cryodyna.train.loop import TrainingLoop, adamw
+from cryodyna.train.poses import PoseSpectra, checkerboard
 from cryodyna.data.particles import PreparedParticles
 from cryodyna.train.refine import refine_latents
 
@@ -73,6 +74,17 @@ class DeformationTrainer(TrainingLoop):
             values[name] = value.detach()
         values["total"] = total.detach()
         return total, values, coords.detach()
+
+    @torch.no_grad()
+    def pose_spectra(self, batch: dict) -> PoseSpectra:
+        """Half spectra (B, D*(D//2+1)) of the images and of this step's decoded structures in a
+        given pose, weighted by the training low-pass (zero frequency excluded)."""
+        formation, coords, ctf = self.image_model.formation, self.last_coords, batch["ctf"]
+        weights = formation.filter.square()
+        weights[0, 0] = 0.0
+        return PoseSpectra(lambda poses: self.image_model.predict_spectrum(coords, poses, ctf).flatten(1),
+                           formation.spectrum(batch["images"].float()).flatten(1), weights.flatten(),
+                           checkerboard(formation.transfer.frequencies, self.image_model.d).flatten())
 
     @torch.no_grad()
     def encoder_view(self, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
