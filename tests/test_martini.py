@@ -324,7 +324,7 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     from conftest import TINY_TRAIN_SETTINGS
 
     cfg = load_config("train-cg", None, TINY_TRAIN_SETTINGS + ["optim.epochs=2", "martini.minimize_steps=50",
-                                                               "optim.refine_poses=true"])
+                                                               "optim.refine_poses=true", "optim.pose_warmup_epochs=1"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = train_cg(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
@@ -333,6 +333,8 @@ def test_train_cg_outputs_and_backmap(tiny_adk, tmp_path):
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert {"image", "elastic", "bond", "angle", "proper", "improper", "nonbonded"} <= set(metrics.name)
     assert (folder / "particles_refined.star").is_file()
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["poses"]["visits"].max() == 1  # epoch 2 refined
+    assert "pose_error_spread_deg" in set(metrics.name)
     models = read_models(folder / "pca-1.pdb")
     assert models[0].n_atoms == 476 and "SC1" in set(models[0].atom_name)
     loaded = load_run(tmp_path / "run")

@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,15 +69,28 @@ def _packed(coords: np.ndarray) -> dict:
             "origin": origin.tolist()}
 
 
-def _trajectory(path: Path) -> tuple[np.ndarray, dict]:
-    """Node coordinates (K, N, 3) Å of a multi-model PDB/mmCIF, and the page's record of them (packed
-    coordinates, node labels, chains)."""
+@dataclass
+class _Trajectory:
+    """A multi-model PDB/mmCIF: node coordinates (K, N, 3) Å, chain of each node (N,), the first node of
+    every residue (M,) (the trace the page draws: a bead model's backbone beads, so that the page of a
+    36,584-bead model stays the size of its residue-level one) and the page's record of those
+    (packed coordinates, labels, chains)."""
+
+    coords: np.ndarray
+    chains: list[str]
+    shown: np.ndarray
+    record: dict
+
+
+def _trajectory(path: Path) -> _Trajectory:
     models = read_models(path)
     s = models[0]
-    labels = [f"{s.chain_id[r]}:{s.res_name[r]}{s.res_seq[r]}{s.ins_code[r]} {a}" for r, a in zip(s.residue, s.atom_name)]
+    shown = np.unique(s.residue, return_index=True)[1]
+    labels = [f"{s.chain_id[r]}:{s.res_name[r]}{s.res_seq[r]}{s.ins_code[r]} {a}" for r, a in zip(s.residue[shown], s.atom_name[shown])]
     coords = np.stack([m.coords for m in models])
     chains = [str(s.chain_id[r]) for r in s.residue]
-    return coords, {"coords": _packed(coords), "labels": labels, "chains": chains}
+    return _Trajectory(coords, chains, shown, {"coords": _packed(coords[:, shown]), "labels": labels,
+                                               "chains": [chains[i] for i in shown]})
 
 
 def geometry_statistics(coords: np.ndarray, chains: list[str], reference: np.ndarray | None) -> dict[str, float]:
@@ -130,19 +144,23 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
     pred_path = structure_file(folder, "pred")
     pred = _trajectory(pred_path) if pred_path.is_file() else None
     motion = {}
-    for name, (c, _) in trajectories.items():
+    for name, t in trajectories.items():
+        c, trace = t.coords, t.coords[:, t.shown]
         motion[name] = {"first_to_last_rmsd_a": float(np.sqrt(((c[-1] - c[0]) ** 2).sum(-1).mean())),
                         "max_node_displacement_a": float(np.linalg.norm(c[-1] - c[0], axis=-1).max()),
-                        "rmsf_a": np.round(np.sqrt(((c - c.mean(0)) ** 2).sum(-1).mean(0)), 3).tolist()}
-    geometry = geometry_statistics(pred[0], pred[1]["chains"], reference) if pred else {}
+                        "rmsf_a": np.round(np.sqrt(((trace - trace.mean(0)) ** 2).sum(-1).mean(0)), 3).tolist()}
+    geometry = geometry_statistics(pred.coords, pred.chains, reference) if pred else {}
+    nodes = pred or next(iter(trajectories.values()), None)
+    if reference is not None and (nodes is None or len(reference) != nodes.coords.shape[1]):
+        reference = None
     return {
         "scores": np.round(scores, 4).tolist(), "labels": labels.tolist(), "centres": centres.tolist(),
         "particles": len(z), "shown": None if shown is None else shown.tolist(),
         "centre_rows": (centres if shown is None else np.searchsorted(shown, centres)).tolist(),
         "umap": np.round(np.load(umap_path, mmap_mode="r")[rows], 4).tolist() if umap_path.is_file() else None,
-        "trajectories": {name: t for name, (_, t) in trajectories.items()}, "centre_models": pred and pred[1],
+        "trajectories": {name: t.record for name, t in trajectories.items()}, "centre_models": pred and pred.record,
         "motion": motion, "geometry": geometry,
-        "reference": None if reference is None else np.round(reference, 2).tolist(),
+        "reference": None if reference is None else np.round(reference[nodes.shown], 2).tolist(),
         "images": {name: _image(folder / f"{name}.png") for name in ("input_image", "pred_image")},
     }
 

@@ -257,6 +257,12 @@ def _bead_residues(structure: Structure, given: _PdbResidues, beads: _PdbResidue
     return protein[ordinal[beads.residue]]
 
 
+def _grouped(labels: np.ndarray, n: int) -> list[np.ndarray]:
+    """Indices of ``labels`` (M,) ints in [0, n) grouped by label: n arrays, each in increasing order."""
+    order = np.argsort(labels, kind="stable")
+    return np.split(order, np.searchsorted(labels[order], np.arange(1, n)))
+
+
 def _bead_electrons(structure: Structure, coords: np.ndarray, residue: np.ndarray, names: np.ndarray,
                     force_field: str) -> np.ndarray:
     """Heavy-atom electrons per bead: each atom split over its beads as martinize2's mapping files
@@ -264,11 +270,14 @@ def _bead_electrons(structure: Structure, coords: np.ndarray, residue: np.ndarra
     oxygens, nucleotides) goes to the nearest bead of its residue."""
     weights = mapping_weights(force_field)
     electrons = np.zeros(len(coords))
-    for r in np.unique(residue):
-        beads = np.flatnonzero(residue == r)
+    heavy = np.flatnonzero(structure.atomic_number > 1)
+    atoms_of = _grouped(structure.residue[heavy], structure.n_residues)
+    for r, beads in enumerate(_grouped(residue, structure.n_residues)):
+        if not len(beads):
+            continue
         index = {str(n): b for n, b in zip(names[beads], beads)}
         mapping = weights.get(str(structure.res_name[r]), {})
-        for a in np.flatnonzero((structure.residue == r) & (structure.atomic_number > 1)):
+        for a in heavy[atoms_of[r]]:
             shares = mapping.get(str(structure.atom_name[a]), {})
             if shares and all(bead in index for bead in shares):
                 for bead, share in shares.items():
