@@ -50,6 +50,22 @@ def pose_errors(star: Path, gt) -> tuple[float, float]:
             float(np.median(np.linalg.norm(t.shifts - gt["shifts"], axis=1))))
 
 
+def _image_model(data: Path, star: Path, rows: np.ndarray):
+    """Particles ``rows`` of ``star`` prepared for training, and the training image model of the
+    set's reference nodes (2 Å Gaussians, default low-pass)."""
+    import torch
+
+    from cryodyna.data.particles import prepare_particles
+    from cryodyna.imaging.filters import default_lowpass
+    from cryodyna.imaging.image_model import ImageModel
+
+    prepared = prepare_particles(read_particles(star).subset(rows), None, 1.0, False)
+    nodes = residue_nodes(read_structure(data / "reference.pdb"))
+    model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(nodes.electrons).float(), torch.full((len(nodes.coords),), 2.0),
+                       default_lowpass(prepared.apix), 2.0, 0.9375)
+    return prepared, model
+
+
 def pose_ceiling(data: Path, star: Path, n_queries: int = 60, n_candidates: int = 200, max_deg: float = 8.0,
                  seed: int = 0) -> float:
     """Median angular error (degrees) of the best-scoring rotation when everything else is known:
@@ -59,18 +75,11 @@ def pose_ceiling(data: Path, star: Path, n_queries: int = 60, n_candidates: int 
     import torch
 
     from cryodyna.imaging.batches import PoseBatch
-    from cryodyna.imaging.image_model import ImageModel
     from cryodyna.imaging.rotations import axis_angle_to_matrix
-    from cryodyna.data.particles import prepare_particles
-    from cryodyna.imaging.filters import default_lowpass
 
     gt = np.load(data / "ground_truth.npz")
-    table = read_particles(star)
-    idx = np.linspace(0, len(table) - 1, n_queries).astype(int)
-    prepared = prepare_particles(table.subset(idx), None, 1.0, False)
-    nodes = residue_nodes(read_structure(data / "reference.pdb"))
-    model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(nodes.electrons).float(), torch.full((len(nodes.coords),), 2.0),
-                       default_lowpass(prepared.apix), 2.0, 0.9375)
+    idx = np.linspace(0, len(read_particles(star)) - 1, n_queries).astype(int)
+    prepared, model = _image_model(data, star, idx)
     rng = np.random.default_rng(seed)
     axes = rng.standard_normal((n_candidates, 3))
     rotvec = axes / np.linalg.norm(axes, axis=1, keepdims=True) * np.deg2rad(rng.uniform(0, max_deg, n_candidates))[:, None]
@@ -98,30 +107,19 @@ def image_model_misfit(data: Path, star: Path, n: int = 1500) -> tuple[float, fl
     import torch
 
     from cryodyna.config.schema import OptimConfig
-    from cryodyna.data.particles import prepare_particles
-    from cryodyna.imaging.filters import default_lowpass
-    from cryodyna.imaging.image_model import ImageModel
-    from cryodyna.train.poses import PoseCorrections, PoseSpectra, checkerboard
+    from cryodyna.train.poses import PoseCorrections, image_model_spectra
 
     gt = np.load(data / "ground_truth.npz")
-    table = read_particles(star)
-    n = min(n, len(table))
-    prepared = prepare_particles(table.subset(np.arange(n)), None, 1.0, False)
-    nodes = residue_nodes(read_structure(data / "reference.pdb"))
-    model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(nodes.electrons).float(), torch.full((len(nodes.coords),), 2.0),
-                       default_lowpass(prepared.apix), 2.0, 0.9375)
-    weights = model.formation.filter.square().clone()
-    weights[0, 0] = 0.0
-    half = checkerboard(model.formation.transfer.frequencies, prepared.d).flatten()
+    n = min(n, len(read_particles(star)))
+    prepared, model = _image_model(data, star, np.arange(n))
     poses = PoseCorrections(n, OptimConfig(refine_poses=True), prepared.apix, torch.device("cpu"))
     with torch.no_grad():
         for _ in range(2):
             for start in range(0, n, 100):
                 idx = torch.arange(start, min(n, start + 100))
                 batch = prepared.batch(idx, "cpu")
-                xyz = torch.as_tensor(gt["node_coords"][idx.numpy()]).float()
-                poses.update(batch, PoseSpectra(lambda p, xyz=xyz, ctf=batch["ctf"]: model.predict_spectrum(xyz, p, ctf).flatten(1),
-                                                model.formation.spectrum(batch["images"]).flatten(1), weights.flatten(), half))
+                truth = torch.as_tensor(gt["node_coords"][idx.numpy()]).float()
+                poses.update(batch, image_model_spectra(model, truth, batch["images"], batch["ctf"]))
     tau = poses.prior_widths()[0].numpy()
     return float(np.rad2deg(tau[0])), float(tau[3] * prepared.apix)
 

@@ -17,7 +17,7 @@ from cryodyna.io.structure import read_structure
 from cryodyna.simulate.simulator import SimulationSpec, perturb_poses, simulate
 from cryodyna.structure.nodes import residue_nodes
 from cryodyna.imaging.image_model import ImageModel
-from cryodyna.train.poses import PoseCorrections, PoseSpectra, checkerboard
+from cryodyna.train.poses import PoseCorrections, image_model_spectra
 from cryodyna.config import resolved_config
 from cryodyna.pipelines.training import train_atom
 
@@ -81,9 +81,7 @@ def _pose_problem(tiny_adk, n, error_deg, error_a, snr, seed):
         images = model.predict(xyz, PoseBatch(torch.as_tensor(true_rot).float(), torch.as_tensor(true_shift / apix).float()), ctf)
         if snr:
             images = images + images.std() / np.sqrt(snr) * torch.randn_like(images)
-    spectra = PoseSpectra(lambda poses: model.predict_spectrum(xyz, poses, ctf).flatten(1),
-                          model.formation.spectrum(images).flatten(1), model.formation.filter.square().flatten() * (torch.arange(d * (d // 2 + 1)) > 0),
-                          checkerboard(model.formation.transfer.frequencies, d).flatten())
+    spectra = image_model_spectra(model, xyz, images, ctf)
     batch = {"index": torch.arange(n), "poses": PoseBatch(torch.as_tensor(given_rot).float(), torch.as_tensor(given_shift / apix).float())}
     return batch, spectra, (true_rot, true_shift), (given_rot, given_shift), apix
 

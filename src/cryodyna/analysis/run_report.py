@@ -78,7 +78,7 @@ class _Trajectory:
 
     coords: np.ndarray
     chains: list[str]
-    shown: np.ndarray
+    trace_nodes: np.ndarray
     record: dict
 
 
@@ -145,7 +145,7 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
     pred = _trajectory(pred_path) if pred_path.is_file() else None
     motion = {}
     for name, t in trajectories.items():
-        c, trace = t.coords, t.coords[:, t.shown]
+        c, trace = t.coords, t.coords[:, t.trace_nodes]
         motion[name] = {"first_to_last_rmsd_a": float(np.sqrt(((c[-1] - c[0]) ** 2).sum(-1).mean())),
                         "max_node_displacement_a": float(np.linalg.norm(c[-1] - c[0], axis=-1).max()),
                         "rmsf_a": np.round(np.sqrt(((trace - trace.mean(0)) ** 2).sum(-1).mean(0)), 3).tolist()}
@@ -160,7 +160,7 @@ def _deformation_data(folder: Path, reference: np.ndarray | None) -> dict:
         "umap": np.round(np.load(umap_path, mmap_mode="r")[rows], 4).tolist() if umap_path.is_file() else None,
         "trajectories": {name: t.record for name, t in trajectories.items()}, "centre_models": pred and pred.record,
         "motion": motion, "geometry": geometry,
-        "reference": None if reference is None else np.round(reference[nodes.shown], 2).tolist(),
+        "reference": None if reference is None else np.round(reference[nodes.trace_nodes], 2).tolist(),
         "images": {name: _image(folder / f"{name}.png") for name in ("input_image", "pred_image")},
     }
 

@@ -68,15 +68,41 @@ def checkerboard(frequencies: torch.Tensor, d: int) -> torch.Tensor:
     return (k[0] + k[1]) % 2 == 1
 
 
-def _gauss_newton(jac: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step (B, 5) and inverse normal matrix (B, 5, 5) of the weighted least-squares fit of
-    ``residual`` (B, G) by ``scale * jac @ step`` (jac (B, 5, G) complex, weights (G,))."""
+def image_model_spectra(image_model, coords: torch.Tensor, images: torch.Tensor, ctf) -> PoseSpectra:
+    """:class:`PoseSpectra` of the Gaussian image model
+    (:class:`~cryodyna.imaging.image_model.ImageModel`): half spectra (B, D*(D//2+1)) of ``images``
+    (B, D, D) and of the structures ``coords`` (B, N, 3) Å in a given pose, weighted by the model's
+    low-pass (squared, as it acts on both), zero frequency excluded."""
+    formation = image_model.formation
+    weights = formation.filter.square()
+    weights[0, 0] = 0.0
+    return PoseSpectra(lambda poses: image_model.predict_spectrum(coords, poses, ctf).flatten(1),
+                       formation.spectrum(images.float()).flatten(1), weights.flatten(),
+                       checkerboard(formation.transfer.frequencies, image_model.d).flatten())
+
+
+def _normal_equations(jac: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor,
+                      scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal matrix (B, 5, 5) and right-hand side (B, 5) of the weighted least-squares fit of
+    ``residual`` (B, G) by ``scale * jac @ step`` (jac (B, 5, G) complex, weights (G,)); float64."""
     jw = jac * weights
-    normal = scale[:, None, None] ** 2 * torch.einsum("bkg,blg->bkl", jw, jac.conj()).real.double()
-    normal = normal + 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] * torch.eye(5, dtype=normal.dtype, device=normal.device)
-    inverse = torch.linalg.inv(normal)
+    normal = scale[:, None, None].double() ** 2 * torch.einsum("bkg,blg->bkl", jw, jac.conj()).real.double()
     rhs = scale[:, None].double() * torch.einsum("bkg,bg->bk", jw.conj(), residual).real.double()
-    return (inverse @ rhs.unsqueeze(-1)).squeeze(-1), inverse
+    return normal, rhs
+
+
+def _solve(normal: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step (B, 5) and the diagonal of the inverse normal matrix (B, 5), lightly regularised."""
+    eye = torch.eye(5, dtype=normal.dtype, device=normal.device)
+    inverse = torch.linalg.inv(normal + 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] * eye)
+    return (inverse @ rhs.unsqueeze(-1)).squeeze(-1), inverse.diagonal(dim1=1, dim2=2)
+
+
+def _moments(stats: torch.Tensor) -> torch.Tensor:
+    """Sums over particles (3, 5) float64 of m_A m_B, (m_A - m_B)^2 and V_A + V_B from their
+    stats rows (P, 3, 5): what :meth:`PoseCorrections.prior_widths` needs."""
+    s = stats.double()
+    return torch.stack([(s[:, 0] * s[:, 1]).sum(0), (s[:, 0] - s[:, 1]).square().sum(0), s[:, 2].sum(0)])
 
 
 class PoseCorrections:
@@ -90,6 +116,8 @@ class PoseCorrections:
         self.visits = torch.zeros(n, device=device)
         self.bound = torch.tensor([np.deg2rad(optim.pose_prior_deg)] * 3 + [optim.pose_prior_a / apix] * 2,
                                   device=device, dtype=torch.float64)
+        self._sums = torch.zeros(3, 5, device=device, dtype=torch.float64)  # _moments of the measured rows, kept current
+        self._measured = 0
 
     def apply(self, batch: dict) -> dict:
         """A copy of ``batch`` whose ``poses`` are the corrected poses (the input is left as it is)."""
@@ -102,16 +130,18 @@ class PoseCorrections:
     def prior_widths(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(tau (5,), noise calibration (5,)) from the particles measured so far: the spread of the
         true corrections and the factor that turns the stored noise variances into measured ones."""
-        measured = self.visits > 0
-        if int(measured.sum()) < MIN_PARTICLES:
+        if self._measured < MIN_PARTICLES:
             return self.bound.clone(), torch.ones_like(self.bound)
-        s = self.stats[measured].double()
         tau, calibration = torch.empty_like(self.bound), torch.empty_like(self.bound)
         for g in GROUPS:
-            variance = (s[:, 0, g] * s[:, 1, g]).mean()
-            tau[g] = variance.clamp_min(0).sqrt().clamp(TAU_FLOOR * self.bound[g][0], self.bound[g][0])
-            calibration[g] = ((s[:, 0, g] - s[:, 1, g]).square().mean() / s[:, 2, g].mean().clamp_min(1e-30)).clamp_min(1e-3)
+            product, difference, variance = self._sums[:, g].sum(1) / (self._measured * (g.stop - g.start))
+            tau[g] = product.clamp_min(0).sqrt().clamp(TAU_FLOOR * self.bound[g][0], self.bound[g][0])
+            calibration[g] = (difference / variance.clamp_min(1e-30)).clamp_min(1e-3)
         return tau, calibration
+
+    def _recount(self) -> None:
+        measured = self.visits > 0
+        self._sums, self._measured = _moments(self.stats[measured]), int(measured.sum())
 
     @torch.no_grad()
     def update(self, batch: dict, spectra: PoseSpectra) -> None:
@@ -131,13 +161,12 @@ class PoseCorrections:
         scale = (w * (base.conj() * spectra.observed).real).sum(-1) / (w * base.abs().square()).sum(-1).clamp_min(1e-30)
         residual = spectra.observed - scale[:, None] * base
         noise = (w * residual.abs().square()).sum(-1).double() / w.sum()  # per-coefficient power (B,)
-        halves = []
-        for part in (spectra.half, ~spectra.half):
-            step, inverse = _gauss_newton(jac, residual, w * part, scale)
-            halves.append(((x + step).clamp(-OUTLIER * self.bound, OUTLIER * self.bound), noise[:, None] * inverse.diagonal(dim1=1, dim2=2)))
-        step, inverse = _gauss_newton(jac, residual, w, scale)
-        m, v = x + step, noise[:, None] * inverse.diagonal(dim1=1, dim2=2)
-        stats = torch.stack([halves[0][0], halves[1][0], halves[0][1] + halves[1][1]], 1).float()
+        (normal_a, rhs_a), (normal_b, rhs_b) = (_normal_equations(jac, residual, w * part, scale) for part in (spectra.half, ~spectra.half))
+        (step_a, var_a), (step_b, var_b), (step, var) = (_solve(n, r) for n, r in
+                                                         ((normal_a, rhs_a), (normal_b, rhs_b), (normal_a + normal_b, rhs_a + rhs_b)))
+        m, v = x + step, noise[:, None] * var
+        limit = OUTLIER * self.bound
+        stats = torch.stack([(x + step_a).clamp(-limit, limit), (x + step_b).clamp(-limit, limit), noise[:, None] * (var_a + var_b)], 1).float()
         tau, calibration = self.prior_widths()
         target = tau.square() / (tau.square() + calibration * v) * m
         values = x + (target - x).clamp(-self.bound, self.bound)
@@ -148,9 +177,14 @@ class PoseCorrections:
         packed = torch.cat([rows.unsqueeze(1).double(), values, stats.flatten(1).double(), visits.unsqueeze(1).double()], 1)
         every = distributed.gather_rows(packed)  # the packed rows themselves in a single process
         idx = every[:, 0].long()
+        before = self.visits[idx] > 0
+        new_stats, new_visits = every[:, 6:21].view(-1, 3, 5).float(), every[:, 21].to(self.visits.dtype)
+        after = new_visits > 0
+        self._sums += _moments(new_stats[after]) - _moments(self.stats[idx][before])
+        self._measured += int(after.sum()) - int(before.sum())
         self.values[idx] = every[:, 1:6].to(self.values.dtype)
-        self.stats[idx] = every[:, 6:21].view(-1, 3, 5).float()
-        self.visits[idx] = every[:, 21].to(self.visits.dtype)
+        self.stats[idx] = new_stats
+        self.visits[idx] = new_visits
 
     def corrected(self, rotations: np.ndarray, shifts_a: np.ndarray, apix: float) -> tuple[np.ndarray, np.ndarray]:
         """Refined poses of all particles: rotations (N, 3, 3) and RELION origins (N, 2) in Å, from
@@ -184,3 +218,4 @@ class PoseCorrections:
             if state[name].shape != getattr(self, name).shape:
                 raise ValueError(f"pose corrections for {state[name].shape[0]} particles, this run has {self.values.shape[0]}")
             getattr(self, name).copy_(state[name])
+        self._recount()

@@ -23,7 +23,7 @@ from cryodyna.models.deformation import DeformationModel
 from cryodyna import distributed
 from cryodyna.imaging.image_model import ImageModel
 from cryodyna.train.loop import TrainingLoop, adamw
-from cryodyna.train.poses import PoseSpectra, checkerboard
+from cryodyna.train.poses import PoseSpectra, image_model_spectra
 from cryodyna.data.particles import PreparedParticles
 from cryodyna.train.refine import refine_latents
 
@@ -77,14 +77,8 @@ class DeformationTrainer(TrainingLoop):
 
     @torch.no_grad()
     def pose_spectra(self, batch: dict) -> PoseSpectra:
-        """Half spectra (B, D*(D//2+1)) of the images and of this step's decoded structures in a
-        given pose, weighted by the training low-pass (zero frequency excluded)."""
-        formation, coords, ctf = self.image_model.formation, self.last_coords, batch["ctf"]
-        weights = formation.filter.square()
-        weights[0, 0] = 0.0
-        return PoseSpectra(lambda poses: self.image_model.predict_spectrum(coords, poses, ctf).flatten(1),
-                           formation.spectrum(batch["images"].float()).flatten(1), weights.flatten(),
-                           checkerboard(formation.transfer.frequencies, self.image_model.d).flatten())
+        """The images' and this step's decoded structures' spectra (:func:`image_model_spectra`)."""
+        return image_model_spectra(self.image_model, self.last_coords, batch["images"], batch["ctf"])
 
     @torch.no_grad()
     def encoder_view(self, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
