@@ -5,11 +5,13 @@ structure per particle from the final latents and print |Spearman(PC1, true path
 median / 90th-percentile CA RMSD to each particle's true structure (map frame, no superposition),
 the reference-only baseline (the reference model for every particle), CA-CA bond deviation, clash
 fraction, images/s, and the ceiling (``cryodyna.simulate.ceiling``) with the training image model
-and, with ``--density-ceiling``, with the simulator's all-atom density.
+and, with ``--density-ceiling``, with the simulator's all-atom density: its best candidate
+(``bayes_*``) and its posterior mean (``bayes_mean_*``, the best any method can do).
 
-Per set it also prints where the error is: per region of the true motion (near the reference,
-middle, far end) the gain (projection of the predicted on the true displacement) and the orthogonal
-error, and writes the per-residue error profile (``RUN_residue_error.png``).
+With the default posterior-mean latents it also prints the encoder's own (``encoder_*``, from
+``z_encoder.npy``).  Per set it also prints where the error is: per region of the true motion (near
+the reference, middle, far end) the gain (projection of the predicted on the true displacement) and
+the orthogonal error, and writes the per-residue error profile (``RUN_residue_error.png``).
 
 Example (the issue's budget: 10 epochs of 6,000 particles):
     python benchmarks/accuracy.py --sets adk-md adk-md-mid --snr 0.05 0.01 --particles 6000 --epochs 10 --density-ceiling
@@ -131,6 +133,11 @@ def run(name: str, snr: float, args) -> dict[str, float]:
     row = {"set": name, "snr": snr, "spearman_pc1": abs(spearmanr(pcs[:, 0], gt["path_coordinate"]).statistic),
            **structure_metrics(pred, gt["node_coords"], reference),
            "images_per_s": images_per_s(out / tag), "minutes": minutes}
+    encoder_z = folder / "z_encoder.npy"  # the encoder's own latents, when z.npy holds their posterior means
+    if encoder_z.is_file():
+        z0 = np.load(encoder_z)
+        row.update(encoder_spearman_pc1=abs(spearmanr(PCA(1).fit_transform(z0)[:, 0], gt["path_coordinate"]).statistic),
+                   encoder_median_rmsd=structure_metrics(decode_latents(model, z0), gt["node_coords"], reference)["median_rmsd"])
     regions = motion_diagnostics(pred, gt["node_coords"], reference)
     print(f"{name} SNR {snr}: error by region of the true motion", flush=True)
     print(regions.to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
@@ -144,7 +151,8 @@ def run(name: str, snr: float, args) -> dict[str, float]:
         row.update(ceiling_spearman=c.spearman, ceiling_rmsd=c.median_rmsd)
         if args.density_ceiling:
             d = accuracy_ceiling(data, "density", n_queries=args.ceiling_queries // 2, n_candidates=args.ceiling_candidates // 2)
-            row.update(bayes_spearman=d.spearman, bayes_rmsd=d.median_rmsd)
+            row.update(bayes_spearman=d.spearman, bayes_rmsd=d.median_rmsd, bayes_mean_spearman=d.posterior_spearman,
+                       bayes_mean_rmsd=d.posterior_median_rmsd)
         row["rmsd_over_ceiling"] = row["median_rmsd"] / max(c.median_rmsd, 1e-6)
     row["rmsd_over_reference"] = row["median_rmsd"] / row["reference_rmsd"]
     print(pd.DataFrame([row]).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)

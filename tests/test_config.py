@@ -72,3 +72,13 @@ def test_a_run_recorded_before_a_setting_existed_keeps_the_value_it_was_trained_
     assert load_run_config("train-atom", tmp_path / "new.yaml").model.displacement_scale == 7.0
     (tmp_path / "density.yaml").write_text("optim:\n  epochs: 3\n")  # a setting the density generator does not have
     assert load_run_config("train-density", tmp_path / "density.yaml").optim.epochs == 3
+
+
+def test_a_run_recorded_with_a_setting_since_removed_still_loads(tmp_path):
+    from cryodyna.config.load import load_run_config
+
+    (tmp_path / "old.yaml").write_text("optim:\n  refine_steps: 30\n  pose_lr_deg: 0.5\n  epochs: 3\n")
+    cfg = load_run_config("train-atom", tmp_path / "old.yaml")
+    assert cfg.optim.epochs == 3 and cfg.optim.posterior_candidates == 0  # evaluated with the encoder's latents
+    with pytest.raises(ConfigError, match="refine_steps"):
+        load_config("train-atom", tmp_path / "old.yaml")  # a user's config file still gets the error

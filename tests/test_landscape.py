@@ -101,5 +101,6 @@ def test_simulated_ground_truth_rebuilds_the_landscape_and_ceiling_finds_the_tru
     # noiseless images: the Bayes estimate with the simulator's own density is exact
     exact = accuracy_ceiling(tmp_path, "density", n_queries=10, n_candidates=40)
     assert exact.median_rmsd == 0.0 and exact.spearman == pytest.approx(1.0)
+    assert exact.posterior_median_rmsd == pytest.approx(0.0, abs=1e-6) and exact.posterior_spearman == pytest.approx(1.0)
     approx = accuracy_ceiling(tmp_path, "image", n_queries=20, n_candidates=40, lowpass=12.0)
     assert approx.spearman > 0.9 and approx.median_rmsd < 1.0

@@ -14,7 +14,7 @@ from cryodyna.assembly.model import build_model, residue_graph
 from cryodyna.assembly.priors import build_priors
 from cryodyna.data.particles import PreparedParticles
 from cryodyna.imaging.batches import CTFParams, PoseBatch
-from cryodyna.imaging.fft import fft2_center, ifft2_center
+from cryodyna.imaging.fft import fft2_center, fourier_crop, ifft2_center
 from cryodyna.imaging.filters import lowpass_filter
 from cryodyna.imaging.image_model import ImageModel
 from cryodyna.imaging.projection import project_gaussians
@@ -98,6 +98,23 @@ def test_image_model_matches_centred_full_spectrum(d):
     images = torch.randn(b, d, d)
     torch.testing.assert_close(model.target(images), ifft2_center(fft2_center(images) * lowpass_filter(d, apix, 4.0, 2.0)).real,
                                rtol=0, atol=1e-5)
+
+
+def test_band_limited_image_model_is_the_fourier_crop_of_the_full_one():
+    """Same field of view on the smallest box holding the low-pass: its images equal the full
+    model's Fourier-cropped images (origins scaled to the new pixels)."""
+    torch.manual_seed(0)
+    b, n, d, apix = 4, 50, 64, 1.6
+    model = ImageModel(d, apix, torch.rand(n) + 0.5, torch.full((n,), 2.0), 6.0, 2.0, 0.9375)
+    small, box = model.band_limited()
+    assert box == 42 and small.d == 42 and small.apix == pytest.approx(apix * d / box)
+    coords = 8 * torch.randn(b, n, 3)
+    poses = PoseBatch(torch.linalg.qr(torch.randn(b, 3, 3))[0], 3 * torch.randn(b, 2))
+    rows = torch.tensor([15000.0, 14000.0, 0.3, 300.0, 2.7, 0.1, 0.2], dtype=torch.float64).repeat(b, 1)
+    ctf = CTFParams(*rows.T)
+    cropped = fourier_crop(model.predict(coords, poses, ctf), box)
+    assert_close_to_scale(small.predict(coords, PoseBatch(poses.rotations, poses.origins * box / d), ctf), cropped, 1e-2)
+    assert ImageModel(d, apix, torch.ones(n), torch.ones(n), None, 2.0, 0.9).band_limited()[1] == d
 
 
 def test_priors_match_direct_indexing():

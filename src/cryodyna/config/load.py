@@ -49,18 +49,25 @@ def _apply_override(data: dict, assignment: str) -> None:
 def load_config(kind: str, path: str | Path | None = None, overrides: list[str] | None = None) -> BaseModel:
     """Defaults of config ``kind``, updated by the YAML file ``path`` and then ``overrides``
     (``"a.b=value"``, values parsed as YAML)."""
+    return _validated(kind, _read_yaml(path), overrides)
+
+
+def _read_yaml(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+
+
+def _validated(kind: str, data: dict[str, Any], overrides: list[str] | None) -> BaseModel:
     if kind not in CONFIGS:
         raise ConfigError(f"unknown config kind {kind!r}; available: {', '.join(CONFIGS)}")
     model = CONFIGS[kind]
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc})") from None
     for assignment in overrides or []:
         _apply_override(data, assignment)
     _check_keys(model, data)
@@ -101,7 +108,11 @@ def resolved_config(config: Path | None, overrides: list[str], epochs: int | Non
 
 # Settings added after runs were first recorded, with the value a run whose config.yaml lacks them
 # was trained with (today's default may differ).
-RECORD_DEFAULTS = {"model.displacement_scale": 1.0}
+RECORD_DEFAULTS = {"model.displacement_scale": 1.0, "optim.posterior_candidates": 0}
+
+# Settings removed since runs were first recorded: a run's config.yaml that has them still loads
+# (they no longer change anything).
+RETIRED_SETTINGS = ("optim.refine_steps", "optim.refine_lr", "optim.pose_lr_deg", "optim.pose_lr_a", "optim.pose_prior_weight")
 
 
 def _lookup(data: dict, dotted: str) -> bool:
@@ -124,8 +135,16 @@ def _in_schema(model: type[BaseModel], dotted: str) -> bool:
 
 def load_run_config(kind: str, path: str | Path) -> BaseModel:
     """The configuration a run recorded in ``config.yaml``; a setting added since it was written takes
-    the value the run was trained with (:data:`RECORD_DEFAULTS`), not today's default."""
-    data = (yaml.safe_load(Path(path).read_text()) or {}) if Path(path).is_file() else {}
+    the value the run was trained with (:data:`RECORD_DEFAULTS`), not today's default, and settings
+    removed since (:data:`RETIRED_SETTINGS`) are dropped."""
+    data = _read_yaml(path) if Path(path).is_file() else {}
+    for key in RETIRED_SETTINGS:
+        *sections, name = key.split(".")
+        node: Any = data
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(name, None)
     missing = [f"{key}={value}" for key, value in RECORD_DEFAULTS.items()
                if kind in CONFIGS and _in_schema(CONFIGS[kind], key) and not _lookup(data, key)]
-    return load_config(kind, path, missing)
+    return _validated(kind, data, missing)

@@ -147,8 +147,7 @@ class VolumeModelConfig(Section):
 
 
 class DeformationOptimConfig(OptimConfig):
-    refine_steps: int = Field(0, ge=0, description="[Adam steps] At the final evaluation, refine each particle's latent on its own image with the decoder frozen (0 = encoder latents only)")
-    refine_lr: float = Field(0.05, gt=0, description="[std of each latent dimension] Step size of the latent refinement")
+    posterior_candidates: int = Field(32, ge=0, description="At the final evaluation, replace each particle's latent by its posterior mean over its own and this many other particles' latents, each scored against its image with the decoder fixed (0 = the encoder's latents)")
 
 
 class DensityOptimConfig(OptimConfig):

@@ -5,6 +5,8 @@ against the data by the masked correlation; observed images go through the same 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -27,6 +29,7 @@ class ImageModel(nn.Module):
                  lowpass_soft_width: float, loss_mask_radius: float, legacy_correlation: bool = False):
         super().__init__()
         self.d, self.apix, self.legacy = d, apix, legacy_correlation
+        self.lowpass, self.lowpass_soft_width, self.loss_mask_radius = lowpass, lowpass_soft_width, loss_mask_radius
         self.register_buffer("amplitudes", amplitudes.float())
         self.register_buffer("sigmas", sigmas.float())
         self.formation = ImageFormation(d, apix, None if lowpass is None else lowpass_filter(d, apix, lowpass, lowpass_soft_width))
@@ -48,6 +51,28 @@ class ImageModel(nn.Module):
         """Unfiltered half spectra (B, D, D//2+1) of the predicted images (the layout of
         ``formation.spectrum``)."""
         return self.formation.particle_spectrum(self._projections(coords, poses), poses, ctf)
+
+    def band_limited(self) -> tuple[ImageModel, int]:
+        """The same model on the smallest even box whose spectrum holds every frequency the low-pass
+        passes (same field of view, coarser pixels), and that box (px); itself without a low-pass.
+        Images enter it Fourier-cropped (:func:`~cryodyna.imaging.fft.fourier_crop`), pose origins
+        scaled by ``box / d``."""
+        if self.lowpass is None:
+            return self, self.d
+        box = min(self.d, 2 * math.ceil(self.d * self.apix / self.lowpass + self.lowpass_soft_width) + 2)
+        if box == self.d:
+            return self, self.d
+        cropped = ImageModel(box, self.apix * self.d / box, self.amplitudes, self.sigmas, self.lowpass, self.lowpass_soft_width,
+                             self.loss_mask_radius, self.legacy)
+        return cropped.to(self.amplitudes.device), box
+
+    def spectrum_weights(self) -> torch.Tensor:
+        """(D, D//2+1) weights of the half-spectrum coefficients (the layout of
+        ``formation.spectrum``) in a least-squares fit: the low-pass squared (it acts on data and
+        model alike), the zero frequency excluded."""
+        weights = self.formation.filter.square()
+        weights[0, 0] = 0.0
+        return weights
 
     def loss(self, predicted: torch.Tensor, target: torch.Tensor, reduce: bool = True) -> torch.Tensor:
         """1 - masked Pearson correlation (mean over the batch, or per image with ``reduce=False``)."""

@@ -89,12 +89,14 @@ class RunFolder:
         return sorted(p for p in self.root.glob(f"{EVALUATION_GLOB}/{EVALUATION_FILES['checkpoint']}"))
 
 
-EVALUATION_FILES = {"checkpoint": "ckpt.pt", "latents": "z.npy", "refined_particles": "particles_refined.star",
+EVALUATION_FILES = {"checkpoint": "ckpt.pt", "latents": "z.npy", "encoder_latents": "z_encoder.npy",
+                    "refined_particles": "particles_refined.star",
                     "metrics": "evaluation.json"}
 
 
 def evaluation_file(folder: Path, kind: str) -> Path:
-    """A file of evaluation ``folder``: ``checkpoint``, ``latents``, ``refined_particles`` or ``metrics``."""
+    """A file of evaluation ``folder``: ``checkpoint``, ``latents``, ``encoder_latents``, ``refined_particles`` or
+    ``metrics``."""
     return Path(folder) / EVALUATION_FILES[kind]
 
 

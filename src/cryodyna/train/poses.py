@@ -74,10 +74,8 @@ def image_model_spectra(image_model, coords: torch.Tensor, images: torch.Tensor,
     (B, D, D) and of the structures ``coords`` (B, N, 3) Å in a given pose, weighted by the model's
     low-pass (squared, as it acts on both), zero frequency excluded."""
     formation = image_model.formation
-    weights = formation.filter.square()
-    weights[0, 0] = 0.0
     return PoseSpectra(lambda poses: image_model.predict_spectrum(coords, poses, ctf).flatten(1),
-                       formation.spectrum(images.float()).flatten(1), weights.flatten(),
+                       formation.spectrum(images.float()).flatten(1), image_model.spectrum_weights().flatten(),
                        checkerboard(formation.transfer.frequencies, image_model.d).flatten())
 
 

@@ -25,7 +25,7 @@ from cryodyna.imaging.image_model import ImageModel
 from cryodyna.train.loop import TrainingLoop, adamw
 from cryodyna.train.poses import PoseSpectra, image_model_spectra
 from cryodyna.data.particles import PreparedParticles
-from cryodyna.train.refine import refine_latents
+from cryodyna.train.latent_posterior import draw_candidates, posterior_latents
 
 log = logging.getLogger("cryodyna")
 
@@ -43,6 +43,7 @@ class DeformationTrainer(TrainingLoop):
                          hooks=hooks)
         self.priors, self.graph, self.image_model = priors, graph, image_model.to(self.device)
         self.last_coords: torch.Tensor | None = None
+        self.encoder_latents: np.ndarray | None = None  # of the last evaluation, when posterior means replaced them
         self.loss_function = self._loss_terms
         if optim.compile:
             self.loss_function = torch.compile(self._loss_terms, fullgraph=True, dynamic=False, backend=optim.compile_backend)
@@ -145,19 +146,18 @@ class DeformationTrainer(TrainingLoop):
                 out.append(self.model.encode(self.encoder_view(batch["images"], batch["poses"], batch["ctf"]), context=False).float())
         return self._gather_shards(torch.cat(out))
 
-    def refine_all(self, z: np.ndarray) -> np.ndarray:
-        """Latents after per-particle refinement (:func:`refine_latents`, ``optim.refine_steps``
-        Adam steps on each particle's own image, decoder frozen); each rank refines its shard."""
+    def posterior_all(self, z: np.ndarray) -> np.ndarray:
+        """Posterior-mean latents (:func:`posterior_latents`) over each particle's own latent and
+        ``optim.posterior_candidates`` latents drawn from all particles; each rank does its shard."""
         lo, hi, _ = self._shard()
         zt = torch.as_tensor(z, device=self.device)
-        scale = zt.std(0).clamp(min=1e-6) if len(zt) > 1 else torch.ones_like(zt[0])
-        refined, before, after = refine_latents(
-            self.model, self.image_model, zt[lo:hi], lambda rows: self.batch(rows + lo),
-            self.cfg.refine_steps, self.cfg.refine_lr, scale)
+        candidates = draw_candidates(zt, self.cfg.posterior_candidates, self.cfg.seed)
+        mean, effective = posterior_latents(self.model, self.image_model, zt[lo:hi], candidates,
+                                            lambda rows: self.batch(rows + lo))
         self.model.train()
-        stats = self._gather_shards(torch.stack([before, after], 1).float())
-        log.info("latent refinement (%d steps): mean image loss %.5f -> %.5f", self.cfg.refine_steps, *stats.mean(0))
-        return self._gather_shards(refined)
+        log.info("posterior-mean latents over %d candidates: median effective number of candidates %.1f",
+                 len(candidates) + 1, float(np.median(self._gather_shards(effective[:, None].float())[:, 0])))
+        return self._gather_shards(mean.float())
 
     @torch.no_grad()
     def image_losses(self, idx: np.ndarray, z: np.ndarray) -> float:
@@ -172,13 +172,17 @@ class DeformationTrainer(TrainingLoop):
         return float(torch.cat(losses).mean()) if losses else float("nan")
 
     def evaluation_inputs(self, final: bool) -> np.ndarray:
-        """All latents; refined per particle at the final evaluation when ``optim.refine_steps`` > 0."""
+        """All latents; at the final evaluation their posterior means when ``optim.posterior_candidates`` > 0
+        (the encoder's are then kept for :meth:`write_evaluation`)."""
         z = self.encode_all()
-        return self.refine_all(z) if final and self.cfg.refine_steps > 0 else z
+        self.encoder_latents = z if final and self.cfg.posterior_candidates > 0 else None
+        return z if self.encoder_latents is None else self.posterior_all(z)
 
     def write_evaluation(self, folder: Path, z: np.ndarray) -> dict[str, float]:
-        """``z.npy`` (one latent per particle, in particle order); returns the held-out and training
-        image losses."""
+        """``z.npy`` (one latent per particle, in particle order) and, where they differ, the encoder's
+        ``z_encoder.npy``; returns the held-out and training image losses."""
         np.save(evaluation_file(folder, "latents"), z.astype(np.float32))
+        if self.encoder_latents is not None:
+            np.save(evaluation_file(folder, "encoder_latents"), self.encoder_latents.astype(np.float32))
         return {"holdout_image_loss": self.image_losses(self.holdout_idx, z),
                 "train_image_loss": self.image_losses(self.train_idx[: max(len(self.holdout_idx), 256)], z)}
