@@ -1,0 +1,74 @@
+"""How well do the images pin down a state? The systematic error of a trained run, next to the image loss.
+
+For the particles of one narrow bin of the true path coordinate (default: the far end), compare the
+mean true structure with the mean decoded structure of a ``train-atom`` run (``accuracy.py`` output)
+by their image loss (training image model, true poses) over those particles' images, and fit the
+residue Gaussians freely to the same images (Adam, no priors) from both.  When the true and the
+decoded structure score alike while they are an ångström apart, and the free fit drifts further for
+a lower loss, the images do not determine that difference: the priors and the decoder do.
+
+Example:
+    python benchmarks/flatness.py bench_runs/accuracy/adk-md_snr0.05_n6000 run
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryodyna.assembly.stage import load_run
+from cryodyna.data.particles import prepare_particles
+from cryodyna.imaging.filters import default_lowpass
+from cryodyna.imaging.image_model import ImageModel
+from cryodyna.io.read import read_particles
+from cryodyna.models.sampling import decode_latents
+from cryodyna.simulate.ceiling import node_rmsd
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("set_dir", type=Path, help="a set folder of accuracy.py (with data/ and the run)")
+    p.add_argument("run", help="the run folder's name inside it, e.g. run or run-TAG")
+    p.add_argument("--bin", type=float, nargs=2, default=[0.97, 1.0], help="quantiles of the path coordinate")
+    p.add_argument("--max-particles", type=int, default=400)
+    p.add_argument("--steps", type=int, default=150, help="Adam steps of the free fit")
+    args = p.parse_args()
+    gt = np.load(args.set_dir / "data" / "ground_truth.npz")
+    u, truth = gt["path_coordinate"], gt["node_coords"]
+    run = load_run(args.set_dir / args.run)
+    z = np.load(args.set_dir / args.run / "latest" / "z.npy")
+    lo, hi = np.quantile(u, args.bin)
+    sel = np.flatnonzero((u >= lo) & (u <= hi))[: args.max_particles]
+    true_mean = truth[sel].mean(0)
+    decoded_mean = decode_latents(run.model, z[sel]).mean(0)
+    prepared = prepare_particles(read_particles(args.set_dir / "data" / "particles.star").subset(sel), None, 1.0, False)
+    model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(run.graph.amplitudes).float(),
+                       torch.as_tensor(run.graph.sigmas).float(), default_lowpass(prepared.apix), 2.0, 0.9375)
+    batch = prepared.batch(torch.arange(len(sel)), "cpu")
+    target = model.target(batch["images"])
+
+    def loss(coords: torch.Tensor) -> torch.Tensor:
+        return model.loss(model.predict(coords.expand(len(sel), -1, -1), batch["poses"], batch["ctf"]), target)
+
+    print(f"{len(sel)} particles, path coordinate {lo:.3f}-{hi:.3f}; true spread {node_rmsd(truth[sel], true_mean).mean():.3f} Å")
+    print(f"decoded mean vs true mean: {node_rmsd(decoded_mean, true_mean):.3f} Å")
+    with torch.no_grad():
+        print(f"image loss: true mean {float(loss(torch.as_tensor(true_mean))):.5f}, decoded mean "
+              f"{float(loss(torch.as_tensor(decoded_mean))):.5f}, reference {float(loss(run.model.reference)):.5f}")
+    for name, start in (("true mean", true_mean), ("decoded mean", decoded_mean)):
+        coords = torch.tensor(start, requires_grad=True)
+        opt = torch.optim.Adam([coords], lr=0.05)
+        for _ in range(args.steps):
+            opt.zero_grad()
+            value = loss(coords)
+            value.backward()
+            opt.step()
+        fitted = coords.detach().numpy()
+        print(f"free fit from the {name}: image loss {float(value.detach()):.5f}, {node_rmsd(fitted, true_mean):.3f} Å from the true mean")
+
+
+if __name__ == "__main__":
+    main()
