@@ -76,3 +76,16 @@ def test_posterior_mean_recovers_latents_and_is_independent_of_the_chunking(tiny
     torch.testing.assert_close(small, large, atol=1e-5, rtol=1e-5)
     picked = draw_candidates(z_true, 8, seed=3)
     assert len(picked) == 8 and torch.equal(picked, draw_candidates(z_true, 8, seed=3))
+
+
+def test_training_on_a_subset_still_gives_every_particle_a_latent(tiny_adk, tmp_path):
+    """optim.train_particles: a seeded subset is trained on, all particles get (posterior-mean) latents."""
+    import json
+
+    cfg = load_config("train-atom", None, TINY_TRAIN_SETTINGS + ["optim.train_particles=100", "optim.epochs=1"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "s", cfg)
+    assert json.loads((tmp_path / "s" / "run.json").read_text())["n_trained_on"] == 100
+    z, z_encoder = np.load(folder / "z.npy"), np.load(folder / "z_encoder.npy")
+    assert z.shape == z_encoder.shape == (200, 4) and np.isfinite(z).all() and not np.allclose(z, z_encoder)

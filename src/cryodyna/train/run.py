@@ -68,6 +68,8 @@ def train_deformation(stage: Stage, particles: Path, model_path: Path, run_dir: 
             graph = stage.graph(structure, run, model_path)
             table = read_particles(particles, datadir=cfg.data.datadir, apix=cfg.data.apix, poses=poses, ctf=ctf)
             check_unique_images(table)
+            if subset is None and 0 < cfg.optim.train_particles < len(table):
+                subset = np.sort(np.random.default_rng(cfg.optim.seed).choice(len(table), cfg.optim.train_particles, replace=False))
             check_particle_count(table)
             if np.isfinite(table.pixel_size).all() and (table.box > 0).all():
                 check_model_in_box(graph.coords, float(np.min(table.box * table.pixel_size)), model_path)

@@ -148,10 +148,12 @@ class DeformationTrainer(TrainingLoop):
 
     def posterior_all(self, z: np.ndarray) -> np.ndarray:
         """Posterior-mean latents (:func:`posterior_latents`) over each particle's own latent and
-        ``optim.posterior_candidates`` latents drawn from all particles; each rank does its shard."""
+        ``optim.posterior_candidates`` latents drawn from the particles of the training pool (all, or
+        the subset trained on); each rank does its shard."""
         lo, hi, _ = self._shard()
         zt = torch.as_tensor(z, device=self.device)
-        candidates = draw_candidates(zt, self.cfg.posterior_candidates, self.cfg.seed)
+        pool = torch.as_tensor(np.sort(np.concatenate([self.train_idx, self.holdout_idx])), device=self.device)
+        candidates = draw_candidates(zt[pool], self.cfg.posterior_candidates, self.cfg.seed)
         mean, effective = posterior_latents(self.model, self.image_model, zt[lo:hi], candidates,
                                             lambda rows: self.batch(rows + lo))
         self.model.train()
