@@ -67,6 +67,13 @@ def structure_metrics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray
 REGIONS = ("near", "middle", "far")
 
 
+def motion_regions(truth: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True displacement (K,) Å (RMS over nodes) of structures (K, N, 3) from the reference, and the
+    region of each (0 near, 1 middle, 2 far end: thirds of its 95th percentile)."""
+    size = node_rmsd(truth, reference)
+    return size, np.digitize(size, np.percentile(size, 95) * np.array([1 / 3, 2 / 3]))
+
+
 def motion_diagnostics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> pd.DataFrame:
     """Where the error is, per region of the true motion: particles split by their true displacement
     from the reference (RMS over nodes) into thirds of its 95th percentile (near the reference,
@@ -74,13 +81,10 @@ def motion_diagnostics(pred: np.ndarray, truth: np.ndarray, reference: np.ndarra
     the true displacement, 1 = full size) and the orthogonal error (RMS over nodes of the part of
     the predicted displacement orthogonal to the true one, Å), medians over the particles."""
     true_d = (truth - reference).reshape(len(truth), -1)
-    norm2 = (true_d**2).sum(1)
     gain = displacement_gain(pred, truth, reference)
     orthogonal = (pred - reference).reshape(len(pred), -1) - gain[:, None] * true_d
     n_nodes = truth.shape[1]
-    size = np.sqrt(norm2 / n_nodes)
-    edges = np.percentile(size, 95) * np.array([1 / 3, 2 / 3])
-    region = np.digitize(size, edges)
+    size, region = motion_regions(truth, reference)
     rows = []
     for k, name in enumerate(REGIONS):
         sel = region == k

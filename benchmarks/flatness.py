@@ -1,6 +1,9 @@
 """How well do the images pin down a state? The systematic error of a trained run, next to the image loss.
 
-For the particles of one narrow bin of the true path coordinate (default: the far end), compare the
+Per region of the true motion (as ``accuracy.py``: thirds of the 95th percentile of the true
+displacement from the reference) it prints the RMS error of the decoded structures and the part of it that is the
+same for all the region's particles (the RMS of their mean error), with the residues where that is
+largest.  For the particles of one narrow bin of the true path coordinate (default: the far end), compare the
 mean true structure with the mean decoded structure of a ``train-atom`` run (``accuracy.py`` output)
 by their image loss (training image model, true poses) over those particles' images, and fit the
 residue Gaussians freely to the same images (Adam, no priors) from both.  When the true and the
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accuracy import REGIONS, motion_regions
 
 from cryodyna.assembly.stage import load_run
 from cryodyna.data.particles import prepare_particles
@@ -26,6 +30,11 @@ from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.read import read_particles
 from cryodyna.models.sampling import decode_latents
 from cryodyna.simulate.ceiling import node_rmsd
+
+
+def motion_of(truth: np.ndarray, reference: np.ndarray, node: int) -> float:
+    """Length (Å) of the mean true displacement of ``node`` from the reference over structures (K, N, 3)."""
+    return float(np.linalg.norm((truth[:, node] - reference[node]).mean(0)))
 
 
 def main() -> None:
@@ -40,10 +49,21 @@ def main() -> None:
     u, truth = gt["path_coordinate"], gt["node_coords"]
     run = load_run(args.set_dir / args.run)
     z = np.load(args.set_dir / args.run / "latest" / "z.npy")
+    decoded = decode_latents(run.model, z)
+    reference = run.model.reference.numpy()
+    motion, region = motion_regions(truth, reference)
+    for k, name in enumerate(REGIONS):
+        part = region == k
+        error = decoded[part] - truth[part]
+        systematic = np.sqrt((error.mean(0) ** 2).sum(-1))  # (N,) the mean error of the region's particles
+        worst = np.argsort(-systematic)[:6]
+        print(f"{name} ({part.sum()} particles, median true motion {np.median(motion[part]):.2f} Å): RMS error "
+              f"{np.sqrt((error ** 2).sum(-1).mean()):.3f} Å, of it systematic {np.sqrt((systematic ** 2).mean()):.3f} Å; largest at "
+              + ", ".join(f"residue {i + 1} ({systematic[i]:.2f} Å, true motion {motion_of(truth[part], reference, i):.2f} Å)" for i in worst))
     lo, hi = np.quantile(u, args.bin)
     sel = np.flatnonzero((u >= lo) & (u <= hi))[: args.max_particles]
     true_mean = truth[sel].mean(0)
-    decoded_mean = decode_latents(run.model, z[sel]).mean(0)
+    decoded_mean = decoded[sel].mean(0)
     prepared = prepare_particles(read_particles(args.set_dir / "data" / "particles.star").subset(sel), None, 1.0, False)
     model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(run.graph.amplitudes).float(),
                        torch.as_tensor(run.graph.sigmas).float(), default_lowpass(prepared.apix), 2.0, 0.9375)

@@ -32,3 +32,11 @@ def correlation_loss(pred: torch.Tensor, obs: torch.Tensor, mask: torch.Tensor, 
     y = (obs * m).flatten(1)
     score = (p * y).sum(-1) / ((y.std(-1) + 1e-5) * (p.std(-1) + 1e-5))
     return (-score / m.sum()).mean()
+
+
+def scaled_residual(predicted: torch.Tensor, observed: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares amplitude ``a`` (...,) of complex spectra ``predicted`` (..., G) against
+    ``observed`` (..., G) with coefficient weights (G,), and the residual ``observed - a predicted``
+    (..., G)."""
+    amplitude = (weights * (predicted.conj() * observed).real).sum(-1) / (weights * predicted.abs().square()).sum(-1).clamp_min(1e-30)
+    return amplitude, observed - amplitude[..., None] * predicted

@@ -27,6 +27,7 @@ import torch
 
 from cryodyna.imaging.fft import fourier_crop
 from cryodyna.imaging.image_model import ImageModel
+from cryodyna.imaging.loss import scaled_residual
 from cryodyna.models.deformation import DeformationModel
 
 
@@ -64,8 +65,7 @@ def posterior_latents(model: DeformationModel, image_model: ImageModel, z: torch
         predicted = image_model.predict_spectrum(coords.flatten(0, 1), poses[each], batch["ctf"][each])
         predicted = predicted.flatten(1).view(b, k, -1)  # (b, K+1, G)
         observed = image_model.formation.spectrum(images).flatten(1)[:, None]  # (b, 1, G)
-        amplitude = (weights * (predicted.conj() * observed).real).sum(-1) / (weights * predicted.abs().square()).sum(-1).clamp_min(1e-30)
-        rss = (weights * (observed - amplitude[..., None] * predicted).abs().square()).sum(-1).double()  # (b, K+1)
+        rss = (weights * scaled_residual(predicted, observed, weights)[1].abs().square()).sum(-1).double()  # (b, K+1)
         noise = (rss.min(1, keepdim=True).values / weights.sum()).clamp_min(1e-30)
         w = torch.softmax(-(rss - rss.min(1, keepdim=True).values) / noise, 1).to(z.dtype)
         out.append((w[..., None] * options).sum(1))

@@ -35,6 +35,7 @@ from cryodyna.io.particles import ParticleTable
 from cryodyna.io.star import write_star_with_poses
 from cryodyna.runs.layout import evaluation_file
 from cryodyna.imaging.batches import PoseBatch
+from cryodyna.imaging.loss import scaled_residual
 from cryodyna.imaging.rotations import rotvec_to_matrix_torch
 from cryodyna import distributed
 
@@ -156,8 +157,7 @@ class PoseCorrections:
             jac.append((spectra.predict(self._corrected(poses, x + dx)) - base) / h)
         jac = torch.stack(jac, 1)
         w = spectra.weights.to(base.real.dtype)
-        scale = (w * (base.conj() * spectra.observed).real).sum(-1) / (w * base.abs().square()).sum(-1).clamp_min(1e-30)
-        residual = spectra.observed - scale[:, None] * base
+        scale, residual = scaled_residual(base, spectra.observed, w)
         noise = (w * residual.abs().square()).sum(-1).double() / w.sum()  # per-coefficient power (B,)
         (normal_a, rhs_a), (normal_b, rhs_b) = (_normal_equations(jac, residual, w * part, scale) for part in (spectra.half, ~spectra.half))
         (step_a, var_a), (step_b, var_b), (step, var) = (_solve(n, r) for n, r in
