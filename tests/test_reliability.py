@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,6 +68,19 @@ def test_same_seed_gives_identical_latents(tiny_adk, tmp_path):
         a = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "a", cfg)
         b = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "b", cfg)
     np.testing.assert_array_equal(np.load(a / "z.npy"), np.load(b / "z.npy"))
+
+
+def test_a_run_stopped_while_writing_its_final_evaluation_writes_it_on_resume(tiny_adk, tmp_path):
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        final = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
+        assert (final / "z_encoder.npy").exists()  # the last evaluation: posterior means beside the encoder's
+        shutil.rmtree(final)  # what a kill during it leaves: it is built under a temporary name, the checkpoint is at the end
+        again = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
+    assert again == final
+    assert {"z.npy", "z_encoder.npy", "ckpt.pt", "pred.pdb"} <= {p.name for p in again.iterdir()}
+    assert "final evaluation is missing" in (tmp_path / "run" / "log.txt").read_text()
 
 
 def test_non_finite_steps_are_skipped_then_stop(tiny_adk, tmp_path, monkeypatch):

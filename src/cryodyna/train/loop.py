@@ -342,14 +342,20 @@ class TrainingLoop:
         return start_from is not None
 
     def run(self, eval_only: bool = False, time_limit_minutes: float | None = None) -> Path | None:
-        """One evaluation (``eval_only``) or :meth:`fit`; returns the last evaluation folder (the
-        newest existing one when the run had already reached ``optim.epochs``)."""
+        """One evaluation (``eval_only``) or :meth:`fit`; returns the last evaluation folder.  A run
+        that had already reached ``optim.epochs`` returns its final evaluation, written now when it
+        is missing (the run was stopped while writing it)."""
         if eval_only:
             return self.evaluate(final=True)
         folder = self.fit(time_limit_minutes)
         if folder is None:
-            log.info("nothing to train: the run already reached %d epochs", self.cfg.epochs)
-            folder = (self.folder.evaluations() or [None])[-1]
+            folder = self.run_dir / self.folder.evaluation_name(self.epoch, self.step)
+            if folder.is_dir():
+                log.info("nothing to train: the run already reached %d epochs", self.cfg.epochs)
+            else:
+                log.info("the run reached %d epochs but its final evaluation is missing (stopped while writing it): "
+                         "evaluating now", self.cfg.epochs)
+                folder = self.evaluate(final=True)
         return folder
 
     def _prune_checkpoints(self) -> None:
