@@ -3,7 +3,8 @@
 Per region of the true motion (as ``accuracy.py``: thirds of the 95th percentile of the true
 displacement from the reference) it prints the RMS error of the decoded structures and the part of it that is the
 same for all the region's particles (the RMS of their mean error), with the residues where that is
-largest.  For the particles of one narrow bin of the true path coordinate (default: the far end), compare the
+largest, and how many elastic-network pairs are 1-2 Å and more than 2 Å off their reference distance in the
+true and in the decoded structures.  For the particles of one narrow bin of the true path coordinate (default: the far end), compare the
 mean true structure with the mean decoded structure of a ``train-atom`` run (``accuracy.py`` output)
 by their image loss (training image model, true poses) over those particles' images, and fit the
 residue Gaussians freely to the same images (Adam, no priors) from both.  When the true and the
@@ -29,12 +30,21 @@ from cryodyna.imaging.filters import default_lowpass
 from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.read import read_particles
 from cryodyna.models.sampling import decode_latents
+from cryodyna.physics.restraints import pair_distances
 from cryodyna.simulate.ceiling import node_rmsd
 
 
 def motion_of(truth: np.ndarray, reference: np.ndarray, node: int) -> float:
     """Length (Å) of the mean true displacement of ``node`` from the reference over structures (K, N, 3)."""
     return float(np.linalg.norm((truth[:, node] - reference[node]).mean(0)))
+
+
+def elastic_deviation_shares(coords: np.ndarray, reference: np.ndarray, pairs: torch.Tensor) -> tuple[float, float]:
+    """Fractions of the (structure, elastic pair) entries of structures (K, N, 3) whose distance is 1-2 Å and
+    more than 2 Å off its reference value."""
+    ref = pair_distances(torch.as_tensor(reference)[None].float(), pairs)[0]
+    dev = (pair_distances(torch.as_tensor(coords).float(), pairs) - ref).abs().numpy()
+    return float(((dev > 1) & (dev <= 2)).mean()), float((dev > 2).mean())
 
 
 def main() -> None:
@@ -60,6 +70,10 @@ def main() -> None:
         print(f"{name} ({part.sum()} particles, median true motion {np.median(motion[part]):.2f} Å): RMS error "
               f"{np.sqrt((error ** 2).sum(-1).mean()):.3f} Å, of it systematic {np.sqrt((systematic ** 2).mean()):.3f} Å; largest at "
               + ", ".join(f"residue {i + 1} ({systematic[i]:.2f} Å, true motion {motion_of(truth[part], reference, i):.2f} Å)" for i in worst))
+        sample = np.flatnonzero(part)[:: max(1, part.sum() // 300)]
+        (t1, t2), (d1, d2) = (elastic_deviation_shares(x[sample], reference, run.graph.tensors("cpu")["elastic"]) for x in (truth, decoded))
+        print(f"  elastic-network pairs off their reference distance by 1-2 Å / more than 2 Å: true {100 * t1:.1f} % / "
+              f"{100 * t2:.1f} %, decoded {100 * d1:.1f} % / {100 * d2:.1f} %")
     lo, hi = np.quantile(u, args.bin)
     sel = np.flatnonzero((u >= lo) & (u <= hi))[: args.max_particles]
     true_mean = truth[sel].mean(0)
