@@ -147,7 +147,7 @@ class VolumeModelConfig(Section):
 
 
 class DeformationOptimConfig(OptimConfig):
-    train_particles: int = Field(0, ge=0, description="Train on this many particles drawn at random (seeded) instead of all (0 = all); every particle still gets a latent, at the last evaluation its posterior mean over the trained particles' latents: more epochs in the same time. On an 815-residue complex, 3,000 of 6,000 particles for 20 epochs learnt the motion that all for 10 epochs did not (0.97 against 2.35 Å, same time); on AdK it was slightly worse (1.37 against 1.34 Å); see README, Benchmarks")
+    train_particles: int = Field(0, ge=0, description="Train on this many particles drawn at random (seeded) instead of all (0 = all); every particle still gets a latent, at the last evaluation its posterior mean over the trained particles' latents: more epochs in the same time. On an 815-residue complex, 3,000 of 6,000 particles for 20 epochs learnt the motion that all for 10 epochs did not (0.97 against 2.35 / 2.45 Å at two seeds, about the same time); on the AdK benchmark sets it was mixed (up to 1.5x worse at SNR 0.01, where the encoder over-fits the trained half); see README, Benchmarks")
     posterior_candidates: int = Field(32, ge=0, description="At the final evaluation, replace each particle's latent by its posterior mean over its own and this many other particles' latents, each scored against its image with the decoder fixed (0 = the encoder's latents)")
 
 
