@@ -82,3 +82,17 @@ def test_a_run_recorded_with_a_setting_since_removed_still_loads(tmp_path):
     assert cfg.optim.epochs == 3 and cfg.optim.posterior_candidates == 0  # evaluated with the encoder's latents
     with pytest.raises(ConfigError, match="refine_steps"):
         load_config("train-atom", tmp_path / "old.yaml")  # a user's config file still gets the error
+
+
+def test_learning_rate_drops_for_the_last_epochs():
+    from types import SimpleNamespace
+
+    from cryodyna.config.schema import OptimConfig
+    from cryodyna.train.loop import TrainingLoop
+
+    loop = SimpleNamespace(cfg=OptimConfig(warmup_steps=4, lr_drop_epochs=2, lr_drop_factor=0.3), total_steps=50, steps_per_epoch=10)
+    factors = [TrainingLoop._lr_factor(loop, step) for step in range(50)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4:30] == [1.0] * 26  # warm-up, then the full rate
+    assert factors[30:] == [0.3] * 20  # the last two epochs (steps 30-49)
+    loop.cfg = OptimConfig(warmup_steps=0)
+    assert [TrainingLoop._lr_factor(loop, step) for step in range(50)] == [1.0] * 50  # off by default
