@@ -95,4 +95,5 @@ def test_learning_rate_drops_for_the_last_epochs():
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4:30] == [1.0] * 26  # warm-up, then the full rate
     assert factors[30:] == [0.3] * 20  # the last two epochs (steps 30-49)
     loop.cfg = OptimConfig(warmup_steps=0)
-    assert [TrainingLoop._lr_factor(loop, step) for step in range(50)] == [1.0] * 50  # off by default
+    # off by default, also for the rate after the last step (a resumed run with more epochs starts from it)
+    assert [TrainingLoop._lr_factor(loop, step) for step in range(51)] == [1.0] * 51

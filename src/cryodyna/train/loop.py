@@ -143,7 +143,7 @@ class TrainingLoop:
     def _lr_factor(self, step: int) -> float:
         c = self.cfg
         warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
-        if step >= self.total_steps - c.lr_drop_epochs * self.steps_per_epoch:
+        if c.lr_drop_epochs and step >= self.total_steps - c.lr_drop_epochs * self.steps_per_epoch:
             warm *= c.lr_drop_factor
         if not c.cosine_schedule:
             return warm
