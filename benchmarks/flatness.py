@@ -26,8 +26,6 @@ from accuracy import REGIONS, motion_regions
 
 from cryodyna.assembly.stage import load_run
 from cryodyna.data.particles import prepare_particles
-from cryodyna.imaging.filters import default_lowpass
-from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.read import read_particles
 from cryodyna.models.sampling import decode_latents
 from cryodyna.physics.restraints import pair_distances
@@ -62,6 +60,7 @@ def main() -> None:
     decoded = decode_latents(run.model, z)
     reference = run.model.reference.numpy()
     motion, region = motion_regions(truth, reference)
+    elastic_pairs = run.graph.tensors("cpu")["elastic"]
     for k, name in enumerate(REGIONS):
         part = region == k
         error = decoded[part] - truth[part]
@@ -71,7 +70,7 @@ def main() -> None:
               f"{np.sqrt((error ** 2).sum(-1).mean()):.3f} Å, of it systematic {np.sqrt((systematic ** 2).mean()):.3f} Å; largest at "
               + ", ".join(f"residue {i + 1} ({systematic[i]:.2f} Å, true motion {motion_of(truth[part], reference, i):.2f} Å)" for i in worst))
         sample = np.flatnonzero(part)[:: max(1, part.sum() // 300)]
-        (t1, t2), (d1, d2) = (elastic_deviation_shares(x[sample], reference, run.graph.tensors("cpu")["elastic"]) for x in (truth, decoded))
+        (t1, t2), (d1, d2) = (elastic_deviation_shares(x[sample], reference, elastic_pairs) for x in (truth, decoded))
         print(f"  elastic-network pairs off their reference distance by 1-2 Å / more than 2 Å: true {100 * t1:.1f} % / "
               f"{100 * t2:.1f} %, decoded {100 * d1:.1f} % / {100 * d2:.1f} %")
     lo, hi = np.quantile(u, args.bin)
@@ -79,8 +78,7 @@ def main() -> None:
     true_mean = truth[sel].mean(0)
     decoded_mean = decoded[sel].mean(0)
     prepared = prepare_particles(read_particles(args.set_dir / "data" / "particles.star").subset(sel), None, 1.0, False)
-    model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(run.graph.amplitudes).float(),
-                       torch.as_tensor(run.graph.sigmas).float(), default_lowpass(prepared.apix), 2.0, 0.9375)
+    model = run.image_model()
     batch = prepared.batch(torch.arange(len(sel)), "cpu")
     target = model.target(batch["images"])
 

@@ -24,8 +24,6 @@ from sklearn.decomposition import PCA
 
 from cryodyna.assembly.stage import load_run
 from cryodyna.data.particles import prepare_particles
-from cryodyna.imaging.filters import default_lowpass
-from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.read import read_particles
 from cryodyna.models.sampling import decode_latents
 from cryodyna.train.latent_posterior import draw_candidates, posterior_latents
@@ -51,8 +49,7 @@ def main() -> None:
     run = load_run(args.set_dir / args.run)
     z = torch.as_tensor(np.load(args.set_dir / args.run / "latest" / "z_encoder.npy"))
     prepared = prepare_particles(read_particles(args.set_dir / "data" / "particles.star"), None, 1.0, False)
-    image_model = ImageModel(prepared.d, prepared.apix, torch.as_tensor(run.graph.amplitudes).float(),
-                             torch.as_tensor(run.graph.sigmas).float(), default_lowpass(prepared.apix), 2.0, 0.9375)
+    image_model = run.image_model()
     reference = run.model.reference.numpy()
     report("encoder latents", z.numpy(), run.model, gt, reference)
     seed = run.cfg.optim.seed

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch import nn
 
 from cryodyna.config.schema import BeadModelConfig, DeformationModelConfig, TrainAtomConfig, TrainCGConfig
+from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.structure import write_structure
 from cryodyna.models.decoder import BlockGraphDecoder
 from cryodyna.models.deformation import DeformationModel
@@ -54,6 +56,13 @@ def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) 
     if m.reference_init:  # a random output layer, to be trained towards zero by the init stage
         decoder.head[-1].reset_parameters()
     return DeformationModel(encoder, decoder, t["coords"], m.latent_noise)
+
+
+def build_image_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int, apix: float, lowpass: float) -> ImageModel:
+    """The training image model of ``graph``'s nodes for images of ``d`` px at ``apix`` Å/px,
+    low-passed at ``lowpass`` Å (the data and loss settings of ``cfg``)."""
+    return ImageModel(d, apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), lowpass,
+                      cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
 
 
 def write_node_models(graph: NodeGraph, path, coords: np.ndarray, bfactors: np.ndarray | None = None) -> None:

@@ -10,10 +10,11 @@ import numpy as np
 
 from cryodyna import distributed
 from cryodyna.assembly.cg_prep import forcefield_of, load_cg, prepare_cg
-from cryodyna.assembly.model import bead_graph, build_model, residue_graph, write_node_models
+from cryodyna.assembly.model import bead_graph, build_image_model, build_model, residue_graph, write_node_models
 from cryodyna.assembly.priors import PriorSet, build_priors
 from cryodyna.config.schema import TrainAtomConfig, TrainCGConfig
 from cryodyna.errors import CryodynaError
+from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.structure import Structure, read_structure
 from cryodyna.models.deformation import DeformationModel
 from cryodyna.physics.forcefield import MartiniForceField
@@ -87,6 +88,10 @@ class LoadedRun:
     forcefield: MartiniForceField | None
     info: dict
     cfg: TrainAtomConfig | TrainCGConfig
+
+    def image_model(self) -> ImageModel:
+        """The image model the run trained with (its box, pixel size and low-pass, from ``run.json``)."""
+        return build_image_model(self.graph, self.cfg, int(self.info["box"]), float(self.info["apix"]), float(self.info["lowpass"]))
 
     def write_models(self, path: Path, coords: np.ndarray, bfactors: np.ndarray | None = None) -> None:
         """Node models (K, N, 3) as a multi-model PDB/mmCIF (see :func:`write_node_models`)."""

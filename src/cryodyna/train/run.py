@@ -12,12 +12,11 @@ import numpy as np
 import torch
 
 from cryodyna import distributed
-from cryodyna.assembly.model import build_model
+from cryodyna.assembly.model import build_image_model, build_model
 from cryodyna.assembly.stage import Stage
 from cryodyna.config.schema import TrainAtomConfig, TrainCGConfig
 from cryodyna.errors import CryodynaError
 from cryodyna.imaging.filters import default_lowpass
-from cryodyna.imaging.image_model import ImageModel
 from cryodyna.io.read import read_particles
 from cryodyna.io.structure import read_structure
 from cryodyna.runs.checkpoint import seed_everything
@@ -82,8 +81,7 @@ def train_deformation(stage: Stage, particles: Path, model_path: Path, run_dir: 
                 **{k: str(Path(v).resolve()) for k, v in (("poses", poses), ("ctf", ctf)) if v is not None}}, changes)
             device = distributed.resolve_device(cfg.optim.device)
             model = build_model(graph, cfg, data.d)
-            image_model = ImageModel(data.d, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas),
-                                     lowpass, cfg.data.lowpass_soft_width, cfg.data.loss_mask_radius, cfg.loss.legacy_correlation)
+            image_model = build_image_model(graph, cfg, data.d, data.apix, lowpass)
             trainer = DeformationTrainer(stage.priors(graph, device), graph, model, image_model, data, cfg.optim, run_dir,
                                          image_weight=cfg.loss.image_weight, context_dropout=cfg.model.context_dropout, table=table,
                                          subset=subset, hooks=hooks, encoder_input=cfg.model.encoder_input)
