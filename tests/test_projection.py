@@ -94,3 +94,32 @@ def test_volume_mrc_has_voxel_size_and_centred_origin(tmp_path):
     z, y, xx = np.unravel_index(int(np.argmax(back)), back.shape)
     np.testing.assert_allclose(np.array([xx, y, z]) * apix + np.array(origin), x[0].numpy(), atol=1e-4)
     assert read_header(tmp_path / "v.mrc").n == d
+
+
+def test_images_pull_the_reference_nodes_towards_the_imaged_conformation(tiny_adk):
+    """ImageModel.pull (the encoder's ``gradient`` input): for noiseless images of the open AdK in
+    random poses, minus the loss gradient at the closed reference points along the closed -> open
+    displacement, in the map frame whatever the pose."""
+    from cryodyna.imaging.batches import CTFParams, PoseBatch
+    from cryodyna.imaging.image_model import ImageModel
+    from cryodyna.io.structure import read_structure
+    from cryodyna.structure.nodes import residue_nodes
+
+    closed, opened = (residue_nodes(read_structure(tiny_adk / name)) for name in ("reference.pdb", "open.pdb"))
+    ref = torch.as_tensor(closed.coords, dtype=torch.float32)
+    move = torch.as_tensor(opened.coords, dtype=torch.float32) - ref
+    model = ImageModel(48, 2.0, torch.as_tensor(closed.electrons, dtype=torch.float32), torch.full((len(ref),), 2.0), 8.0, 2.0, 0.9375)
+    n = 12
+    poses = PoseBatch(torch.as_tensor(random_rotations(n, np.random.default_rng(0)), dtype=torch.float32), torch.zeros(n, 2))
+    ctf = CTFParams(*torch.tensor([[15000.0, 14800.0, 0.3, 300.0, 2.7, 0.1, 0.0]], dtype=torch.float64).expand(n, -1).T)
+    with torch.no_grad():
+        images = model.predict((ref + move).expand(n, -1, -1), poses, ctf)
+    pull = model.pull(ref.expand(n, -1, -1), images, poses, ctf)
+    assert pull.shape == (n, len(ref), 3) and not pull.requires_grad
+    cosine = torch.nn.functional.cosine_similarity(pull.flatten(1), move.flatten()[None], dim=1)
+    assert (cosine > 0.05).all(), cosine  # one view cannot see motion along its own line of sight
+    assert torch.nn.functional.cosine_similarity(pull.mean(0).flatten(), move.flatten(), dim=0) > 0.3  # views combined
+    depth = torch.einsum("bnj,bj->bn", pull, poses.rotations[:, 2])  # along each view's line of sight: nothing
+    assert depth.abs().max() < 1e-4 * pull.abs().max()
+    still = model.pull(ref.expand(n, -1, -1), model.predict(ref.expand(n, -1, -1), poses, ctf), poses, ctf)
+    assert still.abs().max() < 2e-2 * pull.abs().max()  # images of the reference itself pull nowhere (float32)

@@ -141,12 +141,13 @@ def tiny_trainer(priors, graph, cfg, tmp_path, batch=4, box=32):
     model = build_model(graph, cfg, box)
     torch.nn.init.normal_(model.decoder.head[-1].weight, std=0.05)
     image_model = ImageModel(box, data.apix, torch.as_tensor(graph.amplitudes), torch.as_tensor(graph.sigmas), 3 * data.apix, 2.0, 0.9)
-    trainer = DeformationTrainer(priors, graph, model, image_model, data, cfg.optim, tmp_path)
+    trainer = DeformationTrainer(priors, graph, model, image_model, data, cfg.optim, tmp_path, encoder_input=cfg.model.encoder_input)
     return trainer, data.batch(torch.arange(batch), trainer.device)
 
 
 def compiled_matches_eager(trainer, batch):
-    args = (batch["images"], batch["poses"], batch["ctf"], True)
+    view = trainer.encoder_view(batch["images"], batch["poses"], batch["ctf"])  # computed outside the compiled function
+    args = (view, batch["images"], batch["poses"], batch["ctf"], True)
     trainer.priors.prepare(trainer.model.reference.unsqueeze(0), 0)
     params = list(trainer.model.parameters())
     eager_total, eager_values, _ = trainer._loss_terms(*args)
@@ -162,14 +163,13 @@ def compiled_matches_eager(trainer, batch):
             assert_close_to_scale(a, b, 1e-4)
 
 
-@pytest.mark.parametrize("encoder_input", ["image", "residual"])
+@pytest.mark.parametrize("encoder_input", ["image", "residual", "gradient"])
 def test_residue_step_compiles_whole_and_matches_eager(adk, tmp_path, encoder_input):
     torch.manual_seed(0)
     torch._dynamo.reset()
-    cfg = load_config("train-atom", overrides=["optim.holdout_fraction=0", "model.z_dim=4"])
+    cfg = load_config("train-atom", overrides=["optim.holdout_fraction=0", "model.z_dim=4", f"model.encoder_input={encoder_input}"])
     graph = residue_graph(adk, cfg)
     trainer, batch = tiny_trainer(build_priors(graph, cfg.loss), graph, cfg, tmp_path)
-    trainer.encoder_input = encoder_input
     compiled_matches_eager(trainer, batch)
 
 
@@ -246,3 +246,23 @@ def test_residual_encoder_input_removes_what_the_reference_explains(adk, tmp_pat
     residual = trainer.encoder_view(deformed, poses, ctf)
     assert residual.square().sum() > 0.01 * deformed.square().sum()
     torch.testing.assert_close((residual * ref).sum((-2, -1)), torch.zeros(len(images)), atol=1e-3 * ref.square().sum().item(), rtol=0)
+
+
+def test_gradient_encoder_input_is_a_per_image_pull_on_the_reference_nodes(adk, tmp_path):
+    """model.encoder_input=gradient: the encoder sees (B, 3N) per image, unit RMS, the same for an
+    image encoded alone or in a batch, pointing along the deformation the images show."""
+    torch.manual_seed(0)
+    cfg = load_config("train-atom", overrides=["optim.holdout_fraction=0", "model.z_dim=4", "model.encoder_input=gradient"])
+    graph = residue_graph(adk, cfg)
+    trainer, batch = tiny_trainer(build_priors(graph, cfg.loss), graph, cfg, tmp_path)
+    poses, ctf = batch["poses"], batch["ctf"]
+    reference = trainer.model.reference
+    move = torch.zeros_like(reference)
+    move[:40] = torch.tensor([3.0, -2.0, 1.0])
+    images = trainer.image_model.predict((reference + move).expand(len(poses.rotations), -1, -1), poses, ctf)
+    view = trainer.encoder_view(images, poses, ctf)
+    assert view.shape == (len(images), 3 * len(reference)) == (len(images), trainer.model.encoder.mlp[0].in_features)
+    torch.testing.assert_close(view.square().mean(1), torch.ones(len(images)))
+    alone = trainer.encoder_view(images[1:2], poses[1:2], ctf[1:2])
+    torch.testing.assert_close(alone[0], view[1], rtol=1e-4, atol=1e-5)
+    assert (torch.nn.functional.cosine_similarity(view, move.flatten()[None], dim=1) > 0.05).all()

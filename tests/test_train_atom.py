@@ -71,6 +71,16 @@ def test_training_outputs_resume_and_sampling(tiny_adk, tmp_path):
     np.testing.assert_allclose(two[1].coords, coords[1], atol=2e-3)  # same structures as the in-memory path
 
 
+def test_training_with_the_gradient_as_encoder_input(tiny_adk, tmp_path):
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["model.encoder_input=gradient"], 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        final = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "run", cfg)
+    z, z_encoder = np.load(final / "z.npy"), np.load(final / "z_encoder.npy")
+    assert z.shape == z_encoder.shape == (200, 4) and np.isfinite(z).all() and z_encoder.std(0).min() > 0
+    assert len(read_models(final / "pred.pdb")) == 3
+
+
 def test_eval_only_on_untrained_model_is_the_smoke_test(tiny_adk, tmp_path):
     folder = run(tiny_adk, tmp_path / "smoke", 1, eval_only=True)
     assert folder.name == "epoch-0000_step-0000000"

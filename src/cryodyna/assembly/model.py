@@ -49,7 +49,7 @@ def bead_graph(structure, cg, cfg: TrainCGConfig) -> NodeGraph:
 def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) -> DeformationModel:
     """Encoder (``ENCODERS[model.encoder]``) + block-graph decoder for ``graph`` and images of side ``d``."""
     m = cfg.model
-    encoder = ENCODERS[m.encoder](d * d, m)
+    encoder = ENCODERS[m.encoder](3 * len(graph.coords) if m.encoder_input == "gradient" else d * d, m)
     t = graph.tensors()
     decoder = BlockGraphDecoder(t, m.z_dim, m.latent_dim, bead_features=m.bead_features if isinstance(m, BeadModelConfig) else 0,
                                 displacement_scale=m.displacement_scale)

@@ -5,16 +5,24 @@ against the data by the masked correlation; observed images go through the same 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 from torch import nn
 
 from cryodyna.imaging.batches import CTFParams, PoseBatch
+from cryodyna.imaging.fft import fourier_crop
 from cryodyna.imaging.filters import circular_mask, lowpass_filter
 from cryodyna.imaging.formation import ImageFormation
 from cryodyna.imaging.loss import correlation_loss, masked_pearson
 from cryodyna.imaging.projection import project_gaussians
+
+
+def to_box(images: torch.Tensor, poses: PoseBatch, box: int) -> tuple[torch.Tensor, PoseBatch]:
+    """Images (B, D, D) Fourier-cropped to ``box`` px (float32) and their poses with the origins
+    (px) rescaled to the coarser pixels: the inputs of a :meth:`ImageModel.band_limited` model."""
+    return fourier_crop(images.float(), box), dataclasses.replace(poses, origins=poses.origins * (box / images.shape[-1]))
 
 
 class ImageModel(nn.Module):
@@ -55,8 +63,7 @@ class ImageModel(nn.Module):
     def band_limited(self) -> tuple[ImageModel, int]:
         """The same model on the smallest even box whose spectrum holds every frequency the low-pass
         passes (same field of view, coarser pixels), and that box (px); itself without a low-pass.
-        Images enter it Fourier-cropped (:func:`~cryodyna.imaging.fft.fourier_crop`), pose origins
-        scaled by ``box / d``."""
+        Images and poses enter it through :func:`to_box`."""
         if self.lowpass is None:
             return self, self.d
         box = min(self.d, 2 * math.ceil(self.d * self.apix / self.lowpass + self.lowpass_soft_width) + 2)
@@ -79,3 +86,11 @@ class ImageModel(nn.Module):
         if reduce:
             return correlation_loss(predicted, target, self.loss_mask, legacy=self.legacy)
         return 1 - masked_pearson(predicted, target, self.loss_mask)
+
+    def pull(self, coords: torch.Tensor, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
+        """Where the images pull the nodes: minus the gradient (B, N, 3), per Å, of each image's
+        loss with respect to the node coordinates ``coords`` (B, N, 3) Å, map frame; images (B, D, D)."""
+        with torch.enable_grad():
+            x = coords.detach().float().clone().requires_grad_(True)
+            loss = self.loss(self.predict(x, poses, ctf), self.target(images.float()), reduce=False).sum()
+            return -torch.autograd.grad(loss, x)[0]

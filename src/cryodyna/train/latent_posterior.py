@@ -20,13 +20,11 @@ candidates only, not on the batch or the number of processes.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import torch
 
-from cryodyna.imaging.fft import fourier_crop
-from cryodyna.imaging.image_model import ImageModel
+from cryodyna.imaging.image_model import ImageModel, to_box
 from cryodyna.imaging.loss import scaled_residual
 from cryodyna.models.deformation import DeformationModel
 
@@ -56,8 +54,7 @@ def posterior_latents(model: DeformationModel, image_model: ImageModel, z: torch
     for start in range(0, len(z), chunk):
         rows = torch.arange(start, min(start + chunk, len(z)))
         batch = batch_fn(rows)
-        images = fourier_crop(batch["images"].float(), box)
-        poses = dataclasses.replace(batch["poses"], origins=batch["poses"].origins * (box / batch["images"].shape[-1]))
+        images, poses = to_box(batch["images"], batch["poses"], box)
         b, k = len(rows), len(candidates) + 1
         options = torch.cat([z[rows, None], candidates.expand(b, -1, -1)], 1)  # (b, K+1, z_dim)
         coords = torch.cat([model.decode(z[rows])[:, None], structures.expand(b, -1, -1, -1)], 1)

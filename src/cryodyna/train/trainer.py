@@ -21,7 +21,7 @@ from cryodyna.runs.layout import evaluation_file
 from cryodyna.structure.graph import NodeGraph
 from cryodyna.models.deformation import DeformationModel
 from cryodyna import distributed
-from cryodyna.imaging.image_model import ImageModel
+from cryodyna.imaging.image_model import ImageModel, to_box
 from cryodyna.train.loop import TrainingLoop, adamw
 from cryodyna.train.poses import PoseSpectra, image_model_spectra
 from cryodyna.data.particles import PreparedParticles
@@ -48,6 +48,7 @@ class DeformationTrainer(TrainingLoop):
         if optim.compile:
             self.loss_function = torch.compile(self._loss_terms, fullgraph=True, dynamic=False, backend=optim.compile_backend)
         self.image_weight, self.context_dropout, self.encoder_input = image_weight, context_dropout, encoder_input
+        self.gradient_model = self.image_model.band_limited() if encoder_input == "gradient" else None  # smallest box
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted image loss plus the priors.  With probability ``context_dropout`` the
@@ -56,15 +57,17 @@ class DeformationTrainer(TrainingLoop):
         neighbour lists are refreshed here when due, from the previous step's structures."""
         context = bool(torch.rand(()) >= self.context_dropout)
         self.priors.prepare(self.model.reference.unsqueeze(0) if self.last_coords is None else self.last_coords, self.step)
-        total, values, self.last_coords = self.loss_function(batch["images"], batch["poses"], batch["ctf"], context)
+        view = self.encoder_view(batch["images"], batch["poses"], batch["ctf"])  # not compiled: it may take a gradient
+        total, values, self.last_coords = self.loss_function(view, batch["images"], batch["poses"], batch["ctf"], context)
         return total, values
 
-    def _loss_terms(self, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams,
+    def _loss_terms(self, view: torch.Tensor, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams,
                     context: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(total, detached terms, detached coordinates (B, N, 3)) of one batch of images (B, D, D).  Static shapes and no host synchronisation (networks, image model,
+        """(total, detached terms, detached coordinates (B, N, 3)) of one batch of images (B, D, D),
+        encoded from their :meth:`encoder_view` ``view``.  Static shapes and no host synchronisation (networks, image model,
         priors and release), so ``optim.compile`` compiles it whole (``fullgraph=True``)."""
         with self._autocast():
-            _, coords = self.net(self.encoder_view(images, poses, ctf), context=context)
+            _, coords = self.net(view, context=context)
         pred = self.image_model.predict(coords, poses, ctf)
         image_loss = self.image_model.loss(pred, self.image_model.target(images))
         total = self.image_weight * image_loss
@@ -83,12 +86,20 @@ class DeformationTrainer(TrainingLoop):
 
     @torch.no_grad()
     def encoder_view(self, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams) -> torch.Tensor:
-        """What the encoder sees of images (B, D, D): the images themselves, or with
+        """What the encoder sees of images (B, D, D): the images themselves; with
         ``model.encoder_input=residual`` the images minus the reference model's prediction in
-        their pose and CTF (least-squares scaled per image): what the reference does not explain."""
+        their pose and CTF (least-squares scaled per image): what the reference does not explain;
+        with ``gradient`` the direction (B, 3N) in which each image pulls the reference's nodes
+        (minus the gradient of its image loss at the reference, map frame, scaled to unit RMS per
+        image): a feature of the molecule's frame, whatever the particle's pose."""
         if self.encoder_input == "image":
             return images
-        ref = self.image_model.predict(self.model.reference.expand(len(images), -1, -1), poses, ctf)
+        reference = self.model.reference.expand(len(images), -1, -1)
+        if self.encoder_input == "gradient":
+            small, box = self.gradient_model
+            pull = small.pull(reference, *to_box(images, poses, box), ctf).flatten(1)
+            return pull / pull.square().mean(1, keepdim=True).sqrt().clamp_min(1e-20)
+        ref = self.image_model.predict(reference, poses, ctf)
         scale = (images * ref).sum((-2, -1)) / ref.square().sum((-2, -1)).clamp_min(1e-12)
         return images - scale[:, None, None] * ref
 
