@@ -1,5 +1,6 @@
 """Local pose refinement: simulated pose errors, per-particle corrections, resume and DDP."""
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from cryodyna.io.star import read_star
 from cryodyna.io.structure import read_structure
 from cryodyna.simulate.simulator import SimulationSpec, perturb_poses, simulate
 from cryodyna.structure.nodes import residue_nodes
+from cryodyna.imaging.filters import circular_mask
 from cryodyna.imaging.image_model import ImageModel
-from cryodyna.train.poses import PoseCorrections, image_model_spectra
+from cryodyna.train.poses import PoseCorrections, fourier_halves, image_model_spectra
 from cryodyna.config import resolved_config
 from cryodyna.pipelines.training import train_atom
 
@@ -62,9 +64,11 @@ def test_simulator_writes_perturbed_poses_and_keeps_true_images(tiny_adk, tmp_pa
     assert 0.2 < np.median(np.linalg.norm(star.shifts - gt["shifts"], axis=1)) < 1.5
 
 
-def _pose_problem(tiny_adk, n, error_deg, error_a, snr, seed):
+def _pose_problem(tiny_adk, n, error_deg, error_a, snr, seed, masked=False):
     """Images (n, 32, 32) of the reference in random true poses (white noise at ``snr``; none for
-    0), given poses ``error_deg`` / ``error_a`` RMS off, and the image model that made them."""
+    0; noise alone, of unit variance, for ``inf``; ``masked``: then zeroed outside the disc, as
+    training prepares particles), given poses ``error_deg`` / ``error_a`` RMS off, and the image
+    model that made them."""
     torch.manual_seed(seed)
     nodes = residue_nodes(read_structure(tiny_adk / "reference.pdb"))
     coords = torch.as_tensor(nodes.coords, dtype=torch.float32)
@@ -79,8 +83,12 @@ def _pose_problem(tiny_adk, n, error_deg, error_a, snr, seed):
     xyz = coords.expand(n, -1, -1)
     with torch.no_grad():
         images = model.predict(xyz, PoseBatch(torch.as_tensor(true_rot).float(), torch.as_tensor(true_shift / apix).float()), ctf)
-        if snr:
+        if snr == np.inf:
+            images = torch.randn_like(images)
+        elif snr:
             images = images + images.std() / np.sqrt(snr) * torch.randn_like(images)
+        if masked:
+            images = images * circular_mask(d)
     spectra = image_model_spectra(model, xyz, images, ctf)
     batch = {"index": torch.arange(n), "poses": PoseBatch(torch.as_tensor(given_rot).float(), torch.as_tensor(given_shift / apix).float())}
     return batch, spectra, (true_rot, true_shift), (given_rot, given_shift), apix
@@ -128,6 +136,41 @@ def test_corrections_shrink_to_what_noisy_images_support(tiny_adk):
     assert 1.0 < np.rad2deg(tau[0].item()) < 3.0, tau  # 3 degrees RMS over three axes: 1.7 per axis
     after = _errors(perturbed, given, truth, apix)
     assert after[0] < 0.8 * before[0] and after[1] < 0.8 * before[1], (before, after)
+
+
+def test_masked_noise_gives_independent_half_estimates(tiny_adk):
+    """Masking the particles in real space correlates the noise of neighbouring Fourier
+    coefficients.  On masked pure-noise images the two halves' pose estimates must be uncorrelated
+    (else their agreement passes for a pose error); a checkerboard split of the same coefficients,
+    which the test can tell apart, is not."""
+    n = 1500
+    batch, spectra, _, _, apix = _pose_problem(tiny_adk, n, 0.0, 0.0, np.inf, 4, masked=True)
+    k = torch.round(torch.as_tensor(np.stack(np.meshgrid(np.fft.fftfreq(32), np.fft.rfftfreq(32), indexing="ij"))) * 32).long()
+    checkerboard = ((k[0] + k[1]) % 2).flatten()
+    optim = OptimConfig(refine_poses=True, pose_prior_deg=180.0, pose_prior_a=100.0)
+    correlations = {}
+    for name, halves in (("sectors", spectra.halves), ("checkerboard", checkerboard)):
+        poses = PoseCorrections(n, optim, apix, torch.device("cpu"))
+        poses.update(batch, dataclasses.replace(spectra, halves=halves))
+        a, b = poses.stats[:, 0].double(), poses.stats[:, 1].double()
+        correlations[name] = float(((a * b).mean(0) / (a.square().mean(0) * b.square().mean(0)).sqrt()).mean())
+    assert abs(correlations["sectors"]) < 0.04 and correlations["checkerboard"] > 0.1, correlations
+
+
+def test_fourier_halves_are_disjoint_symmetric_sectors():
+    """Each half holds about as many coefficients, a pair k, -k shares its half, and no coefficient
+    of one half is next to one of the other."""
+    d = 48
+    k = torch.stack(torch.meshgrid(torch.arange(-d // 2, d // 2), torch.arange(-d // 2, d // 2), indexing="ij")).float()
+    halves = fourier_halves(k / d, d)
+    inside = k.square().sum(0) < (d // 2) ** 2
+    counts = [int(((halves == h) & inside).sum()) for h in (0, 1)]
+    assert abs(counts[0] - counts[1]) < 0.05 * sum(counts) and sum(counts) > 0.5 * int(inside.sum()), counts
+    flipped = fourier_halves(-k / d, d)
+    assert torch.equal(halves[1:, 1:], flipped[1:, 1:])
+    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        neighbour = torch.roll(halves, shift, dims=(0, 1))
+        assert not (((halves == 0) & (neighbour == 1)) | ((halves == 1) & (neighbour == 0)))[2:-2, 2:-2].any(), shift
 
 
 POSE_SETTINGS = TINY_TRAIN_SETTINGS + ["optim.refine_poses=true", "optim.pose_warmup_epochs=1"]

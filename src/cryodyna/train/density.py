@@ -26,7 +26,7 @@ from cryodyna.runs.checkpoint import seed_everything
 from cryodyna.runs.layout import evaluation_file
 from cryodyna.runs.read import load_latents
 from cryodyna.train.loop import TrainingLoop
-from cryodyna.train.poses import PoseSpectra, checkerboard
+from cryodyna.train.poses import PoseSpectra, fourier_halves
 from cryodyna.train.preflight import check_particle_count, check_unique_images
 from cryodyna.train.session import load_images, opened_run, write_run_files
 
@@ -82,7 +82,7 @@ class DensityTrainer(TrainingLoop):
 
         weights = (self.transfer.frequencies.abs().sum(0) > 0).float()
         return PoseSpectra(predict, self.slice.gather(fft2_center(batch["images"].float())) / d, weights,
-                           checkerboard(self.transfer.frequencies, d))
+                           fourier_halves(self.transfer.frequencies, d))
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = self._errors(batch, self.net).mean()
