@@ -8,8 +8,9 @@ Commands run as written except:
 * the test-suite and documentation-build commands (``python -m pytest``, ``mkdocs``): not run;
 * files the guide assumes the user has (``run_data.star``, ``model.pdb``, a docked model and its
   ``consensus.mrc`` with the origin at the map corner) are made first from the AdK example;
-* ``--short`` (what the test suite uses): the example has 300 particles, every training 1 epoch,
-  torchrun 2 processes, and ``cryodyna quicktest`` is left to its own test.
+* ``--short`` (what the test suite uses): the example has 300 particles, every training 1 epoch
+  whose evaluation decodes 3 k-means centres and 3 frames per principal component (instead of 10
+  and 10), torchrun 2 processes, and ``cryodyna quicktest`` is left to its own test.
 
 After a command succeeds, the files it was told to write (``-o``, ``--out``, ``--plot``, ``--npy``,
 ``--csv``) must exist; at the end, every file name the pages quote in backticks (``z.npy``,
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/index.md", "docs/tutorial.md", "docs/preparing-data.md", "docs/troubleshooting.md",
          "docs/developer.md", "docs/concepts.md"]
 NOT_RUN = ("python -m pytest", "mkdocs ")  # the test suite itself and the documentation build
+SHORT_ANALYSIS = " --set analysis.kmeans=3 --set analysis.pc_frames=3"  # fewer decoded structures / volumes
 OUTPUT_OPTIONS = {"-o", "--out", "--plot", "--npy", "--csv"}
 FILE_NAME = re.compile(r"`([A-Za-z0-9_][A-Za-z0-9_./-]*\.(?:npy|npz|pdb|png|json|csv|txt|yaml|mrc|mrcs|html|pt|star|cxc|itp))`")
 # Names the pages quote that no command of theirs writes, and why.
@@ -84,8 +86,8 @@ def shorten(command: str) -> str | None:
     if command.startswith("cryodyna example"):
         command += " -n 300"
     command = re.sub(r"--epochs \d+", "--epochs 1", command)
-    if re.match(r"(torchrun|cryodyna) .*train-(atom|cg|density)", command) and "--epochs" not in command:
-        command += " --epochs 1"
+    if re.match(r"(torchrun|cryodyna) .*train-(atom|cg|density)", command):
+        command += (" --epochs 1" if "--epochs" not in command else "") + SHORT_ANALYSIS
     return re.sub(r"--nproc_per_node \d+", "--nproc_per_node 2", command)
 
 

@@ -23,5 +23,6 @@ def test_every_documented_command_runs_and_writes_what_it_names(tmp_path):
 def test_commands_are_read_from_the_pages():
     tutorial = doc_commands.shell_commands(doc_commands.ROOT / "docs/tutorial.md")
     assert "cryodyna analyze atom" in tutorial and not any(c.startswith("#") or " # " in c for c in tutorial)
-    assert doc_commands.shorten("cryodyna train-atom a.star m.pdb -o r --epochs 10") == "cryodyna train-atom a.star m.pdb -o r --epochs 1"
+    assert doc_commands.shorten("cryodyna train-atom a.star m.pdb -o r --epochs 10") == (
+        "cryodyna train-atom a.star m.pdb -o r --epochs 1" + doc_commands.SHORT_ANALYSIS)
     assert doc_commands.shorten("cryodyna quicktest") is None
