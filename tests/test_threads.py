@@ -19,7 +19,7 @@ def test_fixed_count_is_kept():
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat") or len(allowed_cpus()) < 2, reason="needs /proc/stat and 2 cores")
 def test_busy_process_is_seen_at_start():
-    cpu = allowed_cpus()[0]
+    cpu = min(allowed_cpus(), key=lambda c: busy_cores([c], 0.2))  # the quietest: another test may run beside this one
     seen = []
     for _ in range(3):  # other tenants of a shared CI machine may load the core now and then
         quiet = busy_cores([cpu], 0.3)
@@ -31,7 +31,7 @@ def test_busy_process_is_seen_at_start():
             spinner.kill()
             spinner.wait()
         seen.append((quiet, loaded))
-        if loaded - quiet > 0.6:
+        if loaded - quiet > 0.6 or (loaded > 0.9 and loaded > quiet + 0.1):  # risen, or saturated by the spinner
             return
     if all(quiet > 0.4 for quiet, _ in seen):
         pytest.skip(f"core {cpu} was busy with other work during every attempt: {seen}")
