@@ -1,9 +1,10 @@
-"""Bead level (``train-cg``) against the residue level (``train-atom``) on the curved AdK transition.
+"""Bead level (``train-cg``) against the residue level (``train-atom``) on an AdK transition.
 
 Data: ``accuracy_sets.py``'s ``adk-curved`` set (all-atom density with CTF, sequential LID-then-NMP
-opening, uneven occupancy, closed reference; 6,000 particles at SNR 0.05 by default).  Truth per
-particle: its all-atom structure (the simulator's landscape) and that structure's MARTINI beads (each
-path frame mapped by martinize2, interpolated exactly as the atoms are).  Both stages train for the
+opening, uneven occupancy, closed reference; 6,000 particles at SNR 0.05 by default) or, with
+``--data-set adk-md``, its targeted-MD path.  Truth per particle: its all-atom structure (the
+simulator's landscape) and that structure's MARTINI beads (each path frame mapped as martinize2 maps
+it, interpolated exactly as the atoms are).  Both stages train for the
 same number of epochs with default settings; then, for every particle decoded from its latent:
 
 * |Spearman(PC1, true path coordinate)|;
@@ -21,6 +22,7 @@ same number of epochs with default settings; then, for every particle decoded fr
 Example (the issue's setting; ~40 min on 2 free cores):
     python benchmarks/adk_bead.py --particles 6000 --epochs 10 --snr 0.05
     python benchmarks/adk_bead.py --particles 6000 --epochs 10 --snr 0.05 --set loss.elastic_scope=all --tag all
+    python benchmarks/adk_bead.py --particles 6000 --epochs 10 --snr 0.05 --data-set adk-md
     python benchmarks/adk_bead.py --step-cost          # only the interleaved step timing (a minute)
 """
 
@@ -44,10 +46,10 @@ from throughput import make_trainer, matmul_gflops
 
 from cryodyna.analysis.backmap import backmap, run_backmapping
 from cryodyna.models.sampling import decode_latents
-from cryodyna.simulate.adk import adk_states
+from cryodyna.simulate.adk import adk_md_frames, adk_states
 from cryodyna.simulate.ceiling import node_rmsd
 from cryodyna.simulate.landscape import Landscape
-from cryodyna.structure.martini import martinize
+from cryodyna.structure.martini import bead_position_weights, martinize
 from cryodyna.assembly.stage import load_run
 from cryodyna.config import resolved_config
 from cryodyna.pipelines.training import train_atom, train_cg
@@ -55,26 +57,41 @@ from cryodyna.pipelines.training import train_atom, train_cg
 BONDED = ("bond", "angle", "proper", "improper")
 
 
-def bead_frames(out: Path) -> np.ndarray:
-    """martinize2's bead positions (F, N, 3) along the true path (cached).  Each path frame moves
+def bead_frames(out: Path, data_set: str) -> np.ndarray:
+    """The beads (F, N, 3) of every frame of ``data_set``'s true path (cached): :func:`curved_bead_frames`
+    or, for the MD path, martinize2's beads of the first frame moved by the mapped displacement of
+    every later frame's atoms (the mapping is linear in the atoms; martinize2 takes ~25 s a frame)."""
+    cache = out / "bead_frames.npy"
+    if not cache.is_file():
+        if data_set == "adk-md":
+            frames = adk_md_frames()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cg = martinize(frames[0])
+            weights = bead_position_weights(frames[0], cg)
+            np.save(cache, np.stack([cg.mapped + weights @ (f.coords - frames[0].coords) for f in frames]))
+        else:
+            np.save(cache, curved_bead_frames())
+    return np.load(cache)
+
+
+def curved_bead_frames() -> np.ndarray:
+    """martinize2's bead positions (F, N, 3) along the curved path.  Each path frame moves
     every atom of a residue by the same fraction t of its closed -> open displacement, and a bead
     is a fixed combination of its residue's atoms, so the frame's beads are the closed and open
     states' beads mixed by the same t (martinize2 itself cannot map the strained middle frames)."""
-    cache = out / "bead_frames.npy"
-    if not cache.is_file():
-        closed, opened = adk_states()
-        cg_closed, cg_open = martinize(closed), martinize(opened)
-        move = opened.coords - closed.coords
-        moving = (move**2).sum(1) > 1e-4
-        frames = []
-        for frame in sequential_path(closed, opened):
-            t_atom = ((frame.coords - closed.coords) * move).sum(1) / np.maximum((move**2).sum(1), 1e-12)
-            t_res = np.bincount(closed.residue[moving], t_atom[moving], closed.n_residues) / np.maximum(
-                np.bincount(closed.residue[moving], minlength=closed.n_residues), 1)
-            t = t_res[cg_closed.residue][:, None]
-            frames.append(cg_closed.mapped * (1 - t) + cg_open.mapped * t)
-        np.save(cache, np.stack(frames))
-    return np.load(cache)
+    closed, opened = adk_states()
+    cg_closed, cg_open = martinize(closed), martinize(opened)
+    move = opened.coords - closed.coords
+    moving = (move**2).sum(1) > 1e-4
+    frames = []
+    for frame in sequential_path(closed, opened):
+        t_atom = ((frame.coords - closed.coords) * move).sum(1) / np.maximum((move**2).sum(1), 1e-12)
+        t_res = np.bincount(closed.residue[moving], t_atom[moving], closed.n_residues) / np.maximum(
+            np.bincount(closed.residue[moving], minlength=closed.n_residues), 1)
+        t = t_res[cg_closed.residue][:, None]
+        frames.append(cg_closed.mapped * (1 - t) + cg_open.mapped * t)
+    return np.stack(frames)
 
 
 def bonded_per_bead(forcefield, coords: np.ndarray) -> float:
@@ -134,6 +151,7 @@ def main() -> None:
     p.add_argument("--particles", type=int, default=6000)
     p.add_argument("--snr", type=float, default=0.05)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--data-set", choices=["adk-curved", "adk-md"], default="adk-curved", help="the benchmark set (accuracy_sets.py)")
     p.add_argument("--allatom-sample", type=int, default=500, help="particles whose all-atom structures are compared")
     p.add_argument("--set", action="append", default=[], help="train-cg config override, e.g. --set loss.elastic_scope=all")
     p.add_argument("--tag", default="", help="name suffix of the train-cg run folder (ablations)")
@@ -145,13 +163,13 @@ def main() -> None:
     if args.step_cost:
         step_cost()
         return
-    out = Path(args.out) / f"adk-curved_snr{args.snr}_n{args.particles}"
-    data = build("adk-curved", out / "data", args.particles, args.snr)
+    out = Path(args.out) / f"{args.data_set}_snr{args.snr}_n{args.particles}"
+    data = build(args.data_set, out / "data", args.particles, args.snr)
     gt = np.load(data / "ground_truth.npz")
     landscape = Landscape.from_arrays(gt)
     assert landscape.n_modes == 0, "the bead truth interpolates path frames; sets with normal modes need more"
     params, u = gt["params"], gt["path_coordinate"]
-    frames = bead_frames(out)
+    frames = bead_frames(out, args.data_set)
     true_beads = dataclasses.replace(landscape, node_of_state=frames, modes=np.zeros((0, frames.shape[1], 3))).nodes(params)
 
     cg_folder, cg_minutes = train("cg", data, out / f"cg{'-' + args.tag if args.tag else ''}", args.epochs, args.set)

@@ -566,3 +566,33 @@ def test_martinize_output_residues_are_read_in_file_order(tmp_path):
     beads.name[2] = "GLY"  # the second molecule of chain A: SER in the input
     with pytest.raises(InputError, match="chain A"):
         _bead_residues(six, _read_pdb_residues(tmp_path / "aa.pdb"), beads, "model.pdb")
+
+
+def test_bead_position_weights_reproduce_martinize_on_another_conformation(adk_cg):
+    from cryodyna.simulate.adk import adk_states
+    from cryodyna.structure.martini import bead_position_weights
+
+    closed, opened = adk_states()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cg_closed, cg_open = martinize(closed), martinize(opened)
+    weights = bead_position_weights(closed, cg_closed)
+    np.testing.assert_allclose(weights.sum(1), 1.0)
+    for structure, cg in ((closed, cg_closed), (opened, cg_open)):
+        error = np.linalg.norm(weights @ structure.coords - cg.mapped, axis=1)
+        assert np.median(error) < 0.01 and np.sqrt((error**2).mean()) < 0.1  # terminal beads differ most (< 0.9 Å)
+    moved = np.linalg.norm(cg_open.mapped - cg_closed.mapped, axis=1)
+    assert np.sqrt((moved**2).mean()) > 3.0  # the two states are far apart: the weights follow the motion
+
+
+def test_bead_gaussian_width_comes_from_the_config(adk_cg):
+    import pickle
+
+    from cryodyna.assembly.model import bead_graph
+
+    out, _ = adk_cg
+    with open(out / "prep" / "cg_model.pkl", "rb") as fh:
+        cg = pickle.load(fh)
+    structure = read_structure(out / "reference.pdb")
+    assert np.all(bead_graph(structure, cg, load_config("train-cg")).sigmas == 1.75)
+    assert np.all(bead_graph(structure, cg, load_config("train-cg", None, ["model.gaussian_sigma=1.2"])).sigmas == 1.2)

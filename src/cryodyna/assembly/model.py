@@ -43,7 +43,7 @@ def bead_graph(structure, cg, cfg: TrainCGConfig) -> NodeGraph:
     return build_bead_graph(structure, cg, knn=m.knn, min_block_length=m.min_block_length,
                             intra_chain_cutoff=loss.intra_chain_cutoff, inter_chain_cutoff=loss.inter_chain_cutoff,
                             nucleic_cutoff=loss.nucleic_cutoff, elastic_scope=loss.elastic_scope,
-                            protein_nucleic_cutoff=loss.protein_nucleic_cutoff)
+                            protein_nucleic_cutoff=loss.protein_nucleic_cutoff, sigma=m.gaussian_sigma)
 
 
 def build_model(graph: NodeGraph, cfg: TrainAtomConfig | TrainCGConfig, d: int) -> DeformationModel:

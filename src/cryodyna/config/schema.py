@@ -54,6 +54,7 @@ class DeformationModelConfig(Section):
 
 
 class BeadModelConfig(DeformationModelConfig):
+    gaussian_sigma: float = Field(1.75, gt=0, description="[Å] Width of every bead Gaussian. All-atom images of AdK (1.6 Å/px, 6 Å low-pass) are fitted 3x better by beads of 1.75 Å than of half their Lennard-Jones size (2.05-2.35 Å for regular and small beads, the earlier default), and train-cg learnt two AdK motions 4-6 % more accurately with it; 1.5 Å fits still better but trapped one of two runs in a wrong LID placement (README, Benchmarks)")
     bead_features: int = Field(8, ge=0, description="Learned features of each bead's own, next to its residue's, in the decoder head: side-chain beads move in their own way with the latent (0 = rigidly with their residue's features)")
 
 

@@ -119,9 +119,10 @@ def build_bead_graph(
     nucleic_cutoff: float = 15.0,
     elastic_scope: str = "backbone",
     protein_nucleic_cutoff: float = 12.0,
+    sigma: float = 1.75,
 ) -> NodeGraph:
     """Bead-level graph: one node per MARTINI bead at ``cg.coords``, amplitudes = the bead's
-    heavy-atom electrons, widths = half its Lennard-Jones size.  The decoder hierarchy is
+    heavy-atom electrons, widths = ``sigma`` Å.  The decoder hierarchy is
     blocks -> residues (at their backbone bead) -> beads; elastic pairs join backbone beads
     (``elastic_scope="backbone"``; side chains are held by the MARTINI bonded terms) or all beads
     (``"all"``), minus the bonded (1-2) pairs; protein-nucleotide bead pairs within
@@ -147,7 +148,7 @@ def build_bead_graph(
     same = chain[elastic[:, 0]] == chain[elastic[:, 1]]
     none = np.zeros((0, 2), dtype=np.int64)
     return NodeGraph(
-        coords=coords, amplitudes=cg.electrons, sigmas=cg.sizes / 2, chain=chain, ss=ss[group.reshape(-1)],
+        coords=coords, amplitudes=cg.electrons, sigmas=np.full(len(coords), sigma), chain=chain, ss=ss[group.reshape(-1)],
         block=block, centroids=centroids, block_nbr=nbr, block_dist=dist, link_idx=link_idx, link_mask=link_mask,
         connect=none, elastic=elastic, elastic_group=np.where(same, chain[elastic[:, 0]], -1), clash=none,
         template=cg.template(structure), group=group.reshape(-1), group_coords=group_coords,

@@ -5,8 +5,8 @@ as a subprocess of this Python; no external binaries) with the eight DSSP classe
 Martini 3 (``martini3001``) is the default; Martini 2.2 (``martini22``, the reference method's force
 field, run with ``-noscfix``) is selectable for proteins; nucleic acids get Martini-DNA beads
 (:mod:`cryodyna.structure.martini_nucleic`).  Bead amplitudes are the electrons of the heavy
-atoms mapped to each bead (martinize2's mapping, shared atoms split); Gaussian widths
-are half the bead's Lennard-Jones size (regular / small / tiny beads).
+atoms mapped to each bead (martinize2's mapping, shared atoms split); ``sizes`` are the beads'
+Lennard-Jones sizes (regular / small / tiny beads).
 """
 
 from __future__ import annotations
@@ -263,26 +263,45 @@ def _grouped(labels: np.ndarray, n: int) -> list[np.ndarray]:
     return np.split(order, np.searchsorted(labels[order], np.arange(1, n)))
 
 
-def _bead_electrons(structure: Structure, coords: np.ndarray, residue: np.ndarray, names: np.ndarray,
-                    force_field: str) -> np.ndarray:
-    """Heavy-atom electrons per bead: each atom split over its beads as martinize2's mapping files
-    say (:mod:`cryodyna.structure.martini_mapping`); an atom the mapping does not name (terminal
-    oxygens, nucleotides) goes to the nearest bead of its residue."""
+def bead_atom_shares(structure: Structure, residue: np.ndarray, names: np.ndarray, force_field: str) -> np.ndarray:
+    """(n_beads, n_atoms) share of each heavy atom in each bead, as martinize2's mapping files say
+    (:mod:`cryodyna.structure.martini_mapping`); beads of ``residue`` (n_beads,) residue index and
+    ``names`` (n_beads,).  An atom the mapping does not name, or names for a bead its residue lacks
+    (terminal oxygens, nucleotides), has a column of zeros."""
     weights = mapping_weights(force_field)
-    electrons = np.zeros(len(coords))
+    shares = np.zeros((len(residue), structure.n_atoms))
     heavy = np.flatnonzero(structure.atomic_number > 1)
     atoms_of = _grouped(structure.residue[heavy], structure.n_residues)
     for r, beads in enumerate(_grouped(residue, structure.n_residues)):
-        if not len(beads):
-            continue
         index = {str(n): b for n, b in zip(names[beads], beads)}
         mapping = weights.get(str(structure.res_name[r]), {})
         for a in heavy[atoms_of[r]]:
-            shares = mapping.get(str(structure.atom_name[a]), {})
-            if shares and all(bead in index for bead in shares):
-                for bead, share in shares.items():
-                    electrons[index[bead]] += share * structure.atomic_number[a]
-            else:
-                nearest = beads[np.argmin(((coords[beads] - structure.coords[a]) ** 2).sum(-1))]
-                electrons[nearest] += structure.atomic_number[a]
+            atom = mapping.get(str(structure.atom_name[a]), {})
+            if atom and all(bead in index for bead in atom):
+                for bead, share in atom.items():
+                    shares[index[bead], a] += share
+    return shares
+
+
+def bead_position_weights(structure: Structure, cg: CGModel) -> np.ndarray:
+    """(n_beads, n_atoms) weights that place each bead at the electron-weighted centre of its share
+    of ``structure``'s heavy atoms (``weights @ coords``): martinize2's mapping of any conformation
+    of the same atoms, to ~0.1 Å RMS of martinize2's own positions (which weight by mass and leave
+    some shared atoms out of a bead's position)."""
+    w = bead_atom_shares(structure, cg.residue, np.asarray(cg.topology.names), cg.force_field) * structure.atomic_number
+    return w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+
+
+def _bead_electrons(structure: Structure, coords: np.ndarray, residue: np.ndarray, names: np.ndarray,
+                    force_field: str) -> np.ndarray:
+    """Heavy-atom electrons per bead: each atom split over its beads by :func:`bead_atom_shares`;
+    an atom the mapping does not name goes to the nearest bead of its residue."""
+    shares = bead_atom_shares(structure, residue, names, force_field)
+    electrons = shares @ structure.atomic_number.astype(np.float64)
+    unmapped = np.flatnonzero((structure.atomic_number > 1) & (shares.sum(0) == 0))
+    beads_of = _grouped(residue, structure.n_residues)
+    for a in unmapped:
+        beads = beads_of[structure.residue[a]]
+        if len(beads):
+            electrons[beads[np.argmin(((coords[beads] - structure.coords[a]) ** 2).sum(-1))]] += structure.atomic_number[a]
     return electrons
