@@ -568,7 +568,8 @@ def test_martinize_output_residues_are_read_in_file_order(tmp_path):
         _bead_residues(six, _read_pdb_residues(tmp_path / "aa.pdb"), beads, "model.pdb")
 
 
-def test_bead_position_weights_reproduce_martinize_on_another_conformation(adk_cg):
+@pytest.mark.slow
+def test_bead_position_weights_reproduce_martinize_on_another_conformation():
     from cryodyna.simulate.adk import adk_states
     from cryodyna.structure.martini import bead_position_weights
 
