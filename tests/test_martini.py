@@ -579,6 +579,7 @@ def test_bead_position_weights_reproduce_martinize_on_another_conformation():
         cg_closed, cg_open = martinize(closed), martinize(opened)
     weights = bead_position_weights(closed, cg_closed)
     np.testing.assert_allclose(weights.sum(1), 1.0)
+    assert weights.nnz < 4 * closed.n_atoms  # sparse: a few beads per atom
     for structure, cg in ((closed, cg_closed), (opened, cg_open)):
         error = np.linalg.norm(weights @ structure.coords - cg.mapped, axis=1)
         assert np.median(error) < 0.01 and np.sqrt((error**2).mean()) < 0.1  # terminal beads differ most (< 0.9 Å)
