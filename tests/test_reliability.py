@@ -113,6 +113,54 @@ def test_non_finite_steps_are_skipped_then_stop(tiny_adk, tmp_path, monkeypatch)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_spike_guard_caps_outliers_only_and_resumes():
+    from cryodyna.train.spikes import SpikeGuard
+
+    guard = SpikeGuard(10.0, window=5, warmup=3)
+    for norm in (1.0, 2.0):
+        guard.record(norm, guard.limit())
+    assert guard.limit() == float("inf")
+    guard.record(3.0, guard.limit())
+    assert guard.limit() == 20.0  # 10 x the median of 1, 2, 3
+    guard.record(5000.0, guard.limit())
+    guard.record(float("nan"), guard.limit())  # a skipped step is not remembered
+    assert guard.capped_steps == 1 and list(guard.norms) == [1.0, 2.0, 3.0, 5000.0]
+    again = SpikeGuard(10.0, window=5, warmup=3)
+    again.load_state_dict(guard.state_dict())
+    assert again.limit() == guard.limit() == 25.0 and again.capped_steps == 1
+    assert SpikeGuard(0.0, warmup=0).limit() == float("inf")
+
+
+def test_a_gradient_spike_is_capped_in_training(tiny_adk, tmp_path, monkeypatch):
+    """A batch whose loss (and gradient) is 10^4 times the usual moves the networks no further than
+    spike_factor x the recent median gradient would; the metrics count it (train-cg's default, here
+    on the faster residue level)."""
+    import cryodyna.train.loop as loop
+    from cryodyna.imaging.image_model import ImageModel
+    from cryodyna.train.spikes import SpikeGuard
+
+    monkeypatch.setattr(loop, "SpikeGuard", lambda factor: SpikeGuard(factor, warmup=3))
+    real_loss = ImageModel.loss
+    calls = {"n": 0}
+
+    def spiky(self, predicted, target, reduce=True):
+        value = real_loss(self, predicted, target, reduce)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            value = value * 1e4 if calls["n"] == 8 else value
+        return value
+
+    monkeypatch.setattr(ImageModel, "loss", spiky)
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.spike_factor=10"], 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "r", cfg)
+    m = pd.read_csv(tmp_path / "r" / "metrics.csv")
+    assert calls["n"] >= 8
+    assert m[(m.phase == "train") & (m.name == "capped_steps")].value.max() == 1
+    assert np.isfinite(np.load(folder / "z.npy")).all()
+
+
 def test_unusable_output_folder_fails_early(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CryodynaError, match="cannot write to the output folder"):

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cryodyna.train.metrics import NOT_LOSSES  # noqa: E402
+
 
 def image_grid(path: Path, images: np.ndarray, mask: np.ndarray | None = None, title: str = "") -> None:
     """Up to 25 images (K, D, D) in a 5 x 5 grid, each min-max normalised; the loss mask edge
@@ -82,7 +84,7 @@ def pc_histograms(path: Path, scores: np.ndarray) -> None:
 
 def loss_curves(path: Path, metrics) -> None:
     """Training losses and evaluation metrics against the step, from a long-form metrics table."""
-    train = metrics[(metrics.phase == "train") & ~metrics.name.isin(["lr", "images_per_s", "skipped_steps"])]
+    train = metrics[(metrics.phase == "train") & ~metrics.name.isin(NOT_LOSSES)]
     evals = metrics[metrics.phase == "eval"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, group in train.groupby("name"):

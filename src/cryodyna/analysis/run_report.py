@@ -30,6 +30,7 @@ from cryodyna.io.mrc import read_volume
 from cryodyna.io.structure import read_models
 from cryodyna.runs.layout import EVALUATION_FILES, RunFolder, evaluation_file, structure_file, trajectory_files
 from cryodyna.runs.read import newest_evaluation
+from cryodyna.train.metrics import NOT_LOSSES
 
 CLASH_DISTANCE = 3.0  # Å between non-consecutive nodes
 MAX_POINTS = 50_000  # particles drawn in the latent plots (a seeded random subset beyond; z.npy has all)
@@ -196,7 +197,7 @@ def _losses(run_dir: Path) -> dict:
     if not path.is_file():
         return {}
     m = pd.read_csv(path)
-    keep = m[~m.name.isin(["lr", "images_per_s", "skipped_steps"])]
+    keep = m[~m.name.isin(NOT_LOSSES)]
     return {f"{phase}:{name}": {"step": g.step.tolist(), "value": g.value.where(g.value > 1e-12).tolist()}
             for (phase, name), g in keep.groupby(["phase", "name"])}
 

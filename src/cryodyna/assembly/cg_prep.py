@@ -8,6 +8,7 @@ import logging
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cryodyna.config.schema import MartiniConfig
@@ -16,7 +17,7 @@ from cryodyna.errors import CryodynaError
 from cryodyna.physics.forcefield import MartiniForceField
 from cryodyna.physics.nonbonded import TABLE_NAME, find_martini3_table
 from cryodyna.physics.minimize import minimize
-from cryodyna.structure.martini import CGModel, martinize
+from cryodyna.structure.martini import BACKBONE_BEADS, CGModel, martinize
 
 log = logging.getLogger("cryodyna")
 
@@ -42,6 +43,15 @@ def forcefield_of(cg: CGModel, cfg: MartiniConfig) -> MartiniForceField:
     return ff
 
 
+def restraint_constants(cg: CGModel, cfg: MartiniConfig) -> torch.Tensor:
+    """(N,) kJ mol^-1 Å^-2: each bead's restraint to its mapped position in the minimisation
+    (``martini.backbone_restraint_k`` on the backbone beads, ``martini.restraint_k`` on the others)."""
+    k = torch.full((cg.n_beads,), cfg.restraint_k, dtype=torch.float64)
+    if cfg.backbone_restraint_k is not None:
+        k[np.isin(cg.topology.names, BACKBONE_BEADS)] = cfg.backbone_restraint_k
+    return k
+
+
 def prepare_cg(structure: Structure, cfg: MartiniConfig, out_dir: Path, source=None) -> tuple[CGModel, dict]:
     """Map ``structure`` with martinize2, minimise it (if ``cfg.minimize``) and write to ``out_dir``:
     ``cg.pdb`` (mapped beads), ``<molecule>.itp`` (topologies), ``cg_min.pdb`` (minimised),
@@ -57,7 +67,7 @@ def prepare_cg(structure: Structure, cfg: MartiniConfig, out_dir: Path, source=N
     ff = forcefield_of(cg, cfg)
     x = torch.as_tensor(cg.coords, dtype=torch.float32)
     if cfg.minimize:
-        xm, before, after = minimize(ff, x, cfg.restraint_k, cfg.minimize_steps)
+        xm, before, after = minimize(ff, x, restraint_constants(cg, cfg), cfg.minimize_steps)
     else:
         xm, before = x, ff.totals(x)
         after = before

@@ -77,6 +77,7 @@ def cg_prep_cmd(
     nonbonded: str = typer.Option("wca", help="Non-bonded form for the minimisation: wca, lj or morse."),
     steps: int = typer.Option(500, help="L-BFGS iterations of the minimisation (0 = no minimisation)."),
     restraint: float = typer.Option(10.0, help="Harmonic restraint of the beads to the mapped positions during the minimisation (kJ mol^-1 Å^-2)."),
+    backbone_restraint: Optional[float] = typer.Option(None, help="Restraint of the backbone beads alone (kJ mol^-1 Å^-2; default: train-cg's martini.backbone_restraint_k)."),
 ) -> None:
     """Map a model to MARTINI beads (martinize2), write its topology and minimise it.
 
@@ -89,7 +90,8 @@ def cg_prep_cmd(
     check_output_folder(out)
     cfg = load_config("train-cg", None, [f"martini.force_field={ff}", f"martini.nonbonded={nonbonded}",
                                          f"martini.minimize={'true' if steps > 0 else 'false'}",
-                                         f"martini.minimize_steps={max(steps, 1)}", f"martini.restraint_k={restraint}"]).martini
+                                         f"martini.minimize_steps={max(steps, 1)}", f"martini.restraint_k={restraint}",
+                                         *([] if backbone_restraint is None else [f"martini.backbone_restraint_k={backbone_restraint}"])]).martini
     _, report = prepare_cg(read_structure(model), cfg, out, model)
     before, after = report["energy_before_kj_mol"], report["energy_after_kj_mol"]
     table = Table("term", "mapped (kJ/mol)", "minimised (kJ/mol)")

@@ -100,7 +100,8 @@ class MartiniConfig(Section):
     lj_table: bool = Field(True, description="Martini 3 non-bonded parameters from its Lennard-Jones table (pip install --no-deps martini-shaker; an error when absent); false: a size-based WCA repulsion for every pair (Martini 2.2 always runs with it)")
     minimize: bool = Field(True, description="Minimise the mapped reference in its force field (L-BFGS, restrained to the map frame) before training")
     minimize_steps: int = Field(500, ge=1, description="[iterations] L-BFGS iterations of the minimisation")
-    restraint_k: float = Field(10.0, ge=0, description="[kJ mol^-1 Å^-2] Harmonic restraint of the minimisation to the mapped positions (10 keeps the beads within ~0.5 Å RMS of them)")
+    restraint_k: float = Field(10.0, ge=0, description="[kJ mol^-1 Å^-2] Harmonic restraint of the minimisation to the mapped positions (of the side-chain beads, and of the backbone beads when martini.backbone_restraint_k is null; 10 keeps them within ~0.5-0.6 Å RMS)")
+    backbone_restraint_k: float | None = Field(1000.0, ge=0, description="[kJ mol^-1 Å^-2] Restraint of the backbone beads (BB; BB3 of nucleotides) in the minimisation (null: martini.restraint_k); 1000 keeps them within ~0.1 Å of the mapped positions while the side-chain beads relax")
 
 
 class OptimConfig(Section):
@@ -114,6 +115,7 @@ class OptimConfig(Section):
     lr_drop_epochs: int = Field(0, ge=0, description="[epochs] Train the last this many epochs at optim.lr_drop_factor x the learning rate (a step decay on top of the schedule above; 0 = off). train-atom, last of 10 epochs at 0.3x: 6 % lower CA RMSD on a low-SNR (0.01) benchmark, 2 % on another, but 2.3-2.5 % higher on a 2-D landscape at two seeds; see README, Benchmarks")
     lr_drop_factor: float = Field(0.3, gt=0, le=1, description="Learning-rate factor of the last optim.lr_drop_epochs epochs")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value")
+    spike_factor: float = Field(0.0, ge=0, description="Cap each step's gradient norm at this many times the median of the last 200 steps' (0 = off; train-cg: 10); the metrics count the capped steps. train-atom has not shown the spikes it guards against, and with 10 it was mixed on the benchmark sets (README, Benchmarks)")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision of the networks (projection and FFT stay fp32)")
     holdout_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of particles held out; their image loss is reported")
     eval_every: int = Field(1, ge=1, description="[epochs] Evaluate (z, structures, plots, checkpoint) every this many epochs")
@@ -154,6 +156,10 @@ class DeformationOptimConfig(OptimConfig):
     posterior_candidates: int = Field(32, ge=0, description="At the final evaluation, replace each particle's latent by its posterior mean over its own and this many other particles' latents, each scored against its image with the decoder fixed (0 = the encoder's latents)")
 
 
+class BeadOptimConfig(DeformationOptimConfig):
+    spike_factor: float = Field(10.0, ge=0, description="Cap each step's gradient norm at this many times the median of the last 200 steps' (0 = off): a batch with overlapping MARTINI beads (their repulsion grows as r^-12) otherwise throws a run off the motion it has learnt, for good; the metrics count the capped steps")
+
+
 class DensityOptimConfig(OptimConfig):
     epochs: int = Field(20, ge=1, description="Training epochs")
     batch_size: int = Field(8, ge=1, description="Particles per step (per process)")
@@ -178,7 +184,7 @@ class TrainCGConfig(Section):
     model: BeadModelConfig = BeadModelConfig()
     martini: MartiniConfig = MartiniConfig()
     loss: BeadLossConfig = BeadLossConfig()
-    optim: DeformationOptimConfig = DeformationOptimConfig()
+    optim: BeadOptimConfig = BeadOptimConfig()
     analysis: AnalysisConfig = AnalysisConfig()
 
 

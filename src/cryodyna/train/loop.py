@@ -37,6 +37,7 @@ from cryodyna.train.metrics import MetricsWriter
 from cryodyna.train.poses import PoseCorrections, PoseSpectra
 from cryodyna.train.runtime import configure_cpu
 from cryodyna.train.signals import interrupt_signals
+from cryodyna.train.spikes import SpikeGuard
 from cryodyna.train.status import RunStatus, duration, resume_hint, signal_name
 from cryodyna.threads import ThreadGovernor, choose_threads
 
@@ -113,6 +114,7 @@ class TrainingLoop:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=optim.precision == "fp16")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.skipped_steps, self.bad_steps = 0, 0
+        self.spikes = SpikeGuard(optim.spike_factor)
         self.metrics = MetricsWriter(self.folder.metrics) if self.main else None
         if self.main:
             for stale in self.folder.unfinished_evaluations():  # an evaluation interrupted by a crash
@@ -157,7 +159,7 @@ class TrainingLoop:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "skipped_steps": self.skipped_steps, "holdout": self.holdout_idx, "rng": rng_state(),
-            "image_scale": self.data.scale,
+            "image_scale": self.data.scale, "spikes": self.spikes.state_dict(),
             **({"poses": self.poses.state_dict()} if self.poses is not None else {}),
         }
 
@@ -175,6 +177,8 @@ class TrainingLoop:
             self.scaler.load_state_dict(state["scaler"])
             self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             self.skipped_steps = state["skipped_steps"]
+            if "spikes" in state:
+                self.spikes.load_state_dict(state["spikes"])
             set_rng_state(state["rng"])
         if self.poses is not None and "poses" in state:
             self.poses.load_state_dict(state["poses"])
@@ -203,7 +207,8 @@ class TrainingLoop:
         """One optimisation step; returns the (detached) loss values.
 
         A step whose loss or gradient is not finite is skipped (parameters untouched) and counted;
-        after ``max_bad_steps`` consecutive bad steps a :class:`TrainingError` stops the run.
+        after ``max_bad_steps`` consecutive bad steps a :class:`TrainingError` stops the run.  A
+        gradient far above the recent ones is scaled down (:class:`SpikeGuard`, ``optim.spike_factor``).
         """
         self.model.train()
         given = batch
@@ -213,13 +218,15 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or float("inf"))
+        limit = min(self.cfg.grad_clip or math.inf, self.spikes.limit())
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
         finite = bool(torch.isfinite(total)) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
         finite = not distributed.any_rank(not finite, self.device)
         if self.poses is not None and self.epoch >= self.cfg.pose_warmup_epochs:
             self.poses.update(given, self.pose_spectra(batch))
         if finite:
             self.scaler.step(self.optimizer)
+            self.spikes.record(float(norm), limit)
             self.bad_steps = 0
         else:
             self.skipped_steps += 1
@@ -290,6 +297,7 @@ class TrainingLoop:
                     if self.main and (self.step % 20 == 0 or self.batch_in_epoch == self.steps_per_epoch):
                         means = {k: float(v) / n_run for k, v in running.items()}
                         means["skipped_steps"] = float(self.skipped_steps)
+                        means["capped_steps"] = float(self.spikes.capped_steps)
                         means["lr"] = self.scheduler.get_last_lr()[0]
                         means["images_per_s"] = seen / (time.perf_counter() - start)
                         self.metrics.write(self.step, self.epoch, "train", means)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+#: train-phase metrics that are not losses (rates, counters), left out of loss plots
+NOT_LOSSES = ("lr", "images_per_s", "skipped_steps", "capped_steps")
+
 
 class MetricsWriter:
     """Append rows to ``metrics.csv``; ``phase`` is ``train``, ``holdout`` or ``eval``."""
