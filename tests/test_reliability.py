@@ -83,6 +83,19 @@ def test_a_run_stopped_while_writing_its_final_evaluation_writes_it_on_resume(ti
     assert "final evaluation is missing" in (tmp_path / "run" / "log.txt").read_text()
 
 
+def train_with_loss(tiny_adk, run_dir, monkeypatch, loss, settings):
+    """Train the tiny run for 2 epochs with ``ImageModel.loss`` replaced by ``loss``; (last evaluation
+    folder, metrics table)."""
+    from cryodyna.imaging.image_model import ImageModel
+
+    monkeypatch.setattr(ImageModel, "loss", loss)
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + settings, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir, cfg)
+    return folder, pd.read_csv(run_dir / "metrics.csv")
+
+
 def test_non_finite_steps_are_skipped_then_stop(tiny_adk, tmp_path, monkeypatch):
     from cryodyna.imaging.image_model import ImageModel
 
@@ -94,12 +107,7 @@ def test_non_finite_steps_are_skipped_then_stop(tiny_adk, tmp_path, monkeypatch)
         value = real_loss(self, predicted, target, reduce)
         return value * float("nan") if reduce and calls["n"] in (3, 4) else value
 
-    monkeypatch.setattr(ImageModel, "loss", flaky)
-    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.max_bad_steps=3"], 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        folder = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "r", cfg)
-    m = pd.read_csv(tmp_path / "r" / "metrics.csv")
+    folder, m = train_with_loss(tiny_adk, tmp_path / "r", monkeypatch, flaky, ["optim.max_bad_steps=3"])
     assert m[(m.phase == "train") & (m.name == "skipped_steps")].value.max() == 2
     assert np.isfinite(np.load(folder / "z.npy")).all()
 
@@ -150,12 +158,7 @@ def test_a_gradient_spike_is_capped_in_training(tiny_adk, tmp_path, monkeypatch)
             value = value * 1e4 if calls["n"] == 8 else value
         return value
 
-    monkeypatch.setattr(ImageModel, "loss", spiky)
-    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.spike_factor=10"], 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        folder = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "r", cfg)
-    m = pd.read_csv(tmp_path / "r" / "metrics.csv")
+    folder, m = train_with_loss(tiny_adk, tmp_path / "r", monkeypatch, spiky, ["optim.spike_factor=10"])
     assert calls["n"] >= 8
     assert m[(m.phase == "train") & (m.name == "capped_steps")].value.max() == 1
     assert np.isfinite(np.load(folder / "z.npy")).all()
