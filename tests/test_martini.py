@@ -608,13 +608,14 @@ def test_backbone_restraint_holds_the_mapped_backbone_while_side_chains_relax(ad
 
     from cryodyna.assembly.cg_prep import forcefield_of, restraint_constants
     from cryodyna.physics.minimize import minimize
-    from cryodyna.structure.martini import BACKBONE_BEADS
 
     out, _ = adk_cg
     with open(out / "prep" / "cg_model.pkl", "rb") as fh:
         cg = pickle.load(fh)
     mapped = torch.as_tensor(cg.mapped, dtype=torch.float32)
-    backbone = torch.as_tensor(np.isin(cg.topology.names, BACKBONE_BEADS))
+    backbone = torch.zeros(cg.n_beads, dtype=torch.bool)
+    backbone[torch.as_tensor(cg.backbone_beads()[1])] = True
+    assert set(cg.topology.names[backbone.numpy()]) == {"BB"} and int(backbone.sum()) == 214
     shifts = {}
     for held, sets in ((False, ["martini.backbone_restraint_k=null"]), (True, [])):
         cfg = load_config("train-cg", None, sets).martini

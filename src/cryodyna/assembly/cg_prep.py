@@ -8,7 +8,6 @@ import logging
 import pickle
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cryodyna.config.schema import MartiniConfig
@@ -17,7 +16,7 @@ from cryodyna.errors import CryodynaError
 from cryodyna.physics.forcefield import MartiniForceField
 from cryodyna.physics.nonbonded import TABLE_NAME, find_martini3_table
 from cryodyna.physics.minimize import minimize
-from cryodyna.structure.martini import BACKBONE_BEADS, CGModel, martinize
+from cryodyna.structure.martini import CGModel, martinize
 
 log = logging.getLogger("cryodyna")
 
@@ -45,10 +44,11 @@ def forcefield_of(cg: CGModel, cfg: MartiniConfig) -> MartiniForceField:
 
 def restraint_constants(cg: CGModel, cfg: MartiniConfig) -> torch.Tensor:
     """(N,) kJ mol^-1 Å^-2: each bead's restraint to its mapped position in the minimisation
-    (``martini.backbone_restraint_k`` on the backbone beads, ``martini.restraint_k`` on the others)."""
+    (``martini.backbone_restraint_k`` on each residue's backbone bead, :meth:`CGModel.backbone_beads`,
+    ``martini.restraint_k`` on the others)."""
     k = torch.full((cg.n_beads,), cfg.restraint_k, dtype=torch.float64)
     if cfg.backbone_restraint_k is not None:
-        k[np.isin(cg.topology.names, BACKBONE_BEADS)] = cfg.backbone_restraint_k
+        k[torch.as_tensor(cg.backbone_beads()[1])] = cfg.backbone_restraint_k
     return k
 
 

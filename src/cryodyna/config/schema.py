@@ -101,7 +101,7 @@ class MartiniConfig(Section):
     minimize: bool = Field(True, description="Minimise the mapped reference in its force field (L-BFGS, restrained to the map frame) before training")
     minimize_steps: int = Field(500, ge=1, description="[iterations] L-BFGS iterations of the minimisation")
     restraint_k: float = Field(10.0, ge=0, description="[kJ mol^-1 Å^-2] Harmonic restraint of the minimisation to the mapped positions (of the side-chain beads, and of the backbone beads when martini.backbone_restraint_k is null; 10 keeps them within ~0.5-0.6 Å RMS)")
-    backbone_restraint_k: float | None = Field(1000.0, ge=0, description="[kJ mol^-1 Å^-2] Restraint of the backbone beads (BB; BB3 of nucleotides) in the minimisation (null: martini.restraint_k); 1000 keeps them within ~0.1 Å of the mapped positions while the side-chain beads relax")
+    backbone_restraint_k: float | None = Field(1000.0, ge=0, description="[kJ mol^-1 Å^-2] Restraint of the backbone beads (BB; BB3 of nucleotides; the first bead of other residues) in the minimisation (null: martini.restraint_k); 1000 keeps them within ~0.1 Å of the mapped positions while the side-chain beads relax")
 
 
 class OptimConfig(Section):

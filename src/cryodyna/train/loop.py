@@ -218,15 +218,15 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
-        limit = min(self.cfg.grad_clip or math.inf, self.spikes.limit())
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
+        spike_limit = self.spikes.limit()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), min(self.cfg.grad_clip or math.inf, spike_limit))
         finite = bool(torch.isfinite(total)) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
         finite = not distributed.any_rank(not finite, self.device)
         if self.poses is not None and self.epoch >= self.cfg.pose_warmup_epochs:
             self.poses.update(given, self.pose_spectra(batch))
         if finite:
             self.scaler.step(self.optimizer)
-            self.spikes.record(float(norm), limit)
+            self.spikes.record(float(norm), spike_limit)
             self.bad_steps = 0
         else:
             self.skipped_steps += 1
