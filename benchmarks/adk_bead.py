@@ -2,7 +2,8 @@
 
 Data: ``accuracy_sets.py``'s ``adk-curved`` set (all-atom density with CTF, sequential LID-then-NMP
 opening, uneven occupancy, closed reference; 6,000 particles at SNR 0.05 by default) or, with
-``--data-set adk-md``, its targeted-MD path.  Truth per particle: its all-atom structure (the
+``--data-set adk-md`` / ``adk-md-mid``, its targeted-MD path (reference at the closed end / middle
+frame).  Truth per particle: its all-atom structure (the
 simulator's landscape) and that structure's MARTINI beads (each path frame mapped as martinize2 maps
 it, interpolated exactly as the atoms are).  Both stages train for the
 same number of epochs with default settings; then, for every particle decoded from its latent:
@@ -10,6 +11,9 @@ same number of epochs with default settings; then, for every particle decoded fr
 * |Spearman(PC1, true path coordinate)|;
 * median / 90th-percentile RMSD of the backbone beads (BB) to the true BB (map frame, no
   superposition), next to the reference model's and the residue level's CA RMSD on the same data;
+* per region of the true motion (near the reference, middle, far end; ``accuracy.py``'s regions),
+  the gain (projection of the predicted on the true displacement) and the orthogonal error, for
+  the BB beads and for the residue level's CA atoms;
 * median heavy-atom RMSD of the back-mapped all-atom structures to the true ones (a sample of
   particles), with back-mapping speed (models/s);
 * MARTINI bonded energy per bead of the predictions over that of the minimised reference;
@@ -37,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accuracy import motion_diagnostics
 from accuracy_sets import build, sequential_path
 from adk_data import images_per_s, print_table
 from scipy.spatial import cKDTree
@@ -63,7 +68,7 @@ def bead_frames(out: Path, data_set: str) -> np.ndarray:
     every later frame's atoms (the mapping is linear in the atoms; martinize2 takes ~25 s a frame)."""
     cache = out / "bead_frames.npy"
     if not cache.is_file():
-        if data_set == "adk-md":
+        if data_set in ("adk-md", "adk-md-mid"):
             frames = adk_md_frames()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -135,6 +140,13 @@ def step_cost(repeats: int = 20, batch: int = 16, box: int = 64) -> None:
           f"matmul {matmul_gflops():.0f} GFLOP/s")
 
 
+def print_regions(title: str, pred: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> None:
+    """Print ``accuracy.motion_diagnostics`` (gain and orthogonal error per region of the true motion)
+    of predicted nodes (K, N, 3) against the truth (K, N, 3) around the model's reference (N, 3)."""
+    print(f"{title}: error by region of the true motion")
+    print(motion_diagnostics(pred, truth, reference).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def train(kind: str, data: Path, folder: Path, epochs: int, settings: list[str]) -> tuple[Path, float]:
     """Train (or reuse a finished run); returns its last evaluation folder and minutes spent now."""
     start = time.perf_counter()
@@ -151,7 +163,7 @@ def main() -> None:
     p.add_argument("--particles", type=int, default=6000)
     p.add_argument("--snr", type=float, default=0.05)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--data-set", choices=["adk-curved", "adk-md"], default="adk-curved", help="the benchmark set (accuracy_sets.py)")
+    p.add_argument("--data-set", choices=["adk-curved", "adk-md", "adk-md-mid"], default="adk-curved", help="the benchmark set (accuracy_sets.py)")
     p.add_argument("--allatom-sample", type=int, default=500, help="particles whose all-atom structures are compared")
     p.add_argument("--set", action="append", default=[], help="train-cg config override, e.g. --set loss.elastic_scope=all")
     p.add_argument("--tag", default="", help="name suffix of the train-cg run folder (ablations)")
@@ -202,12 +214,15 @@ def main() -> None:
     atom_folder, atom_minutes = train("atom", data, Path(args.atom_run) if args.atom_run else out / "atom", args.epochs, [])
     atom_model = load_run(atom_folder.parent).model
     z_atom = np.load(atom_folder / "z.npy")
-    ca = node_rmsd(decode_latents(atom_model, z_atom), gt["node_coords"])
+    atom_pred = decode_latents(atom_model, z_atom)
+    ca = node_rmsd(atom_pred, gt["node_coords"])
     atom_row = {"stage": "train-atom (CA)", "spearman_pc1": abs(spearmanr(PCA(1).fit_transform(z_atom)[:, 0], u).statistic),
                 "median_rmsd": float(np.median(ca)), "p90_rmsd": float(np.percentile(ca, 90)),
                 "reference_rmsd": float(np.median(node_rmsd(atom_model.reference.cpu().numpy()[None], gt["node_coords"]))),
                 "images_per_s": images_per_s(atom_folder.parent), "minutes": atom_minutes}
     print_table([cg_row, atom_row])
+    print_regions("train-cg, BB beads", pred[:, bb], true_beads[:, bb], reference[bb])
+    print_regions("train-atom, CA", atom_pred, gt["node_coords"], atom_model.reference.cpu().numpy())
     print(f"back-mapping: {backmap_rate:.0f} all-atom models/s; cost of train-cg relative to train-atom at equal epochs "
           f"(images/s ratio): {atom_row['images_per_s'] / cg_row['images_per_s']:.2f}x")
 
