@@ -18,6 +18,7 @@ from cryodyna.errors import CryodynaError, TrainingError
 from cryodyna.io.outputs import check_output_folder
 from conftest import TINY_TRAIN_SETTINGS
 from cryodyna.config import resolved_config
+from cryodyna.assembly.stage import load_run
 from cryodyna.pipelines.training import train_atom
 
 
@@ -162,6 +163,28 @@ def test_a_gradient_spike_is_capped_in_training(tiny_adk, tmp_path, monkeypatch)
     assert calls["n"] >= 8
     assert m[(m.phase == "train") & (m.name == "capped_steps")].value.max() == 1
     assert np.isfinite(np.load(folder / "z.npy")).all()
+
+
+def test_coarse_to_fine_training_sharpens_the_loss_low_pass_to_the_runs_own(tiny_adk, tmp_path, monkeypatch):
+    """optim.lowpass_start_factor in a training run: the low-pass the training steps' loss sees
+    passes fewer frequencies at first, more at each step of the one-epoch ramp, then the run's own."""
+    from cryodyna.imaging.image_model import ImageModel
+
+    real_loss = ImageModel.loss
+    passed: list[float] = []
+
+    def recording(self, predicted, target, reduce=True):
+        if torch.is_grad_enabled():
+            passed.append(float(self.formation.filter.sum()))
+        return real_loss(self, predicted, target, reduce)
+
+    train_with_loss(tiny_adk, tmp_path / "r", monkeypatch, recording,
+                    ["optim.lowpass_start_factor=2", "optim.lowpass_ramp_epochs=1"])
+    own = float(load_run(tmp_path / "r").image_model().formation.filter.sum())
+    steps = len(passed) // 2  # two epochs
+    assert steps >= 3 and passed[0] < 0.5 * own  # twice as coarse: about a quarter of the frequencies
+    assert all(a < b for a, b in zip(passed[:steps], passed[1:steps + 1]))
+    assert passed[steps:] == [pytest.approx(own)] * (len(passed) - steps)
 
 
 def test_unusable_output_folder_fails_early(tmp_path, monkeypatch):

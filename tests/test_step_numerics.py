@@ -2,6 +2,7 @@
 image model, node-major priors), the static-shape step under ``torch.compile(fullgraph=True)``, and
 the Verlet neighbour list against brute force."""
 
+import math
 import warnings
 
 import numpy as np
@@ -115,6 +116,35 @@ def test_band_limited_image_model_is_the_fourier_crop_of_the_full_one():
     cropped = fourier_crop(model.predict(coords, poses, ctf), box)
     assert_close_to_scale(small.predict(coords, PoseBatch(poses.rotations, poses.origins * box / d), ctf), cropped, 1e-2)
     assert ImageModel(d, apix, torch.ones(n), torch.ones(n), None, 2.0, 0.9).band_limited()[1] == d
+
+
+def test_coarse_to_fine_lowpass_sharpens_to_the_models_own_over_the_ramp():
+    """optim.lowpass_start_factor: the loss's low-pass goes from that multiple of the model's own
+    resolution to it, linearly in spatial frequency (12 -> 6 Å over 2 epochs: 8 Å after one), then stays there; the
+    resolution the model is built for (posterior box, gradient encoder) does not change."""
+    from types import SimpleNamespace
+
+    from cryodyna.config.schema import DeformationOptimConfig
+
+    def filter_at(resolution: float) -> torch.Tensor:
+        return ImageModel(32, 2.0, torch.ones(5), torch.ones(5), resolution, 2.0, 0.9).formation.filter
+
+    model = ImageModel(32, 2.0, torch.ones(5), torch.ones(5), 6.0, 2.0, 0.9)
+    final = model.formation.filter.clone()
+    trainer = SimpleNamespace(cfg=DeformationOptimConfig(lowpass_start_factor=2.0, lowpass_ramp_epochs=2), image_model=model,
+                              steps_per_epoch=10, step=0)
+    for step, resolution in ((0, 12.0), (10, 8.0), (20, 6.0), (35, 6.0)):
+        trainer.step = step
+        DeformationTrainer._coarse_to_fine(trainer)
+        torch.testing.assert_close(model.formation.filter, filter_at(resolution), rtol=0, atol=1e-6)
+    assert not torch.equal(filter_at(12.0), final) and torch.equal(model.formation.filter, final)
+    assert model.lowpass == 6.0 and model.band_limited()[1] == 2 * math.ceil(32 * 2.0 / 6.0 + 2.0) + 2
+    with pytest.raises(ValueError, match="lowpass_start_factor"):
+        DeformationOptimConfig(lowpass_start_factor=0.5)  # a start finer than the training low-pass
+    trainer.cfg = DeformationOptimConfig()  # off by default: the filter is never touched
+    model.formation.filter.fill_(0.5)
+    DeformationTrainer._coarse_to_fine(trainer)
+    assert (model.formation.filter == 0.5).all()
 
 
 def test_priors_match_direct_indexing():

@@ -153,6 +153,8 @@ class VolumeModelConfig(Section):
 
 class DeformationOptimConfig(OptimConfig):
     train_particles: int = Field(0, ge=0, description="Train on this many particles drawn at random (seeded) instead of all (0 = all); every particle still gets a latent, at the last evaluation its posterior mean over the trained particles' latents: more epochs in the same time. On an 815-residue complex, 3,000 of 6,000 particles for 20 epochs learnt the motion that all for 10 epochs did not (0.97 against 2.35 / 2.45 Å at two seeds, about the same time); on the AdK benchmark sets it was mixed (up to 1.5x worse at SNR 0.01, where the encoder over-fits the trained half); see README, Benchmarks")
+    lowpass_start_factor: float | None = Field(None, gt=1, description="Coarse to fine: start the image loss at this multiple of the training low-pass (data.lowpass; 2 = twice as coarse) and sharpen it, linearly in spatial frequency, to the training low-pass over the first optim.lowpass_ramp_epochs epochs (null = the training low-pass throughout; the held-out losses of evaluations within the ramp are at its coarser low-pass). train-atom from 2 x 6 Å over 3 of 10 epochs: 0-11 % lower CA RMSD on low-SNR (0.01) benchmark paths, level on them at SNR 0.05, 6 % higher on another protein's path and 3-11 % on a 2-D landscape; see README, Benchmarks")
+    lowpass_ramp_epochs: float = Field(3.0, gt=0, description="[epochs] Length of the optim.lowpass_start_factor ramp")
     posterior_candidates: int = Field(32, ge=0, description="At the final evaluation, replace each particle's latent by its posterior mean over its own and this many other particles' latents, each scored against its image with the decoder fixed (0 = the encoder's latents)")
 
 

@@ -57,9 +57,21 @@ class DeformationTrainer(TrainingLoop):
         neighbour lists are refreshed here when due, from the previous step's structures."""
         context = bool(torch.rand(()) >= self.context_dropout)
         self.priors.prepare(self.model.reference.unsqueeze(0) if self.last_coords is None else self.last_coords, self.step)
+        self._coarse_to_fine()
         view = self.encoder_view(batch["images"], batch["poses"], batch["ctf"])  # not compiled: it may take a gradient
         total, values, self.last_coords = self.loss_function(view, batch["images"], batch["poses"], batch["ctf"], context)
         return total, values
+
+    def _coarse_to_fine(self) -> None:
+        """With ``optim.lowpass_start_factor``, the image model's low-pass at this step: from that
+        multiple of the model's own resolution to it, linearly in spatial frequency over
+        ``optim.lowpass_ramp_epochs``."""
+        factor, final = self.cfg.lowpass_start_factor, self.image_model.lowpass
+        if factor is None or final is None:
+            return
+        start = factor * final
+        t = min(1.0, self.step / (self.cfg.lowpass_ramp_epochs * self.steps_per_epoch))
+        self.image_model.set_filter_resolution(1.0 / ((1 - t) / start + t / final))
 
     def _loss_terms(self, view: torch.Tensor, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams,
                     context: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
