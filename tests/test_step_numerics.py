@@ -139,6 +139,11 @@ def test_coarse_to_fine_lowpass_sharpens_to_the_models_own_over_the_ramp():
         torch.testing.assert_close(model.formation.filter, filter_at(resolution), rtol=0, atol=1e-6)
     assert not torch.equal(filter_at(12.0), final) and torch.equal(model.formation.filter, final)
     assert model.lowpass == 6.0 and model.band_limited()[1] == 2 * math.ceil(32 * 2.0 / 6.0 + 2.0) + 2
+    trainer.cfg, trainer.steps_per_epoch = DeformationOptimConfig(lowpass_start_factor=2.0, lowpass_ramp_epochs=1.5), 5
+    for step in (7, 8):  # a ramp of 7.5 steps ends at the model's own low-pass
+        trainer.step = step
+        DeformationTrainer._coarse_to_fine(trainer)
+    assert torch.equal(model.formation.filter, final)
     with pytest.raises(ValueError, match="lowpass_start_factor"):
         DeformationOptimConfig(lowpass_start_factor=0.5)  # a start finer than the training low-pass
     trainer.cfg = DeformationOptimConfig()  # off by default: the filter is never touched

@@ -65,8 +65,13 @@ class ImageFormation(nn.Module):
         super().__init__()
         self.d, self.apix = d, apix
         self.transfer = FourierTransfer(rfft_frequency_grid(d), apix)
-        weights = torch.ones(d, d) if image_filter is None else image_filter
-        self.register_buffer("filter", torch.fft.ifftshift(weights)[:, : d // 2 + 1].contiguous())  # rfft layout
+        self.register_buffer("filter", torch.ones(d, d // 2 + 1))  # rfft layout
+        if image_filter is not None:
+            self.set_filter(image_filter)
+
+    def set_filter(self, image_filter: torch.Tensor) -> None:
+        """Filter every image from now on with centred (D, D) radial weights ``image_filter``."""
+        self.filter.copy_(torch.fft.ifftshift(image_filter)[:, : self.d // 2 + 1])
 
     def spectrum(self, images: torch.Tensor) -> torch.Tensor:
         """Half spectrum (B, D, D//2+1) of centred images (B, D, D)."""

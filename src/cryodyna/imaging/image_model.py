@@ -46,8 +46,7 @@ class ImageModel(nn.Module):
     def set_filter_resolution(self, resolution: float) -> None:
         """Low-pass data and predictions at ``resolution`` Å from now on (a coarse-to-fine schedule);
         :attr:`lowpass`, the resolution the model is built for, and :meth:`band_limited` keep theirs."""
-        weights = lowpass_filter(self.d, self.apix, resolution, self.lowpass_soft_width, device=self.formation.filter.device)
-        self.formation.filter.copy_(torch.fft.ifftshift(weights)[:, : self.d // 2 + 1])
+        self.formation.set_filter(lowpass_filter(self.d, self.apix, resolution, self.lowpass_soft_width, device=self.formation.filter.device))
 
     def target(self, images: torch.Tensor) -> torch.Tensor:
         """Low-passed observed images (B, D, D)."""

@@ -9,6 +9,7 @@ figures come from evaluation hooks.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +66,14 @@ class DeformationTrainer(TrainingLoop):
     def _coarse_to_fine(self) -> None:
         """With ``optim.lowpass_start_factor``, the image model's low-pass at this step: from that
         multiple of the model's own resolution to it, linearly in spatial frequency over
-        ``optim.lowpass_ramp_epochs``."""
+        ``optim.lowpass_ramp_epochs``; after the ramp the filter is left as its last step set it (a
+        run resumed beyond it starts with the model's own)."""
         factor, final = self.cfg.lowpass_start_factor, self.image_model.lowpass
-        if factor is None or final is None:
+        ramp = self.cfg.lowpass_ramp_epochs * self.steps_per_epoch
+        if factor is None or final is None or self.step > math.ceil(ramp):
             return
-        start = factor * final
-        t = min(1.0, self.step / (self.cfg.lowpass_ramp_epochs * self.steps_per_epoch))
-        self.image_model.set_filter_resolution(1.0 / ((1 - t) / start + t / final))
+        t = min(1.0, self.step / ramp)
+        self.image_model.set_filter_resolution(1.0 / ((1 - t) / (factor * final) + t / final))
 
     def _loss_terms(self, view: torch.Tensor, images: torch.Tensor, poses: PoseBatch, ctf: CTFParams,
                     context: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
