@@ -1,4 +1,3 @@
-import pytest
 """Data path and compilation options: background loader processes, the image cache in worker
 processes, torch.compile."""
 
@@ -6,6 +5,7 @@ import pickle
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
 from cryodyna.config import load_config
@@ -19,7 +19,9 @@ from cryodyna.pipelines.training import train_atom
 def _train(tiny_adk, run, *overrides):
     from conftest import TINY_TRAIN_SETTINGS
 
-    cfg = load_config("train-atom", None, TINY_TRAIN_SETTINGS + ["optim.epochs=1", "analysis.pcs=1", *overrides])
+    # one thread: the thread governor's count follows the machine's load, and another count rounds differently
+    cfg = load_config("train-atom", None, TINY_TRAIN_SETTINGS + ["optim.epochs=1", "analysis.pcs=1", "optim.threads=1",
+                                                                *overrides])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run, cfg)

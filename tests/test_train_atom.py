@@ -15,9 +15,9 @@ from cryodyna.config import resolved_config
 from cryodyna.pipelines.training import train_atom
 
 
-
 def run(tiny_adk, run_dir, epochs, **kw):
-    cfg = resolved_config(None, TINY_TRAIN_SETTINGS, epochs)
+    # one thread: the thread governor's count follows the machine's load, and another count rounds differently
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.threads=1"], epochs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir, cfg, **kw)
