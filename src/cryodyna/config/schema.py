@@ -124,7 +124,7 @@ class OptimConfig(Section):
     checkpoint_every: int = Field(500, ge=1, description="[steps] Write checkpoints/last.pt this often")
     keep_checkpoints: Annotated[int, Field(ge=1)] | Literal["all"] = Field(2, description="Evaluation folders that keep their ckpt.pt: the newest N plus the one with the best held-out loss, or all")
     max_bad_steps: int = Field(20, ge=1, description="[steps] Stop with an error after this many consecutive steps with a non-finite loss or gradient (each is skipped)")
-    seed: int = Field(1, description="Random seed")
+    seed: int = Field(1, description="Random seed (on CPU, train-atom runs with the same seed, data and settings give identical latents when optim.threads fixes the thread count; the automatic count follows the machine's load)")
     device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N")
     threads: int = Field(0, ge=0, description="CPU threads of each process (0 = automatic: one per free core at start, shared among the processes of a node, re-checked by timing steps every 30 s)")
     loader_workers: int = Field(0, ge=0, description="Background processes reading batches from the image cache (useful when it is larger than the page cache); on a GPU batches are pinned and copied without blocking either way")
