@@ -17,11 +17,9 @@ from cryodyna.pipelines.training import train_atom
 
 
 def _train(tiny_adk, run, *overrides):
-    from conftest import TINY_TRAIN_SETTINGS
+    from conftest import REPEATABLE, TINY_TRAIN_SETTINGS
 
-    # one thread: the thread governor's count follows the machine's load, and another count rounds differently
-    cfg = load_config("train-atom", None, TINY_TRAIN_SETTINGS + ["optim.epochs=1", "analysis.pcs=1", "optim.threads=1",
-                                                                *overrides])
+    cfg = load_config("train-atom", None, TINY_TRAIN_SETTINGS + REPEATABLE + ["optim.epochs=1", "analysis.pcs=1", *overrides])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run, cfg)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN_SETTINGS
+from conftest import REPEATABLE, TINY_TRAIN_SETTINGS
 from cryodyna.analysis.cluster import run_particles
 from cryodyna.config.schema import OptimConfig
 from cryodyna.imaging.batches import CTFParams, PoseBatch
@@ -173,9 +173,7 @@ def test_fourier_halves_are_disjoint_symmetric_sectors():
         assert not (((halves == 0) & (neighbour == 1)) | ((halves == 1) & (neighbour == 0)))[2:-2, 2:-2].any(), shift
 
 
-# one thread: the resumed run must repeat the uninterrupted one to the last digits, and with the
-# default the thread governor re-chooses the count from step timings (so from the machine's load)
-POSE_SETTINGS = TINY_TRAIN_SETTINGS + ["optim.refine_poses=true", "optim.pose_warmup_epochs=1", "optim.threads=1"]
+POSE_SETTINGS = TINY_TRAIN_SETTINGS + REPEATABLE + ["optim.refine_poses=true", "optim.pose_warmup_epochs=1"]
 
 
 def train(tiny_adk, run_dir, epochs, settings=POSE_SETTINGS):

@@ -16,7 +16,7 @@ import torch
 
 from cryodyna.errors import CryodynaError, TrainingError
 from cryodyna.io.outputs import check_output_folder
-from conftest import TINY_TRAIN_SETTINGS
+from conftest import REPEATABLE, TINY_TRAIN_SETTINGS
 from cryodyna.config import resolved_config
 from cryodyna.assembly.stage import load_run
 from cryodyna.pipelines.training import train_atom
@@ -63,7 +63,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_adk, tmp_path):
 
 @pytest.mark.slow
 def test_same_seed_gives_identical_latents(tiny_adk, tmp_path):
-    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.threads=1"], 2)  # the governor's count follows the load
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + REPEATABLE, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", tmp_path / "a", cfg)

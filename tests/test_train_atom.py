@@ -10,14 +10,13 @@ from typer.testing import CliRunner
 from cryodyna.cli import app
 from cryodyna.errors import InputError
 from cryodyna.io.structure import read_models
-from conftest import TINY_TRAIN_SETTINGS
+from conftest import REPEATABLE, TINY_TRAIN_SETTINGS
 from cryodyna.config import resolved_config
 from cryodyna.pipelines.training import train_atom
 
 
 def run(tiny_adk, run_dir, epochs, **kw):
-    # one thread: the thread governor's count follows the machine's load, and another count rounds differently
-    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + ["optim.threads=1"], epochs)
+    cfg = resolved_config(None, TINY_TRAIN_SETTINGS + REPEATABLE, epochs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return train_atom(tiny_adk / "particles.star", tiny_adk / "reference.pdb", run_dir, cfg, **kw)
